@@ -1,0 +1,50 @@
+/* Unit tests: Philox4x32-10 against the Random123 known-answer vectors, and stream statistics. */
+#include <criterion/criterion.h>
+#include <math.h>
+
+#include "tb/rng.h"
+
+/* Known-answer tests from Random123 (kat_vectors: philox4x32 10 rounds). */
+Test(rng, philox4x32_10_known_answers)
+{
+    struct { uint32_t ctr[4], key[2], out[4]; } kat[] = {
+        {{0, 0, 0, 0}, {0, 0}, {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}},
+        {{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff}, {0xffffffff, 0xffffffff},
+         {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}},
+        {{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}, {0xa4093822, 0x299f31d0},
+         {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}},
+    };
+    for (size_t t = 0; t < sizeof kat / sizeof kat[0]; t++) {
+        uint32_t out[4];
+        tb_rng_key k = {{kat[t].key[0], kat[t].key[1]}};
+        tb_philox4x32(k, kat[t].ctr, out);
+        for (int i = 0; i < 4; i++) cr_assert_eq(out[i], kat[t].out[i], "kat %zu word %d: %08x", t, i, out[i]);
+    }
+}
+
+Test(rng, uniform_is_position_addressable)
+{
+    tb_rng_key k = tb_rng_key_make(42, TB_RNG_DROPOUT);
+    float all[103], part[50];
+    tb_rng_uniform(k, 1, 2, 0, all, 103);
+    tb_rng_uniform(k, 1, 2, 37, part, 50);
+    for (int i = 0; i < 50; i++) cr_assert_eq(part[i], all[37 + i]);
+    float other[103];
+    tb_rng_uniform(k, 1, 3, 0, other, 103);
+    int same = 0;
+    for (int i = 0; i < 103; i++) same += other[i] == all[i];
+    cr_assert_lt(same, 3, "different streams must differ");
+}
+
+Test(rng, normal_moments)
+{
+    enum { N = 200000 };
+    static float v[N];
+    tb_rng_normal(tb_rng_key_make(7, TB_RNG_INIT), 0, 0, 0.0f, 0.02f, v, N);
+    double s = 0, s2 = 0;
+    for (int i = 0; i < N; i++) { s += v[i]; s2 += (double)v[i] * v[i]; }
+    double mean = s / N, var = s2 / N - mean * mean;
+    /* standard errors: mean 0.02/sqrt(N) = 4.5e-5; std of the variance estimate ~ sqrt(2/N) relative */
+    cr_assert_lt(fabs(mean), 5 * 4.5e-5, "mean %g", mean);
+    cr_assert_lt(fabs(sqrt(var) / 0.02 - 1.0), 5 * sqrt(0.5 / N), "std %g", sqrt(var));
+}
