@@ -1,0 +1,201 @@
+/* Self-attention core: scores = QK^T/sqrt(HS) + mask, softmax, dropout, context = P V.
+ * One OpenMP loop over (batch, head); each iteration uses single-threaded BLIS GEMMs (a
+ * threaded call per small matrix is far slower) and its thread's slice of `scratch`. */
+#include "tb/ops.h"
+
+#include "tb/error.h"
+
+#include <blis.h>
+#include <math.h>
+#include <omp.h>
+
+#define MASK_ADD (-10000.0f) /* additive mask of padding keys, as Hugging Face BERT */
+#define SCRATCH_ALIGN 16     /* floats: keeps each thread's slice 64-byte aligned */
+
+/* Floats of one thread's scratch: two [T,T] matrices, rounded up. */
+static size_t per_thread_floats(int T)
+{
+    size_t tt = (size_t)T * (size_t)T;
+    tt = (tt + SCRATCH_ALIGN - 1) / SCRATCH_ALIGN * SCRATCH_ALIGN;
+    return 2 * tt;
+}
+
+size_t tb_attention_scratch_floats(int T, int nthreads)
+{
+    if (T <= 0 || nthreads <= 0) return 0;
+    return per_thread_floats(T) * (size_t)nthreads;
+}
+
+static int attn_check(const char *fn, int ld_qkv, int B, int T, int NH, int HS,
+                      const tb_dropout *drop, size_t scratch_floats, int *nthreads)
+{
+    if (B <= 0 || T <= 0 || NH <= 0 || HS <= 0)
+        return TB_ERR(TB_EINVAL, "%s: B, T, NH, HS must be > 0, got B=%d T=%d NH=%d HS=%d", fn, B, T, NH, HS);
+    if ((long long)T * T > 0x7fffffffLL || (long long)NH * HS > 0x7fffffffLL)
+        return TB_ERR(TB_EINVAL, "%s: T=%d or NH*HS too large", fn, T);
+    if (ld_qkv < NH * HS)
+        return TB_ERR(TB_EINVAL, "%s: row stride %d is smaller than NH*HS = %d", fn, ld_qkv, NH * HS);
+    if (drop && !(drop->p >= 0.0f && drop->p < 1.0f))
+        return TB_ERR(TB_EINVAL, "%s: attention dropout must be in [0, 1), got %g", fn, (double)drop->p);
+    size_t per = per_thread_floats(T);
+    if (scratch_floats < per)
+        return TB_ERR(TB_EINVAL, "%s: scratch has %zu floats, needs at least %zu "
+                      "(tb_attention_scratch_floats(T=%d, 1))", fn, scratch_floats, per, T);
+    size_t fit = scratch_floats / per;
+    int nt = omp_get_max_threads();
+    *nthreads = (size_t)nt < fit ? nt : (int)fit;
+    return TB_OK;
+}
+
+static void gemm1(rntm_t *rntm, trans_t ta, trans_t tb, int m, int n, int k, float alpha,
+                  const float *a, int rsa, int csa, const float *b, int rsb, int csb, float beta,
+                  float *c, int rsc, int csc)
+{
+    bli_sgemm_ex(ta, tb, m, n, k, &alpha, (float *)a, rsa, csa, (float *)b, rsb, csb, &beta,
+                 c, rsc, csc, NULL, rntm);
+}
+
+/* Writes dropout(P) of head block `off` (element index off + t*T + s) into pd. */
+static void drop_probs(float *restrict pd, const float *restrict p, size_t tt, size_t off,
+                       const tb_dropout *drop)
+{
+    const float pr = drop->p, scale = 1.0f / (1.0f - drop->p);
+    tb_rng_uniform(drop->key, drop->batch_seq, drop->site, off, pd, tt);
+    for (size_t i = 0; i < tt; i++) pd[i] = pd[i] >= pr ? p[i] * scale : 0.0f;
+}
+
+int tb_attention_forward(float *ctx, float *scores, float *probs,
+                         const float *q, const float *k, const float *v, int ld_qkv,
+                         const int32_t *mask, int B, int T, int NH, int HS,
+                         const tb_dropout *drop, float *scratch, size_t scratch_floats)
+{
+    int nthreads = 1;
+    if (!ctx || !scores || !probs || !q || !k || !v || !scratch)
+        return TB_ERR(TB_EINVAL, "tb_attention_forward: NULL ctx, scores, probs, q, k, v or scratch");
+    int rc = attn_check("tb_attention_forward", ld_qkv, B, T, NH, HS, drop, scratch_floats, &nthreads);
+    if (rc != TB_OK) return rc;
+    const int C = NH * HS;
+    const float alpha = 1.0f / sqrtf((float)HS);
+    const size_t tt = (size_t)T * T, per = per_thread_floats(T);
+    const int use_drop = drop && drop->p > 0.0f;
+
+#pragma omp parallel num_threads(nthreads)
+    {
+        rntm_t rntm;
+        bli_rntm_init(&rntm);
+        bli_rntm_set_num_threads(1, &rntm);
+        float *pd = scratch + per * (size_t)omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (int bh = 0; bh < B * NH; bh++) {
+            const int b = bh / NH, h = bh % NH;
+            const size_t off = (size_t)bh * tt;
+            const float *qb = q + (size_t)b * T * ld_qkv + (size_t)h * HS;
+            const float *kb = k + (size_t)b * T * ld_qkv + (size_t)h * HS;
+            const float *vb = v + (size_t)b * T * ld_qkv + (size_t)h * HS;
+            float *s = scores + off, *p = probs + off;
+            /* S[T,T] = alpha Q[T,HS] K^T  (K^T: element (d, s) at s*ld + d -> rs 1, cs ld) */
+            gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, T, HS, alpha, qb, ld_qkv, 1,
+                  kb, 1, ld_qkv, 0.0f, s, T, 1);
+            const int32_t *mk = mask ? mask + (size_t)b * T : NULL;
+            for (int t = 0; t < T; t++) {
+                float *restrict sr = s + (size_t)t * T;
+                float *restrict pr = p + (size_t)t * T;
+                if (mk)
+                    for (int j = 0; j < T; j++) sr[j] += mk[j] ? 0.0f : MASK_ADD;
+                float mx = sr[0];
+                for (int j = 1; j < T; j++) mx = sr[j] > mx ? sr[j] : mx;
+                float sum = 0.0f;
+                for (int j = 0; j < T; j++) {
+                    float e = expf(sr[j] - mx);
+                    pr[j] = e;
+                    sum += e;
+                }
+                const float inv = 1.0f / sum;
+                for (int j = 0; j < T; j++) pr[j] *= inv;
+            }
+            const float *pv = p;
+            if (use_drop) {
+                drop_probs(pd, p, tt, off, drop);
+                pv = pd;
+            }
+            /* ctx[T,HS] (rows of stride C) = P[T,T] V[T,HS] */
+            gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, HS, T, 1.0f, pv, T, 1,
+                  vb, ld_qkv, 1, 0.0f, ctx + (size_t)b * T * C + (size_t)h * HS, C, 1);
+        }
+    }
+    return TB_OK;
+}
+
+int tb_attention_backward(float *dq, float *dk, float *dv, int ld_dqkv,
+                          const float *dctx, const float *dscores_extra, const float *probs,
+                          const float *q, const float *k, const float *v, int ld_qkv,
+                          int B, int T, int NH, int HS,
+                          const tb_dropout *drop, float *scratch, size_t scratch_floats)
+{
+    int nthreads = 1;
+    if (!dq || !dk || !dv || !dctx || !probs || !q || !k || !v || !scratch)
+        return TB_ERR(TB_EINVAL, "tb_attention_backward: NULL dq, dk, dv, dctx, probs, q, k, v or scratch");
+    int rc = attn_check("tb_attention_backward", ld_qkv, B, T, NH, HS, drop, scratch_floats, &nthreads);
+    if (rc != TB_OK) return rc;
+    if (ld_dqkv < NH * HS)
+        return TB_ERR(TB_EINVAL, "tb_attention_backward: gradient row stride %d is smaller than NH*HS = %d",
+                      ld_dqkv, NH * HS);
+    const int C = NH * HS;
+    const float alpha = 1.0f / sqrtf((float)HS);
+    const size_t tt = (size_t)T * T, per = per_thread_floats(T);
+    const int use_drop = drop && drop->p > 0.0f;
+
+#pragma omp parallel num_threads(nthreads)
+    {
+        rntm_t rntm;
+        bli_rntm_init(&rntm);
+        bli_rntm_set_num_threads(1, &rntm);
+        float *ds = scratch + per * (size_t)omp_get_thread_num(); /* dP, then dS */
+        float *pd = ds + per / 2;                                 /* dropout(P) */
+#pragma omp for schedule(static)
+        for (int bh = 0; bh < B * NH; bh++) {
+            const int b = bh / NH, h = bh % NH;
+            const size_t off = (size_t)bh * tt;
+            const size_t qo = (size_t)b * T * ld_qkv + (size_t)h * HS;
+            const size_t go = (size_t)b * T * ld_dqkv + (size_t)h * HS;
+            const float *dc = dctx + (size_t)b * T * C + (size_t)h * HS;
+            const float *p = probs + off;
+            /* dPd[T,T] = dctx[T,HS] V^T */
+            gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, T, HS, 1.0f, dc, C, 1,
+                  v + qo, 1, ld_qkv, 0.0f, ds, T, 1);
+            /* dV[T,HS] += Pd^T[T,T] dctx */
+            const float *pv = p;
+            if (use_drop) {
+                drop_probs(pd, p, tt, off, drop);
+                pv = pd;
+            }
+            gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, HS, T, 1.0f, pv, 1, T,
+                  dc, C, 1, 1.0f, dv + go, ld_dqkv, 1);
+            /* Softmax backward through the dropout: dP_i = dPd_i keep_i scale, and
+             * dS_i = p_i (dP_i - sum_j dP_j p_j). Since pd_i = p_i keep_i scale,
+             * p_i dP_i = dPd_i pd_i =: y_i, so dS_i = y_i - p_i sum_j y_j (no mask needed). */
+            for (int t = 0; t < T; t++) {
+                float *restrict dr = ds + (size_t)t * T;
+                const float *restrict pr = p + (size_t)t * T;
+                const float *restrict qr = pv + (size_t)t * T;
+                float dot = 0.0f;
+                for (int j = 0; j < T; j++) {
+                    float y = dr[j] * qr[j];
+                    dr[j] = y;
+                    dot += y;
+                }
+                for (int j = 0; j < T; j++) dr[j] -= pr[j] * dot;
+                if (dscores_extra) {
+                    const float *restrict ex = dscores_extra + off + (size_t)t * T;
+                    for (int j = 0; j < T; j++) dr[j] += ex[j];
+                }
+            }
+            /* dQ[T,HS] += alpha dS[T,T] K[T,HS];  dK[T,HS] += alpha dS^T Q */
+            gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, HS, T, alpha, ds, T, 1,
+                  k + qo, ld_qkv, 1, 1.0f, dq + go, ld_dqkv, 1);
+            gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, HS, T, alpha, ds, 1, T,
+                  q + qo, ld_qkv, 1, 1.0f, dk + go, ld_dqkv, 1);
+        }
+    }
+    return TB_OK;
+}

@@ -1,0 +1,57 @@
+/* Dropout with masks regenerated from the counter-based RNG (tb/rng.h): nothing is stored. */
+#include "tb/ops.h"
+
+#include "tb/error.h"
+
+#include <math.h>
+
+/* Elements drawn per RNG call; chunks are fixed, so masks do not depend on the thread count. */
+#define DROP_CHUNK 1024
+
+static int dropout_check(const char *fn, const void *a, const void *b, const tb_dropout *d)
+{
+    if (!a || !b) return TB_ERR(TB_EINVAL, "%s: NULL tensor pointer", fn);
+    if (d && !(d->p >= 0.0f && d->p < 1.0f))
+        return TB_ERR(TB_EINVAL, "%s: drop probability must be in [0, 1), got %g", fn, (double)d->p);
+    return TB_OK;
+}
+
+int tb_dropout_forward(float *out, const float *in, size_t n, const tb_dropout *d)
+{
+    int rc = dropout_check("tb_dropout_forward", out, in, d);
+    if (rc != TB_OK) return rc;
+    if (!d || d->p == 0.0f) {
+        if (out != in) {
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < n; i++) out[i] = in[i];
+        }
+        return TB_OK;
+    }
+    const float p = d->p, scale = 1.0f / (1.0f - d->p);
+    const size_t nchunks = (n + DROP_CHUNK - 1) / DROP_CHUNK;
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < nchunks; c++) {
+        float u[DROP_CHUNK];
+        size_t i0 = c * DROP_CHUNK, m = n - i0 < DROP_CHUNK ? n - i0 : DROP_CHUNK;
+        tb_rng_uniform(d->key, d->batch_seq, d->site, i0, u, m);
+        for (size_t i = 0; i < m; i++) out[i0 + i] = u[i] >= p ? in[i0 + i] * scale : 0.0f;
+    }
+    return TB_OK;
+}
+
+int tb_dropout_backward(float *din, const float *dout, size_t n, const tb_dropout *d)
+{
+    int rc = dropout_check("tb_dropout_backward", din, dout, d);
+    if (rc != TB_OK) return rc;
+    if (!d || d->p == 0.0f) return tb_accumulate(din, dout, n);
+    const float p = d->p, scale = 1.0f / (1.0f - d->p);
+    const size_t nchunks = (n + DROP_CHUNK - 1) / DROP_CHUNK;
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < nchunks; c++) {
+        float u[DROP_CHUNK];
+        size_t i0 = c * DROP_CHUNK, m = n - i0 < DROP_CHUNK ? n - i0 : DROP_CHUNK;
+        tb_rng_uniform(d->key, d->batch_seq, d->site, i0, u, m);
+        for (size_t i = 0; i < m; i++) din[i0 + i] += u[i] >= p ? dout[i0 + i] * scale : 0.0f;
+    }
+    return TB_OK;
+}
