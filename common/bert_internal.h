@@ -1,0 +1,70 @@
+/* bert_internal.h - the activation arena of tb_bert_model, shared by bert*.c (not installed). */
+#ifndef TB_BERT_INTERNAL_H
+#define TB_BERT_INTERNAL_H
+
+#include "tb/bert.h"
+
+/* Per-layer activations. In a TB_BERT_INFER arena every layer points at the same work buffers
+ * (except scores of kept layers). */
+typedef struct tb_bert_layer_act {
+    float *qkv;        /* [N, 3C] */
+    float *scores;     /* [B, NH, T, T] pre-softmax */
+    float *probs;      /* [B, NH, T, T] softmax, before dropout */
+    float *ctx;        /* [N, C] */
+    float *res1;       /* [N, C] h + dropout(ctx W_o^T + b_o): input of the attention LayerNorm */
+    float *a;          /* [N, C] attention LayerNorm output */
+    float *a_mean, *a_rstd; /* [N] */
+    float *ffn_pre;    /* [N, F] GELU input (bias added) */
+    float *ffn_act;    /* [N, F] GELU output */
+    float *res2;       /* [N, C] a + dropout(ffn W_2^T + b_2): input of the output LayerNorm */
+    float *o_mean, *o_rstd; /* [N] */
+} tb_bert_layer_act;
+
+struct tb_bert_arena {
+    int max_B, max_T;
+    tb_bert_mode mode;
+    uint64_t keep_scores;    /* layers whose scores survive the forward */
+    int mlm;
+    int nthreads;            /* attention scratch sized for this many threads */
+    float *base;             /* the one allocation */
+    size_t floats;
+    /* last forward */
+    int B, T;
+    int have_forward;
+    tb_bert_run run;
+    int32_t *ids, *types;    /* [N] copies of the last forward's inputs (used by the backward) */
+    /* activations */
+    float *emb_sum;          /* [N, C] word + position + type (LayerNorm input) */
+    float *e_mean, *e_rstd;  /* [N] */
+    float **hidden;          /* [L + 1] pointers, each [N, C] */
+    tb_bert_layer_act *layer;/* [L] */
+    float *cls_in;           /* [B, C] hidden_L[:, 0] */
+    float *pooled;           /* [B, C] tanh output */
+    float *head_act;         /* [B, C] relu(pooled) or dropout(pooled) */
+    float *logits;           /* [B, NL] */
+    float *mlm_pre, *mlm_act, *mlm_ln, *mlm_mean, *mlm_rstd; /* [N, C] x3, [N] x2 */
+    float *mlm_logits;       /* [N, V] */
+    float *attn_scratch;
+    size_t attn_scratch_floats;
+    /* backward work buffers (TB_BERT_TRAIN) */
+    float *gx, *gy, *gz, *gw;   /* [N, C] */
+    float *gf1, *gf2;           /* [N, F] */
+    float *gqkv;                /* [N, 3C] */
+    float *gb1, *gb2, *gb3;     /* [B, C] */
+    float *gmlm;                /* [N, C] */
+    /* distillation loss buffers (TB_BERT_TRAIN with fit_size > 0) */
+    float *fit_out, *fit_grad;  /* [N, fit_size] */
+    float **dhidden;            /* [L + 1] pointers, each [N, C] */
+    float **dscores;            /* [L] pointers, each [B, NH, T, T] */
+    float *dlogits;             /* [B, NL] */
+    /* pointer arrays (small, separate allocation) */
+    void *ptrs;
+};
+
+/* Frees the arena (safe when none). */
+void tb_bert_arena_release(tb_bert_model *m);
+
+/* Thread count to use now (model setting or OpenMP default). */
+int tb_bert_threads_now(const tb_bert_model *m);
+
+#endif
