@@ -96,22 +96,31 @@ int tb_attention_forward(float *ctx, float *scores, float *probs,
             /* S[T,T] = alpha Q[T,HS] K^T  (K^T: element (d, s) at s*ld + d -> rs 1, cs ld) */
             gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, T, HS, alpha, qb, ld_qkv, 1,
                   kb, 1, ld_qkv, 0.0f, s, T, 1);
+            /* Softmax of raw + madd over keys, computed as exp((raw_j - mx) + (madd_j - madd_max))
+             * so that no score passes through fp32 near -10000 (where its ulp is 1e-3): a
+             * fully masked sequence then gets the exact softmax of its raw scores. */
+            float *restrict moff = pd + per / 2; /* [T]: madd_j - madd_max */
             const int32_t *mk = mask ? mask + (size_t)b * T : NULL;
+            int any_kept = 0;
+            for (int j = 0; j < T; j++) any_kept |= mk ? mk[j] != 0 : 1;
+            const float madd_max = any_kept ? 0.0f : MASK_ADD;
+            for (int j = 0; j < T; j++) moff[j] = (mk && !mk[j] ? MASK_ADD : 0.0f) - madd_max;
             for (int t = 0; t < T; t++) {
                 float *restrict sr = s + (size_t)t * T;
                 float *restrict pr = p + (size_t)t * T;
-                if (mk)
-                    for (int j = 0; j < T; j++) sr[j] += mk[j] ? 0.0f : MASK_ADD;
-                float mx = sr[0];
-                for (int j = 1; j < T; j++) mx = sr[j] > mx ? sr[j] : mx;
+                float mx = -INFINITY;
+                for (int j = 0; j < T; j++) mx = moff[j] == 0.0f && sr[j] > mx ? sr[j] : mx;
                 float sum = 0.0f;
                 for (int j = 0; j < T; j++) {
-                    float e = expf(sr[j] - mx);
+                    float e = expf((sr[j] - mx) + moff[j]);
                     pr[j] = e;
                     sum += e;
                 }
                 const float inv = 1.0f / sum;
-                for (int j = 0; j < T; j++) pr[j] *= inv;
+                for (int j = 0; j < T; j++) {
+                    pr[j] *= inv;
+                    sr[j] += moff[j] + madd_max; /* the saved scores: raw + madd */
+                }
             }
             const float *pv = p;
             if (use_drop) {
