@@ -476,8 +476,9 @@ static int read_tensor_parts(reader *r, const tok *map, tensor_parts *tp)
             char name[40];
             printable(name, sizeof name, r->p + k.off, k.n);
             return bad(r, TB_EFORMAT, k.at,
-                       "unknown key '%s' in a tensor map (a nested map must be a msgpack-numpy "
-                       "array: nd, type, kind, shape, data)", name);
+                       "unknown key '%s' in a nested map: the only nested maps allowed are "
+                       "msgpack-numpy arrays (keys nd, type, kind, shape, data, " CODEC_DTYPE_KEY
+                       ", " CODEC_PAD_KEY ")", name);
         }
         if (tp->seen & (1u << id))
             return bad(r, TB_EFORMAT, k.at, "duplicate key '%s' in a tensor map", tensor_keys[id]);

@@ -640,7 +640,7 @@ Test(codec, rejects_wrong_value_types)
     mp_map(&m, 1);
     mp_str(&m, "a");
     mp_int(&m, 1);
-    expect_bad(&m, TB_EFORMAT, "unknown key 'a' in a tensor map");
+    expect_bad(&m, TB_EFORMAT, "unknown key 'a' in a nested map");
 
     m.n = 0;
     mp_map(&m, 1);
