@@ -11,6 +11,7 @@
 #include "tb/tensor.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define TB_PARAM_NAME_MAX 128
 
@@ -32,5 +33,26 @@ typedef struct tb_param_table {
 
 /* Finds a parameter by exact name; NULL when absent. */
 tb_param *tb_params_find(const tb_param_table *p, const char *name);
+
+/* Zeroes every gradient (the whole gradient buffer, padding included). */
+void tb_params_zero_grads(tb_param_table *p);
+
+/* One entry of a table to build with tb_params_alloc. */
+typedef struct tb_param_spec {
+    const char *name;
+    int ndim;
+    int64_t shape[TB_MAX_DIMS];
+    int no_decay;
+    int trainable;
+} tb_param_spec;
+
+/* Builds a table that owns its buffers: values and grads zeroed, tensors in `specs` order, each
+ * starting on a 64-byte boundary. Rejects empty/too long/duplicate names and bad shapes.
+ * Release with tb_params_free (only for tables made here). */
+int tb_params_alloc(tb_param_table *p, const tb_param_spec *specs, int count);
+void tb_params_free(tb_param_table *p);
+
+/* Offset (in floats) of a parameter's value inside p->values (same offset in p->grads). */
+size_t tb_params_offset(const tb_param_table *p, const tb_param *item);
 
 #endif
