@@ -407,3 +407,216 @@ Test(bert_fd, tinybert_prediction_loss)
     cr_assert_eq(n, x.m.params.count - 5 - 2 - 2, "checked %d", n);
     fd_teardown(&x);
 }
+
+/* ---- determinism ------------------------------------------------------------------------------ */
+
+typedef struct snapshot {
+    float *hidden, *scores, *logits, *grads;
+    size_t nh, ns, nl, ng;
+} snapshot;
+
+/* Forward (dropout on, batch number `seq`) + CE backward; copies every output and gradient. */
+static snapshot run_snapshot(fd_ctx *x, uint64_t seq)
+{
+    snapshot s = {0};
+    tb_bert_model *m = &x->m;
+    const int L = m->config.num_hidden_layers, C = m->config.hidden_size;
+    x->run.seq = seq;
+    run_objective(x, 1);
+    s.nh = (size_t)(L + 1) * B_ * T_ * C;
+    s.ns = (size_t)L * B_ * 4 * T_ * T_;
+    s.nl = B_ * NL_;
+    s.ng = m->params.total;
+    s.hidden = malloc(s.nh * sizeof(float));
+    s.scores = malloc(s.ns * sizeof(float));
+    s.logits = malloc(s.nl * sizeof(float));
+    s.grads = malloc(s.ng * sizeof(float));
+    for (int j = 0; j <= L; j++)
+        memcpy(s.hidden + (size_t)j * B_ * T_ * C, tb_bert_hidden(m, j), sizeof(float) * B_ * T_ * C);
+    for (int l = 0; l < L; l++)
+        memcpy(s.scores + (size_t)l * B_ * 4 * T_ * T_, tb_bert_scores(m, l), sizeof(float) * B_ * 4 * T_ * T_);
+    memcpy(s.logits, tb_bert_logits(m), s.nl * sizeof(float));
+    memcpy(s.grads, m->params.grads, s.ng * sizeof(float));
+    return s;
+}
+
+static int snapshot_equal(const snapshot *a, const snapshot *b)
+{
+    return memcmp(a->hidden, b->hidden, a->nh * sizeof(float)) == 0 &&
+           memcmp(a->scores, b->scores, a->ns * sizeof(float)) == 0 &&
+           memcmp(a->logits, b->logits, a->nl * sizeof(float)) == 0 &&
+           memcmp(a->grads, b->grads, a->ng * sizeof(float)) == 0;
+}
+
+static void snapshot_free(snapshot *s)
+{
+    free(s->hidden);
+    free(s->scores);
+    free(s->logits);
+    free(s->grads);
+}
+
+Test(bert, dropout_is_deterministic_and_recomputable)
+{
+    static fd_ctx x;
+    tb_bert_config c = tiny_config();
+    c.head = TB_HEAD_HF;
+    fd_setup(&x, OBJ_CE, c, 1);
+    tb_bert_set_threads(&x.m, 2);
+    cr_assert_eq(tb_bert_arena_reserve(&x.m, B_, T_, TB_BERT_TRAIN, 0, 1), TB_OK, "%s", tb_err_msg());
+    snapshot a = run_snapshot(&x, 3);
+    snapshot b = run_snapshot(&x, 3);
+    cr_assert(snapshot_equal(&a, &b), "same seed, batch number and inputs must give bit-identical results");
+    snapshot other = run_snapshot(&x, 4);
+    cr_assert(memcmp(a.hidden, other.hidden, a.nh * sizeof(float)) != 0, "another batch number, other masks");
+    snapshot again = run_snapshot(&x, 3);
+    cr_assert(snapshot_equal(&a, &again), "a recomputed batch (same number) gets the same masks");
+    x.run.seed = 6;
+    snapshot seed6 = run_snapshot(&x, 3);
+    cr_assert(memcmp(a.hidden, seed6.hidden, a.nh * sizeof(float)) != 0, "another seed, other masks");
+
+    /* Dropout off vs on at the embedding output: kept values scaled by 1/(1-p), ~p dropped. */
+    x.run.dropout = 0;
+    snapshot off = run_snapshot(&x, 3);
+    size_t n0 = (size_t)B_ * T_ * 16, dropped = 0;
+    for (size_t i = 0; i < n0; i++) {
+        if (a.hidden[i] == 0.0f) {
+            dropped++;
+            continue;
+        }
+        cr_assert_float_eq(a.hidden[i], off.hidden[i] / 0.9f, 1e-6f * fabsf(off.hidden[i]) + 1e-7f);
+    }
+    /* 224 elements at p = 0.1: expect 22.4 (sd 4.5). */
+    cr_assert(dropped >= 6 && dropped <= 45, "dropped %zu of %zu", dropped, n0);
+    snapshot_free(&a);
+    snapshot_free(&b);
+    snapshot_free(&other);
+    snapshot_free(&again);
+    snapshot_free(&seed6);
+    snapshot_free(&off);
+    fd_teardown(&x);
+}
+
+Test(bert, inference_arena_matches_training_arena_and_is_smaller)
+{
+    static fd_ctx x;
+    fd_setup(&x, OBJ_CE, tiny_config(), 0);
+    tb_bert_model *m = &x.m;
+    cr_assert_eq(tb_bert_forward(m, &x.batch, &x.run), TB_OK, "%s", tb_err_msg());
+    size_t train_bytes = tb_bert_arena_bytes(m);
+    float h2[B_ * T_ * 16], s1[B_ * 4 * T_ * T_], lg[B_ * NL_];
+    memcpy(h2, tb_bert_hidden(m, 2), sizeof h2);
+    memcpy(s1, tb_bert_scores(m, 1), sizeof s1);
+    memcpy(lg, tb_bert_logits(m), sizeof lg);
+
+    tb_bert_model inf;
+    cr_assert_eq(tb_bert_init(&inf, &m->config), TB_OK);
+    memcpy(inf.params.values, m->params.values, m->params.total * sizeof(float));
+    tb_bert_set_threads(&inf, 1);
+    cr_assert_eq(tb_bert_arena_reserve(&inf, B_, T_, TB_BERT_INFER, 1u << 1, 0), TB_OK, "%s", tb_err_msg());
+    cr_assert_lt(tb_bert_arena_bytes(&inf), train_bytes);
+    tb_bert_run run = x.run;
+    run.scores_layers = 1u << 1;
+    cr_assert_eq(tb_bert_forward(&inf, &x.batch, &run), TB_OK, "%s", tb_err_msg());
+    cr_assert_eq(memcmp(h2, tb_bert_hidden(&inf, 2), sizeof h2), 0);
+    cr_assert_eq(memcmp(s1, tb_bert_scores(&inf, 1), sizeof s1), 0);
+    cr_assert_eq(memcmp(lg, tb_bert_logits(&inf), sizeof lg), 0);
+    cr_assert_null(tb_bert_scores(&inf, 0), "layer 0 scores were not kept");
+    /* Requesting scores the arena does not keep, or a backward, is an error. */
+    run.scores_layers = 1u;
+    cr_assert_eq(tb_bert_forward(&inf, &x.batch, &run), TB_EINVAL);
+    tb_bert_grads g = {0};
+    cr_assert_eq(tb_bert_backward(&inf, &g), TB_EINVAL);
+    cr_assert(strstr(tb_err_msg(), "TB_BERT_TRAIN"), "%s", tb_err_msg());
+    tb_bert_free(&inf);
+    fd_teardown(&x);
+}
+
+/* ---- bad input --------------------------------------------------------------------------------- */
+
+Test(bert, bad_configs_and_inputs_are_rejected_with_clear_errors)
+{
+    tb_bert_config c = tiny_config();
+    tb_bert_model m;
+    c.num_attention_heads = 5;
+    cr_assert_eq(tb_bert_init(&m, &c), TB_EINVAL);
+    cr_assert(strstr(tb_err_msg(), "not divisible"), "%s", tb_err_msg());
+    c = tiny_config();
+    c.hidden_dropout_prob = 1.0f;
+    cr_assert_eq(tb_bert_init(&m, &c), TB_EINVAL);
+    c = tiny_config();
+    c.head = TB_HEAD_HF;
+    c.num_labels = 0;
+    cr_assert_eq(tb_bert_init(&m, &c), TB_EINVAL);
+
+    c = tiny_config();
+    c.mlm_head = 0;
+    cr_assert_eq(tb_bert_init(&m, &c), TB_OK, "%s", tb_err_msg());
+    int32_t ids[B_ * T_] = {0}, mask[B_ * T_], types[B_ * T_] = {0};
+    for (int i = 0; i < B_ * T_; i++) mask[i] = 1;
+    tb_bert_batch bt = {B_, T_, ids, types, mask};
+    tb_bert_run run = {.logits = 1};
+    cr_assert_eq(tb_bert_forward(&m, &bt, &run), TB_EINVAL, "no arena yet");
+    cr_assert(strstr(tb_err_msg(), "arena"), "%s", tb_err_msg());
+    cr_assert_eq(tb_bert_arena_reserve(&m, B_, 17, TB_BERT_TRAIN, 0, 0), TB_EINVAL, "T > max positions");
+    cr_assert_eq(tb_bert_arena_reserve(&m, B_, T_, TB_BERT_TRAIN, 0, 1), TB_EINVAL, "no MLM head");
+    cr_assert_eq(tb_bert_arena_reserve(&m, B_, T_, TB_BERT_TRAIN, 0, 0), TB_OK, "%s", tb_err_msg());
+    cr_assert_eq(tb_bert_forward(&m, &bt, &run), TB_OK, "%s", tb_err_msg());
+    ids[9] = 50;
+    cr_assert_eq(tb_bert_forward(&m, &bt, &run), TB_EINVAL);
+    cr_assert(strstr(tb_err_msg(), "input_ids[1][2] = 50"), "%s", tb_err_msg());
+    ids[9] = -1;
+    cr_assert_eq(tb_bert_forward(&m, &bt, &run), TB_EINVAL);
+    ids[9] = 3;
+    types[4] = 2;
+    cr_assert_eq(tb_bert_forward(&m, &bt, &run), TB_EINVAL);
+    cr_assert(strstr(tb_err_msg(), "token_type_ids"), "%s", tb_err_msg());
+    types[4] = 0;
+    mask[3] = 7;
+    cr_assert_eq(tb_bert_forward(&m, &bt, &run), TB_EINVAL);
+    cr_assert(strstr(tb_err_msg(), "attention_mask"), "%s", tb_err_msg());
+    mask[3] = 1;
+    tb_bert_batch big = {B_ + 1, T_, ids, types, mask};
+    cr_assert_eq(tb_bert_forward(&m, &big, &run), TB_EINVAL);
+    cr_assert(strstr(tb_err_msg(), "exceeds the arena"), "%s", tb_err_msg());
+    run.mlm = 1;
+    cr_assert_eq(tb_bert_forward(&m, &bt, &run), TB_EINVAL);
+    run.mlm = 0;
+    cr_assert_eq(tb_bert_forward(&m, &bt, &run), TB_OK, "%s", tb_err_msg());
+    float dmlm[4] = {0};
+    tb_bert_grads g = {.dmlm_logits = dmlm};
+    cr_assert_eq(tb_bert_backward(&m, &g), TB_EINVAL);
+    /* Distillation with a teacher whose layer count is not a multiple of the student's. */
+    tb_bert_teacher t = {3, 24, NULL, NULL, NULL};
+    tb_bert_distill_losses dl;
+    cr_assert_eq(tb_bert_distill_loss(&m, &t, TB_DISTILL_INTERMEDIATE, 1.0f, NULL, &dl, &g), TB_EINVAL);
+    cr_assert(strstr(tb_err_msg(), "multiple"), "%s", tb_err_msg());
+    t.num_layers = 4;
+    t.hidden_size = 20;
+    const float *th[5] = {0}, *ts[4] = {0};
+    t.hidden = th;
+    t.scores = ts;
+    cr_assert_eq(tb_bert_distill_loss(&m, &t, TB_DISTILL_INTERMEDIATE, 1.0f, NULL, &dl, &g), TB_ESHAPE);
+    t.hidden_size = 24;
+    cr_assert_eq(tb_bert_distill_loss(&m, &t, TB_DISTILL_INTERMEDIATE, 1.0f, NULL, &dl, &g), TB_EINVAL);
+    cr_assert(strstr(tb_err_msg(), "missing"), "%s", tb_err_msg());
+    tb_bert_free(&m);
+    tb_bert_free(&m); /* freeing twice is safe */
+}
+
+Test(bert, pad_row_gets_no_lookup_gradient)
+{
+    static fd_ctx x;
+    tb_bert_config c = tiny_config();
+    c.mlm_head = 0;
+    fd_setup(&x, OBJ_CE, c, 0);
+    x.ids[5] = 0;
+    x.ids[12] = 0;
+    run_objective(&x, 1);
+    const float *g = x.m.params.items[x.m.word_w].grad.data;
+    for (int i = 0; i < 16; i++) cr_assert_eq(g[i], 0.0f, "[PAD] row, element %d", i);
+    double other = 0;
+    for (int i = 16; i < 50 * 16; i++) other += fabs(g[i]);
+    cr_assert_gt(other, 0.0);
+    fd_teardown(&x);
+}
