@@ -1,0 +1,103 @@
+/* tb-pipeline: runs, supervises and reports the stages of a pipeline file. */
+#include "tb/cli.h"
+#include "tb/error.h"
+#include "tb/log.h"
+#include "tb/pipeline.h"
+#include "tb/signals.h"
+
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static const tb_opt opts[] = {
+    TB_OPTION("check", TB_OPT_BOOL, "false", "check the pipeline (programs, --describe, options, links) and exit"),
+    TB_OPTION("dry-run", TB_OPT_BOOL, "false", "print the plan (start order, threads, commands) and exit"),
+    TB_OPTION("grace", TB_OPT_FLOAT, "5", "seconds between SIGTERM and SIGKILL when stopping the stages",
+              .metavar = "SECONDS"),
+    TB_OPTION("bin-dir", TB_OPT_STRING, NULL, "where to look for tb-* programs first (default: this program's directory)",
+              .metavar = "DIR"),
+    {0},
+};
+
+static const tb_stage_info info = {
+    .name = "tb-pipeline",
+    .summary = "Runs the stages of a pipeline file as processes, streams to each other in parallel, `after` in "
+               "order; stops them all when one fails.",
+    .opts = opts,
+    .args = "PIPELINE-FILE [VAR=VALUE...]",
+    .details = "The pipeline file format is described in pipelines/README.md. Exit status: 0 when every stage\n"
+               "exited 0; 1 when a stage failed (named on stderr with its exit status); 2 for a usage error\n"
+               "or an invalid pipeline file; 130 when interrupted (SIGINT/SIGTERM are forwarded to the\n"
+               "stages; a second SIGINT kills them at once).",
+};
+
+/* The directory this executable is in, where the other tb-* stages are built or installed. */
+static void self_dir(char *buf, size_t cap)
+{
+    char path[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    buf[0] = '\0';
+    if (n <= 0) return;
+    path[n] = '\0';
+    snprintf(buf, cap, "%s", dirname(path));
+}
+
+int main(int argc, char **argv)
+{
+    tb_cli cli;
+    int code = tb_cli_stage_start(&cli, &info, argc, argv);
+    if (code >= 0) return code;
+    tb_pipeline p = {0};
+    char bin_dir[PATH_MAX];
+    if (cli.nargs < 1) {
+        fprintf(stderr, "tb-pipeline: give a pipeline file (see tb-pipeline --help)\n");
+        code = TB_EXIT_USAGE;
+        goto done;
+    }
+    if (tb_cli_float(&cli, "grace") < 0) {
+        fprintf(stderr, "tb-pipeline: --grace must be >= 0 seconds\n");
+        code = TB_EXIT_USAGE;
+        goto done;
+    }
+    tb_signals_install(TB_SIGNALS_NO_HARD_KILL); /* the runner kills its stages before it dies */
+    if (tb_pipeline_load(&p, cli.args[0], cli.args + 1, cli.nargs - 1) != TB_OK) {
+        fprintf(stderr, "tb-pipeline: %s\n", tb_err_msg());
+        code = TB_EXIT_USAGE;
+        goto done;
+    }
+    if (tb_cli_str(&cli, "bin-dir")) snprintf(bin_dir, sizeof bin_dir, "%s", tb_cli_str(&cli, "bin-dir"));
+    else self_dir(bin_dir, sizeof bin_dir);
+    if (tb_cli_bool(&cli, "dry-run")) {
+        tb_pipeline_resolve(&p, bin_dir); /* the plan is useful even with a program missing */
+        code = tb_pipeline_write_plan(&p, stdout) == TB_OK ? TB_EXIT_OK : TB_EXIT_FAILURE;
+        goto done;
+    }
+    int resolved = tb_pipeline_resolve(&p, bin_dir);
+    if (tb_cli_bool(&cli, "check")) {
+        if (resolved != TB_OK) fprintf(stderr, "tb-pipeline: %s\n", tb_err_msg());
+        int rc = tb_pipeline_check(&p, stdout);
+        if (rc != TB_OK) fprintf(stderr, "tb-pipeline: %s\n", tb_err_msg());
+        code = rc == TB_OK && resolved == TB_OK ? TB_EXIT_OK : TB_EXIT_FAILURE;
+        goto done;
+    }
+    if (resolved != TB_OK) {
+        fprintf(stderr, "tb-pipeline: %s\n", tb_err_msg());
+        code = TB_EXIT_USAGE;
+        goto done;
+    }
+    tb_pipeline_run_opts ro = {.grace = tb_cli_float(&cli, "grace"), .log = stderr, .bin_dir = bin_dir};
+    int rc = tb_pipeline_run(&p, &ro, NULL);
+    if (rc == TB_OK) {
+        TB_INFO("all %d stages finished", p.count);
+        code = TB_EXIT_OK;
+    } else {
+        TB_ERROR("%s", tb_err_msg());
+        code = rc == TB_EINTR ? TB_EXIT_INTERRUPTED : TB_EXIT_FAILURE;
+    }
+done:
+    tb_pipeline_free(&p);
+    tb_cli_free(&cli);
+    return code;
+}
