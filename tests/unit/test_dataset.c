@@ -1,0 +1,483 @@
+/* Unit tests of the readers (real GLUE / seed / WikiText files in ../shared/data, checked against
+ * the counts documented in shared/data/README.md and against a Python parse; crafted bad files)
+ * and of encoding and addressable batches. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tb/dataset.h"
+#include "tb/error.h"
+#include "tb/rng.h"
+
+#define SHARED TB_SOURCE_DIR "/../shared/data"
+#define VOCAB TB_SOURCE_DIR "/data/vocab/bert-base-uncased-vocab.txt"
+
+static char tmpdir[64];
+
+static void make_tmpdir(void)
+{
+    strcpy(tmpdir, "/tmp/tb-ds-XXXXXX");
+    cr_assert(mkdtemp(tmpdir));
+}
+
+static void remove_tmpdir(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(readers, .init = make_tmpdir, .fini = remove_tmpdir);
+TestSuite(batches, .init = make_tmpdir, .fini = remove_tmpdir);
+
+static const char *write_file(const char *name, const char *content)
+{
+    static char path[256];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    fputs(content, f);
+    fclose(f);
+    return path;
+}
+
+static void require_shared(const char *path)
+{
+    cr_assert(access(path, R_OK) == 0, "%s is missing: tests read real data from ../shared/data beside the clone",
+              path);
+}
+
+static void count_labels(const tb_dataset *ds, int64_t *c0, int64_t *c1)
+{
+    *c0 = *c1 = 0;
+    for (int64_t i = 0; i < ds->count; i++) {
+        if (ds->ex[i].label == 0) (*c0)++;
+        if (ds->ex[i].label == 1) (*c1)++;
+    }
+}
+
+/* Python's own parse of a TSV: prints rows, label counts and the first row's columns. */
+static void python_tsv_summary(const char *path, int header, int col_a, int col_label, char *out, size_t n)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "%s -c \"import sys; rows=open('%s',encoding='utf-8-sig').read().split('\\n'); "
+             "rows=[r.rstrip('\\r').split('\\t') for r in rows if r][%d:]; "
+             "print(len(rows), sum(r[%d]=='0' for r in rows), sum(r[%d]=='1' for r in rows), len(rows[0][%d]), "
+             "len(rows[-1][%d]))\"",
+             TB_PYTHON, path, header, col_label, col_label, col_a, col_a);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    cr_assert(fgets(out, (int)n, p));
+    cr_assert_eq(pclose(p), 0);
+}
+
+static void check_against_python(const tb_dataset *ds, const char *path, int header, int col_a, int col_label)
+{
+    char py[256], mine[256];
+    python_tsv_summary(path, header, col_a, col_label, py, sizeof py);
+    int64_t c0, c1;
+    count_labels(ds, &c0, &c1);
+    /* Python counts characters, we count bytes: compare via a Python-free char count. */
+    size_t ch_first = 0, ch_last = 0;
+    for (const char *s = ds->ex[0].text_a; *s; s++) ch_first += ((unsigned char)*s & 0xC0) != 0x80;
+    for (const char *s = ds->ex[ds->count - 1].text_a; *s; s++) ch_last += ((unsigned char)*s & 0xC0) != 0x80;
+    snprintf(mine, sizeof mine, "%lld %lld %lld %zu %zu\n", (long long)ds->count, (long long)c0, (long long)c1,
+             ch_first, ch_last);
+    cr_expect_str_eq(mine, py, "%s: tb [%s] python [%s]", path, mine, py);
+}
+
+Test(readers, sst2_train_and_dev)
+{
+    const char *p = SHARED "/glue/SST-2/train.tsv";
+    require_shared(p);
+    tb_dataset ds;
+    cr_assert_eq(tb_dataset_read_glue(&ds, TB_TASK_SST2, p, NULL), TB_OK, "%s", tb_err_msg());
+    cr_expect_eq(ds.count, 67349);
+    cr_expect_str_eq(ds.ex[0].text_a, "hide new secretions from the parental units ");
+    cr_expect_eq(ds.ex[0].label, 0);
+    cr_expect_null(ds.ex[0].text_b);
+    cr_expect_eq(ds.ex[0].line, 2);
+    cr_expect_eq(ds.n_labels, 2);
+    check_against_python(&ds, p, 1, 0, 1);
+    tb_dataset_free(&ds);
+    cr_assert_eq(tb_dataset_read_glue(&ds, TB_TASK_SST2, SHARED "/glue/SST-2/dev.tsv", NULL), TB_OK);
+    cr_expect_eq(ds.count, 872);
+    tb_dataset_free(&ds);
+}
+
+Test(readers, cola_no_header)
+{
+    const char *p = SHARED "/glue/CoLA/train.tsv";
+    require_shared(p);
+    tb_dataset ds;
+    cr_assert_eq(tb_dataset_read_glue(&ds, TB_TASK_COLA, p, NULL), TB_OK, "%s", tb_err_msg());
+    int64_t c0, c1;
+    count_labels(&ds, &c0, &c1);
+    cr_expect_eq(ds.count, 8551);
+    cr_expect_eq(c1, 6023);
+    cr_expect_eq(c0, 2528);
+    cr_expect_eq(ds.ex[0].line, 1, "CoLA has no header: the first example is line 1");
+    check_against_python(&ds, p, 0, 3, 1);
+    tb_dataset_free(&ds);
+    /* dev: last line without a newline */
+    cr_assert_eq(tb_dataset_read_glue(&ds, TB_TASK_COLA, SHARED "/glue/CoLA/dev.tsv", NULL), TB_OK);
+    cr_expect_eq(ds.count, 1043);
+    tb_dataset_free(&ds);
+}
+
+Test(readers, mrpc_with_bom)
+{
+    const char *p = SHARED "/glue/MRPC/train.tsv";
+    require_shared(p);
+    tb_dataset ds;
+    cr_assert_eq(tb_dataset_read_glue(&ds, TB_TASK_MRPC, p, NULL), TB_OK, "%s", tb_err_msg());
+    int64_t c0, c1;
+    count_labels(&ds, &c0, &c1);
+    cr_expect_eq(ds.count, 3667);
+    cr_expect_eq(c1, 2473);
+    cr_expect_eq(c0, 1194);
+    cr_expect_not_null(ds.ex[0].text_b);
+    check_against_python(&ds, p, 1, 3, 0);
+    tb_dataset_free(&ds);
+    cr_assert_eq(tb_dataset_read_glue(&ds, TB_TASK_MRPC, SHARED "/glue/MRPC/dev.tsv", NULL), TB_OK);
+    cr_expect_eq(ds.count, 408);
+    tb_dataset_free(&ds);
+}
+
+/* Hand-made files in each task's layout: columns, label order, header. */
+Test(readers, crafted_tasks_columns_and_labels)
+{
+    struct {
+        tb_task task;
+        const char *content;
+        const char *a, *b;
+        int32_t label;
+        float target;
+    } cases[] = {
+        {TB_TASK_STSB, "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+                       "0\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\tA plane.\tAn air plane.\t4.750\n",
+         "A plane.", "An air plane.", -1, 4.75f},
+        {TB_TASK_QQP, "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n7\t1\t2\tHow?\tWhy?\t1\n", "How?", "Why?", 1, 0},
+        {TB_TASK_MNLI, "index\tpromptID\tpairID\tgenre\ts1b\ts2b\ts1p\ts2p\tsentence1\tsentence2\tlabel1\tgold_label\n"
+                       "0\t1\t2\tgov\tx\tx\tx\tx\tPremise.\tHypothesis.\tneutral\tneutral\n",
+         "Premise.", "Hypothesis.", 2, 0},
+        {TB_TASK_MNLI_MM, "h\th\th\th\th\th\th\th\th\th\th\th\n0\t1\t2\tg\tx\tx\tx\tx\tP.\tH.\tx\tcontradiction\n",
+         "P.", "H.", 0, 0},
+        {TB_TASK_QNLI, "index\tquestion\tsentence\tlabel\n0\tWho?\tHe did.\tnot_entailment\n", "Who?", "He did.", 1, 0},
+        {TB_TASK_RTE, "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tentailment\n", "A.", "B.", 0, 0},
+        {TB_TASK_WNLI, "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\t1\n", "A.", "B.", 1, 0},
+        {TB_TASK_SST2, "sentence\tlabel\r\nit 's fine \t1\r\n", "it 's fine ", NULL, 1, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *p = write_file("task.tsv", cases[i].content);
+        tb_dataset ds;
+        cr_assert_eq(tb_dataset_read_glue(&ds, cases[i].task, p, NULL), TB_OK, "case %zu: %s", i, tb_err_msg());
+        cr_assert_eq(ds.count, 1, "case %zu", i);
+        cr_expect_str_eq(ds.ex[0].text_a, cases[i].a, "case %zu", i);
+        if (cases[i].b) cr_expect_str_eq(ds.ex[0].text_b, cases[i].b, "case %zu", i);
+        else cr_expect_null(ds.ex[0].text_b);
+        cr_expect_eq(ds.ex[0].label, cases[i].label, "case %zu", i);
+        cr_expect_eq(ds.ex[0].target, cases[i].target, "case %zu", i);
+        cr_expect_eq(ds.ex[0].line, 2);
+        tb_dataset_free(&ds);
+    }
+}
+
+static void expect_bad(tb_task task, const char *content, const char *want1, const char *want2)
+{
+    const char *p = write_file("bad.tsv", content);
+    char path[256];
+    snprintf(path, sizeof path, "%s", p);
+    tb_dataset ds;
+    int rc = task == TB_TASK_SIMPLE ? tb_dataset_read_simple(&ds, path, NULL) : tb_dataset_read_glue(&ds, task, path, NULL);
+    cr_expect_eq(rc, TB_EFORMAT, "[%s] accepted", content);
+    cr_expect(strstr(tb_err_msg(), want1), "message [%s] lacks [%s]", tb_err_msg(), want1);
+    if (want2) cr_expect(strstr(tb_err_msg(), want2), "message [%s] lacks [%s]", tb_err_msg(), want2);
+    /* lenient: skipped and counted */
+    tb_read_opts o = {.lenient = 1};
+    rc = task == TB_TASK_SIMPLE ? tb_dataset_read_simple(&ds, path, &o) : tb_dataset_read_glue(&ds, task, path, &o);
+    cr_expect_eq(rc, TB_OK, "%s", tb_err_msg());
+    cr_expect_eq(ds.skipped, 1);
+    cr_expect_eq(ds.count, 1);
+    tb_dataset_free(&ds);
+}
+
+Test(readers, malformed_rows_name_file_and_line)
+{
+    expect_bad(TB_TASK_COLA, "src\t1\t\tGood.\nsrc\t0\tBad row.\n", "bad.tsv:2:", "3 tab-separated fields");
+    expect_bad(TB_TASK_SST2, "sentence\tlabel\ngood\t1\nbad\t2\n", "bad.tsv:3:", "unknown sst-2 label '2'");
+    expect_bad(TB_TASK_STSB, "h\th\th\th\th\th\th\th\th\th\n0\tg\tf\ty\to\tn\tn\tA\tB\t4.0\n0\tg\tf\ty\to\tn\tn\tA\tB\tfour\n",
+               "bad.tsv:3:", "not a finite number");
+    expect_bad(TB_TASK_RTE, "h\th\th\th\n0\tA\tB\tentailment\n0\tA\tB\tneutral\n", "bad.tsv:3:", "'not_entailment'");
+    expect_bad(TB_TASK_SST2, "sentence\tlabel\nbad \xff\t1\ngood\t0\n", "bad.tsv:2:", "invalid UTF-8 at byte 4");
+    expect_bad(TB_TASK_SIMPLE, "text\t1\nfragment\tx\n", "bad.tsv:2:", "not an integer");
+    expect_bad(TB_TASK_SIMPLE, "no tab here\ntext\t1\n", "bad.tsv:1:", "no tab");
+}
+
+Test(readers, missing_file_is_a_clear_error)
+{
+    tb_dataset ds;
+    cr_expect_eq(tb_dataset_read_glue(&ds, TB_TASK_SST2, "/nonexistent/train.tsv", NULL), TB_EIO);
+    cr_expect(strstr(tb_err_msg(), "/nonexistent/train.tsv"));
+    cr_expect_eq(tb_dataset_read_glue(&ds, TB_TASK_SIMPLE, "/nonexistent", NULL), TB_EINVAL);
+}
+
+Test(readers, seed_simple_format_strict_and_lenient)
+{
+    const char *p = SHARED "/tinybert-seed/train.txt";
+    require_shared(p);
+    tb_dataset ds;
+    cr_expect_eq(tb_dataset_read_simple(&ds, p, NULL), TB_EFORMAT);
+    cr_expect(strstr(tb_err_msg(), "train.txt:9088:"), "%s", tb_err_msg());
+    tb_read_opts o = {.lenient = 1};
+    cr_assert_eq(tb_dataset_read_simple(&ds, p, &o), TB_OK, "%s", tb_err_msg());
+    int64_t c0, c1;
+    count_labels(&ds, &c0, &c1);
+    cr_expect_eq(ds.count, 11294);
+    cr_expect_eq(ds.skipped, 2);
+    cr_expect_eq(ds.skipped_first_line, 9088);
+    cr_expect_eq(c1, 5650);
+    cr_expect_eq(c0, 5644);
+    cr_expect_eq(ds.n_labels, 2);
+    cr_expect_null(ds.ex[0].text_b);
+    tb_dataset_free(&ds);
+    cr_assert_eq(tb_dataset_read_simple(&ds, SHARED "/tinybert-seed/eval.txt", NULL), TB_OK, "%s", tb_err_msg());
+    count_labels(&ds, &c0, &c1);
+    cr_expect_eq(ds.count, 3000);
+    cr_expect_eq(c0, 1503);
+    cr_expect_eq(c1, 1497);
+    tb_dataset_free(&ds);
+    /* three fields: text_a, text_b, label */
+    p = write_file("pair.txt", "first\tsecond\t3\n\nonly\t0\n");
+    cr_assert_eq(tb_dataset_read_simple(&ds, p, NULL), TB_OK);
+    cr_assert_eq(ds.count, 2);
+    cr_expect_str_eq(ds.ex[0].text_b, "second");
+    cr_expect_eq(ds.ex[0].label, 3);
+    cr_expect_eq(ds.ex[1].line, 3);
+    cr_expect_eq(ds.n_labels, 4);
+    tb_dataset_free(&ds);
+}
+
+Test(readers, plain_corpus_documents)
+{
+    const char *p = write_file("c.txt", "First sentence.\r\n  Second one.  \n\n\nDoc two.\n \nDoc three\n");
+    tb_dataset ds;
+    cr_assert_eq(tb_dataset_read_corpus(&ds, p, NULL), TB_OK, "%s", tb_err_msg());
+    cr_assert_eq(ds.count, 4);
+    cr_expect_str_eq(ds.ex[0].text_a, "First sentence.");
+    cr_expect_str_eq(ds.ex[1].text_a, "Second one.");
+    const int64_t docs[] = {0, 0, 1, 2};
+    for (int i = 0; i < 4; i++) cr_expect_eq(ds.ex[i].doc, docs[i], "example %d", i);
+    cr_expect_eq(ds.documents, 3);
+    cr_expect_eq(ds.ex[2].line, 5);
+    tb_dataset_free(&ds);
+    /* en_data.txt: CRLF, blank " " lines */
+    p = SHARED "/tinybert-seed/en_data.txt";
+    require_shared(p);
+    cr_assert_eq(tb_dataset_read_corpus(&ds, p, NULL), TB_OK, "%s", tb_err_msg());
+    for (int64_t i = 0; i < ds.count; i++) {
+        size_t n = strlen(ds.ex[i].text_a);
+        cr_assert(n > 0 && ds.ex[i].text_a[n - 1] != '\r' && ds.ex[i].text_a[0] != ' ');
+    }
+    tb_dataset_free(&ds);
+}
+
+Test(readers, wikitext_headings_and_separators)
+{
+    const char *p = write_file("w.txt", " \n = Alpha = \n \n = = History = = \n \n The 1 @,@ 000 <unk> in A @-@ B , 2 @.@ 5 . \n"
+                                        " \n = Beta = \n \n Text two . \n");
+    tb_dataset ds;
+    tb_read_opts o = {.wikitext = 1};
+    cr_assert_eq(tb_dataset_read_corpus(&ds, p, &o), TB_OK, "%s", tb_err_msg());
+    cr_assert_eq(ds.count, 2);
+    cr_expect_str_eq(ds.ex[0].text_a, "The 1,000 <unk> in A-B , 2.5 .");
+    cr_expect_eq(ds.ex[0].doc, 0);
+    cr_expect_eq(ds.ex[1].doc, 1);
+    cr_expect_eq(ds.documents, 2);
+    tb_dataset_free(&ds);
+    /* the real file: documents = top-level headings (counted by Python), no heading or @x@ left */
+    p = SHARED "/corpus/wikitext-2.valid.txt";
+    require_shared(p);
+    cr_assert_eq(tb_dataset_read_corpus(&ds, p, &o), TB_OK, "%s", tb_err_msg());
+    char cmd[512], buf[64];
+    snprintf(cmd, sizeof cmd,
+             "%s -c \"import re; L=[l.strip() for l in open('%s', encoding='utf-8')]; "
+             "print(sum(1 for l in L if re.fullmatch(r'= [^=].*[^=] =', l)), "
+             "sum(1 for l in L if l and not l.startswith('=')))\"",
+             TB_PYTHON, p);
+    FILE *f = popen(cmd, "r");
+    cr_assert(f);
+    cr_assert(fgets(buf, sizeof buf, f));
+    pclose(f);
+    long want_docs, want_lines;
+    cr_assert_eq(sscanf(buf, "%ld %ld", &want_docs, &want_lines), 2);
+    cr_expect_eq(ds.documents, want_docs);
+    cr_expect_eq(ds.count, want_lines);
+    for (int64_t i = 0; i < ds.count; i++) {
+        cr_assert_neq(ds.ex[i].text_a[0], '=', "line %lld", (long long)ds.ex[i].line);
+        cr_assert_null(strstr(ds.ex[i].text_a, " @-@ "));
+    }
+    tb_dataset_free(&ds);
+}
+
+/* ---- encoding and batches -------------------------------------------------------------------- */
+
+static void load_small(tb_dataset *ds, tb_tokenizer *t, tb_encoded *e, int max_len)
+{
+    const char *p = write_file("small.txt",
+                               "the cat sat\t0\nhello world\t1\na much longer sentence that will be cut short\t1\n"
+                               "one\ttwo\t0\nx\t1\ny\t0\nz\t1\n");
+    cr_assert_eq(tb_dataset_read_simple(ds, p, NULL), TB_OK, "%s", tb_err_msg());
+    cr_assert_eq(tb_tokenizer_init(t, VOCAB, NULL), TB_OK, "%s", tb_err_msg());
+    cr_assert_eq(tb_encoded_build(e, ds, t, max_len), TB_OK, "%s", tb_err_msg());
+}
+
+Test(batches, rows_match_direct_encoding)
+{
+    tb_dataset ds;
+    tb_tokenizer t;
+    tb_encoded e;
+    load_small(&ds, &t, &e, 8);
+    cr_expect_eq(e.count, 7);
+    cr_expect_eq(e.truncated, 1);
+    tb_batch_opts o = {.batch_size = 3, .seed = 42, .shuffle = 1};
+    tb_batcher b;
+    cr_assert_eq(tb_batcher_init(&b, &e, &o), TB_OK);
+    cr_expect_eq(tb_batcher_count(&b), 3);
+    tb_batch batch = {0};
+    tb_encoding enc;
+    tb_encoding_init(&enc);
+    int seen[7] = {0};
+    for (int64_t bi = 0; bi < 3; bi++) {
+        cr_assert_eq(tb_batcher_get(&b, 5, bi, &batch), TB_OK, "%s", tb_err_msg());
+        int64_t rows = batch.input_ids.shape[0];
+        cr_expect_eq(rows, bi < 2 ? 3 : 1);
+        cr_expect_eq(batch.input_ids.shape[1], 8);
+        cr_expect_eq(batch.input_ids.dtype, TB_I32);
+        cr_expect_eq(batch.labels.dtype, TB_I32);
+        cr_expect_eq(batch.example_ids.dtype, TB_I64);
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t ex = ((int64_t *)batch.example_ids.data)[r];
+            seen[ex]++;
+            const tb_example *x = &ds.ex[ex];
+            cr_assert_eq(tb_tokenizer_encode(&t, x->text_a, strlen(x->text_a), x->text_b,
+                                             x->text_b ? strlen(x->text_b) : 0, 8, &enc), TB_OK);
+            int32_t ids[8], tt[8], m[8];
+            cr_assert_eq(tb_encoding_pad(&enc, 0, 8, ids, tt, m), TB_OK);
+            for (int c = 0; c < 8; c++) {
+                cr_expect_eq(((int32_t *)batch.input_ids.data)[r * 8 + c], ids[c]);
+                cr_expect_eq(((int32_t *)batch.token_type_ids.data)[r * 8 + c], tt[c]);
+                cr_expect_eq(((int32_t *)batch.attention_mask.data)[r * 8 + c], m[c]);
+            }
+            cr_expect_eq(((int32_t *)batch.labels.data)[r], x->label);
+        }
+    }
+    for (int i = 0; i < 7; i++) cr_expect_eq(seen[i], 1, "example %d seen %d times in one epoch", i, seen[i]);
+    /* hand check of one row: "hello world" -> [CLS] hello world [SEP] pad... (ids 101 7592 2088 102) */
+    tb_batch_opts o2 = {.batch_size = 7, .shuffle = 0};
+    tb_batcher b2;
+    cr_assert_eq(tb_batcher_init(&b2, &e, &o2), TB_OK);
+    cr_assert_eq(tb_batcher_get(&b2, 0, 0, &batch), TB_OK);
+    const int32_t want[8] = {101, 7592, 2088, 102, 0, 0, 0, 0};
+    for (int c = 0; c < 8; c++) cr_expect_eq(((int32_t *)batch.input_ids.data)[8 + c], want[c]);
+    /* pair row "one" / "two": [CLS] one [SEP] two [SEP], types 0 0 0 1 1 */
+    const int32_t want_p[5] = {101, 2028, 102, 2048, 102}, want_t[5] = {0, 0, 0, 1, 1};
+    for (int c = 0; c < 5; c++) {
+        cr_expect_eq(((int32_t *)batch.input_ids.data)[3 * 8 + c], want_p[c]);
+        cr_expect_eq(((int32_t *)batch.token_type_ids.data)[3 * 8 + c], want_t[c]);
+    }
+    tb_batch_free(&batch);
+    tb_batcher_free(&b2);
+    tb_encoding_free(&enc);
+    tb_batcher_free(&b);
+    tb_encoded_free(&e);
+    tb_tokenizer_free(&t);
+    tb_dataset_free(&ds);
+}
+
+Test(batches, addressable_and_documented_shuffle)
+{
+    tb_dataset ds;
+    tb_tokenizer t;
+    tb_encoded e;
+    load_small(&ds, &t, &e, 16);
+    tb_batch_opts o = {.batch_size = 2, .seed = 7, .shuffle = 1, .drop_last = 1};
+    tb_batcher b1, b2;
+    cr_assert_eq(tb_batcher_init(&b1, &e, &o), TB_OK);
+    cr_assert_eq(tb_batcher_init(&b2, &e, &o), TB_OK);
+    cr_expect_eq(tb_batcher_count(&b1), 3, "7 examples, batch 2, drop_last: 3 batches");
+    /* Independent re-implementation of the documented Fisher-Yates over Philox. */
+    for (uint64_t epoch = 0; epoch < 4; epoch++) {
+        int64_t want[7], got[7];
+        for (int i = 0; i < 7; i++) want[i] = i;
+        tb_rng_key key = tb_rng_key_make(7, TB_RNG_SHUFFLE);
+        for (int i = 6; i >= 1; i--) {
+            uint64_t k = (uint64_t)(6 - i);
+            uint64_t r = ((uint64_t)tb_rng_u32(key, 0, (uint32_t)epoch, 2 * k) << 32) |
+                         tb_rng_u32(key, 0, (uint32_t)epoch, 2 * k + 1);
+            int j = (int)(r % (uint64_t)(i + 1));
+            int64_t tmp = want[i];
+            want[i] = want[j];
+            want[j] = tmp;
+        }
+        cr_assert_eq(tb_batcher_order(&b1, epoch, got), TB_OK);
+        for (int i = 0; i < 7; i++) cr_expect_eq(got[i], want[i], "epoch %llu position %d", (unsigned long long)epoch, i);
+    }
+    /* (seed, epoch, index) fixes the content, whatever was asked before. */
+    tb_batch x = {0}, y = {0};
+    cr_assert_eq(tb_batcher_get(&b1, 0, 0, &x), TB_OK);
+    cr_assert_eq(tb_batcher_get(&b1, 3, 2, &x), TB_OK);
+    cr_assert_eq(tb_batcher_get(&b2, 3, 2, &y), TB_OK);
+    cr_assert_eq(tb_tensor_nbytes(&x.input_ids), tb_tensor_nbytes(&y.input_ids));
+    cr_expect_eq(memcmp(x.input_ids.data, y.input_ids.data, tb_tensor_nbytes(&x.input_ids)), 0);
+    cr_expect_eq(memcmp(x.example_ids.data, y.example_ids.data, tb_tensor_nbytes(&x.example_ids)), 0);
+    cr_expect_eq(x.epoch, 3);
+    cr_expect_eq(x.index, 2);
+    /* epochs differ */
+    int64_t o0[7], o1[7];
+    tb_batcher_order(&b1, 0, o0);
+    tb_batcher_order(&b1, 1, o1);
+    cr_expect_neq(memcmp(o0, o1, sizeof o0), 0);
+    cr_expect_eq(tb_batcher_get(&b1, 0, 3, &x), TB_EINVAL, "batch 3 does not exist with drop_last");
+    tb_batch_free(&x);
+    tb_batch_free(&y);
+    tb_batcher_free(&b1);
+    tb_batcher_free(&b2);
+    tb_encoded_free(&e);
+    tb_tokenizer_free(&t);
+    tb_dataset_free(&ds);
+}
+
+Test(batches, pad_to_longest_and_regression_labels)
+{
+    const char *p = write_file("stsb.tsv", "h\th\th\th\th\th\th\th\th\th\n"
+                                           "0\tg\tf\ty\to\tn\tn\tthe cat\ta dog\t3.5\n"
+                                           "1\tg\tf\ty\to\tn\tn\thello\tworld\t0.25\n");
+    tb_dataset ds;
+    cr_assert_eq(tb_dataset_read_glue(&ds, TB_TASK_STSB, p, NULL), TB_OK, "%s", tb_err_msg());
+    tb_tokenizer t;
+    cr_assert_eq(tb_tokenizer_init(&t, VOCAB, NULL), TB_OK);
+    tb_encoded e;
+    cr_assert_eq(tb_encoded_build(&e, &ds, &t, 128), TB_OK);
+    tb_batch_opts o = {.batch_size = 4, .pad_to_longest = 1};
+    tb_batcher b;
+    cr_assert_eq(tb_batcher_init(&b, &e, &o), TB_OK);
+    tb_batch x = {0};
+    cr_assert_eq(tb_batcher_get(&b, 0, 0, &x), TB_OK);
+    /* [CLS] the cat [SEP] a dog [SEP] = 7 tokens, the longest of the batch */
+    cr_expect_eq(x.input_ids.shape[1], 7);
+    cr_expect_eq(x.labels.dtype, TB_F32);
+    cr_expect_eq(((float *)x.labels.data)[0], 3.5f);
+    cr_expect_eq(((float *)x.labels.data)[1], 0.25f);
+    /* row 1: [CLS] hello [SEP] world [SEP] + 2 pads, mask 1 1 1 1 1 0 0 */
+    const int32_t m[7] = {1, 1, 1, 1, 1, 0, 0};
+    for (int c = 0; c < 7; c++) cr_expect_eq(((int32_t *)x.attention_mask.data)[7 + c], m[c]);
+    tb_batch_free(&x);
+    tb_batcher_free(&b);
+    tb_encoded_free(&e);
+    tb_tokenizer_free(&t);
+    tb_dataset_free(&ds);
+}
