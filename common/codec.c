@@ -184,6 +184,7 @@ static int encode_field(msgpack_packer *pk, tb_buf *b, const tb_field *f)
     int rc = TB_OK;
     const char *key = f->key ? f->key : "(null)";
     TB_CHECK(f->key, TB_EINVAL, "cannot encode a field with a NULL key");
+    TB_CHECK(strlen(key) <= CODEC_BIN_MAX, TB_EINVAL, "cannot encode a key of %zu bytes", strlen(key));
     PACK(pack_str(pk, key, strlen(key)));
     switch (f->kind) {
     case TB_VAL_NIL: PACK(msgpack_pack_nil(pk)); break;
@@ -319,7 +320,7 @@ static uint64_t be(const uint8_t *p, int n)
     return v;
 }
 
-/* Reads the `n`-byte big-endian argument that follows the type byte. */
+/* Checks that `n` more bytes remain (for the argument of the header at `at`). */
 static int need(reader *r, size_t at, size_t n, const char *what)
 {
     if (r->len - r->pos < n)
@@ -526,8 +527,17 @@ static int check_tensor_parts(reader *r, const tok *map, tensor_parts *tp, tb_dt
                    "tensor kind '%s' (structured or object array) is not supported", kind);
     }
     const char *ts = (const char *)r->p + tp->type.off;
-    int rc = tb_dtype_from_numpy(ts, tp->type.n, dt);
-    if (rc) return tb_err_wrap(rc, "malformed message at byte offset %zu, field '%s'", tp->type.at, r->key);
+    if (tb_dtype_from_numpy(ts, tp->type.n, dt) != TB_OK) {
+        char type[24];
+        printable(type, sizeof type, r->p + tp->type.off, tp->type.n);
+        if (tp->type.n > 0 && ts[0] == '>')
+            return bad(r, TB_EUNSUPPORTED, tp->type.at,
+                       "big-endian dtype '%s' is not supported (send little-endian, e.g. "
+                       "arr.astype('<f4'))", type);
+        return bad(r, TB_EFORMAT, tp->type.at,
+                   "unknown numpy dtype '%s' (supported: <f4 <f2 <f8 |i1 <i2 <i4 <i8 |u1 <u2 <u4 "
+                   "<u8 |b1, and <u2 tagged " CODEC_DTYPE_KEY " bf16)", type);
+    }
     if (tp->seen & (1u << K_DTYPE)) {
         if (!tok_is(r, &tp->dtag, "bf16")) {
             char tag[24];
@@ -542,6 +552,16 @@ static int check_tensor_parts(reader *r, const tok *map, tensor_parts *tp, tb_dt
     return TB_OK;
 }
 
+/* `msg` without its leading "file.c:123: " location. */
+static const char *strip_location(const char *msg)
+{
+    const char *c = strstr(msg, ".c:");
+    if (!c) return msg;
+    c += 3;
+    while (*c >= '0' && *c <= '9') c++;
+    return c[0] == ':' && c[1] == ' ' ? c + 2 : msg;
+}
+
 /* Checks the payload size and makes the tensor: borrowed when aligned, else copied. */
 static int make_tensor(reader *r, const tensor_parts *tp, tb_dtype dt, size_t max_bytes,
                        unsigned flags, tb_tensor *t)
@@ -551,7 +571,7 @@ static int make_tensor(reader *r, const tensor_parts *tp, tb_dtype dt, size_t ma
     int rc = tb_shape_numel(tp->ndim, tp->shape, es, max_bytes, &numel);
     if (rc) {
         char why[256];
-        snprintf(why, sizeof why, "%s", tb_err_msg());
+        snprintf(why, sizeof why, "%s", strip_location(tb_err_msg()));
         return bad(r, TB_EFORMAT, tp->data.at, "bad tensor shape: %s", why);
     }
     size_t nbytes = (size_t)numel * es;
