@@ -5,6 +5,8 @@
 
 #include <math.h>
 
+#include "ops_math.h"
+
 #define SQRT1_2 0.70710678118654752440f   /* 1 / sqrt(2) */
 #define INV_SQRT_2PI 0.39894228040143267794f /* 1 / sqrt(2 pi) */
 
@@ -18,10 +20,10 @@ int tb_gelu_forward(float *out, const float *in, size_t n)
 {
     int rc = ew_check("tb_gelu_forward", out, in, in);
     if (rc != TB_OK) return rc;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = in[i];
-        out[i] = 0.5f * x * (1.0f + erff(x * SQRT1_2));
+        out[i] = 0.5f * x * ops_one_plus_erf(x * SQRT1_2);
     }
     return TB_OK;
 }
@@ -30,11 +32,11 @@ int tb_gelu_backward(float *din, const float *in, const float *dout, size_t n)
 {
     int rc = ew_check("tb_gelu_backward", din, in, dout);
     if (rc != TB_OK) return rc;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = in[i];
-        float cdf = 0.5f * (1.0f + erff(x * SQRT1_2));
-        float pdf = INV_SQRT_2PI * expf(-0.5f * x * x);
+        float cdf = 0.5f * ops_one_plus_erf(x * SQRT1_2);
+        float pdf = INV_SQRT_2PI * ops_expf(-0.5f * x * x);
         din[i] += dout[i] * (cdf + x * pdf);
     }
     return TB_OK;
@@ -50,10 +52,11 @@ int tb_bias_gelu_forward(float *out, float *pre, const float *b, int N, int O)
     for (int r = 0; r < N; r++) {
         float *restrict p = pre + (size_t)r * O;
         float *restrict o = out + (size_t)r * O;
+#pragma omp simd
         for (int j = 0; j < O; j++) {
             float x = p[j] + b[j];
             p[j] = x;
-            o[j] = 0.5f * x * (1.0f + erff(x * SQRT1_2));
+            o[j] = 0.5f * x * ops_one_plus_erf(x * SQRT1_2);
         }
     }
     return TB_OK;
@@ -63,7 +66,7 @@ int tb_tanh_forward(float *out, const float *in, size_t n)
 {
     int rc = ew_check("tb_tanh_forward", out, in, in);
     if (rc != TB_OK) return rc;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = tanhf(in[i]);
     return TB_OK;
 }
@@ -72,7 +75,7 @@ int tb_tanh_backward(float *din, const float *out, const float *dout, size_t n)
 {
     int rc = ew_check("tb_tanh_backward", din, out, dout);
     if (rc != TB_OK) return rc;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) din[i] += dout[i] * (1.0f - out[i] * out[i]);
     return TB_OK;
 }
@@ -81,8 +84,11 @@ int tb_relu_forward(float *out, const float *in, size_t n)
 {
     int rc = ew_check("tb_relu_forward", out, in, in);
     if (rc != TB_OK) return rc;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = in[i];
+        out[i] = x > 0.0f ? x : 0.0f;
+    }
     return TB_OK;
 }
 
@@ -90,8 +96,11 @@ int tb_relu_backward(float *din, const float *out, const float *dout, size_t n)
 {
     int rc = ew_check("tb_relu_backward", din, out, dout);
     if (rc != TB_OK) return rc;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) din[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float g = dout[i];
+        din[i] += out[i] > 0.0f ? g : 0.0f;
+    }
     return TB_OK;
 }
 
@@ -99,7 +108,7 @@ int tb_add_forward(float *out, const float *a, const float *b, size_t n)
 {
     int rc = ew_check("tb_add_forward", out, a, b);
     if (rc != TB_OK) return rc;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
     return TB_OK;
 }
@@ -108,7 +117,7 @@ int tb_accumulate(float *dst, const float *src, size_t n)
 {
     int rc = ew_check("tb_accumulate", dst, src, src);
     if (rc != TB_OK) return rc;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
     return TB_OK;
 }

@@ -9,6 +9,8 @@
 #include <math.h>
 #include <omp.h>
 
+#include "ops_math.h"
+
 #define MASK_ADD (-10000.0f) /* additive mask of padding keys, as Hugging Face BERT */
 #define SCRATCH_ALIGN 16     /* floats: keeps each thread's slice 64-byte aligned */
 
@@ -60,8 +62,12 @@ static void drop_probs(float *restrict pd, const float *restrict p, size_t tt, s
                        const tb_dropout *drop)
 {
     const float pr = drop->p, scale = 1.0f / (1.0f - drop->p);
-    tb_rng_uniform(drop->key, drop->batch_seq, drop->site, off, pd, tt);
-    for (size_t i = 0; i < tt; i++) pd[i] = pd[i] >= pr ? p[i] * scale : 0.0f;
+    ops_uniform(drop->key, drop->batch_seq, drop->site, off, pd, tt);
+#pragma omp simd
+    for (size_t i = 0; i < tt; i++) {
+        float x = p[i];
+        pd[i] = pd[i] >= pr ? x * scale : 0.0f;
+    }
 }
 
 int tb_attention_forward(float *ctx, float *scores, float *probs,
@@ -109,14 +115,20 @@ int tb_attention_forward(float *ctx, float *scores, float *probs,
                 float *restrict sr = s + (size_t)t * T;
                 float *restrict pr = p + (size_t)t * T;
                 float mx = -INFINITY;
-                for (int j = 0; j < T; j++) mx = moff[j] == 0.0f && sr[j] > mx ? sr[j] : mx;
-                float sum = 0.0f;
+#pragma omp simd reduction(max : mx)
                 for (int j = 0; j < T; j++) {
-                    float e = expf((sr[j] - mx) + moff[j]);
+                    float v = sr[j] + moff[j]; /* a shift only: any value near the max works */
+                    mx = v > mx ? v : mx;
+                }
+                float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+                for (int j = 0; j < T; j++) {
+                    float e = ops_expf((sr[j] - mx) + moff[j]);
                     pr[j] = e;
                     sum += e;
                 }
                 const float inv = 1.0f / sum;
+#pragma omp simd
                 for (int j = 0; j < T; j++) {
                     pr[j] *= inv;
                     sr[j] += moff[j] + madd_max; /* the saved scores: raw + madd */
@@ -188,14 +200,17 @@ int tb_attention_backward(float *dq, float *dk, float *dv, int ld_dqkv,
                 const float *restrict pr = p + (size_t)t * T;
                 const float *restrict qr = pv + (size_t)t * T;
                 float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
                 for (int j = 0; j < T; j++) {
                     float y = dr[j] * qr[j];
                     dr[j] = y;
                     dot += y;
                 }
+#pragma omp simd
                 for (int j = 0; j < T; j++) dr[j] -= pr[j] * dot;
                 if (dscores_extra) {
                     const float *restrict ex = dscores_extra + off + (size_t)t * T;
+#pragma omp simd
                     for (int j = 0; j < T; j++) dr[j] += ex[j];
                 }
             }

@@ -5,6 +5,8 @@
 
 #include <math.h>
 
+#include "ops_math.h"
+
 /* Elements drawn per RNG call; chunks are fixed, so masks do not depend on the thread count. */
 #define DROP_CHUNK 1024
 
@@ -22,7 +24,7 @@ int tb_dropout_forward(float *out, const float *in, size_t n, const tb_dropout *
     if (rc != TB_OK) return rc;
     if (!d || d->p == 0.0f) {
         if (out != in) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
             for (size_t i = 0; i < n; i++) out[i] = in[i];
         }
         return TB_OK;
@@ -33,8 +35,12 @@ int tb_dropout_forward(float *out, const float *in, size_t n, const tb_dropout *
     for (size_t c = 0; c < nchunks; c++) {
         float u[DROP_CHUNK];
         size_t i0 = c * DROP_CHUNK, m = n - i0 < DROP_CHUNK ? n - i0 : DROP_CHUNK;
-        tb_rng_uniform(d->key, d->batch_seq, d->site, i0, u, m);
-        for (size_t i = 0; i < m; i++) out[i0 + i] = u[i] >= p ? in[i0 + i] * scale : 0.0f;
+        ops_uniform(d->key, d->batch_seq, d->site, i0, u, m);
+#pragma omp simd
+        for (size_t i = 0; i < m; i++) {
+            float x = in[i0 + i];
+            out[i0 + i] = u[i] >= p ? x * scale : 0.0f;
+        }
     }
     return TB_OK;
 }
@@ -50,8 +56,12 @@ int tb_dropout_backward(float *din, const float *dout, size_t n, const tb_dropou
     for (size_t c = 0; c < nchunks; c++) {
         float u[DROP_CHUNK];
         size_t i0 = c * DROP_CHUNK, m = n - i0 < DROP_CHUNK ? n - i0 : DROP_CHUNK;
-        tb_rng_uniform(d->key, d->batch_seq, d->site, i0, u, m);
-        for (size_t i = 0; i < m; i++) din[i0 + i] += u[i] >= p ? dout[i0 + i] * scale : 0.0f;
+        ops_uniform(d->key, d->batch_seq, d->site, i0, u, m);
+#pragma omp simd
+        for (size_t i = 0; i < m; i++) {
+            float g = dout[i0 + i];
+            din[i0 + i] += u[i] >= p ? g * scale : 0.0f;
+        }
     }
     return TB_OK;
 }

@@ -5,6 +5,8 @@
 
 #include <omp.h>
 
+#include "ops_math.h"
+
 static int embed_check(const char *fn, const int32_t *ids, const int32_t *types, int B, int T,
                        int C, int V, int max_pos, int n_types)
 {
@@ -42,6 +44,7 @@ int tb_embedding_forward(float *out, const int32_t *ids, const int32_t *types,
         const float *restrict pe = wpe + (size_t)(i % T) * C;
         const float *restrict te = wtt + (size_t)(types ? types[i] : 0) * C;
         float *restrict o = out + (size_t)i * C;
+#pragma omp simd
         for (int j = 0; j < C; j++) o[j] = we[j] + pe[j] + te[j];
     }
     return TB_OK;
@@ -63,14 +66,17 @@ int tb_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *do
             const float *restrict g = dout + (size_t)i * C;
             if (dwte && ids[i] != pad_id) {
                 float *restrict d = dwte + (size_t)ids[i] * C;
+#pragma omp simd
                 for (int j = j0; j < j1; j++) d[j] += g[j];
             }
             if (dwpe) {
                 float *restrict d = dwpe + (size_t)(i % T) * C;
+#pragma omp simd
                 for (int j = j0; j < j1; j++) d[j] += g[j];
             }
             if (dwtt) {
                 float *restrict d = dwtt + (size_t)(types ? types[i] : 0) * C;
+#pragma omp simd
                 for (int j = j0; j < j1; j++) d[j] += g[j];
             }
         }

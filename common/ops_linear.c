@@ -6,6 +6,8 @@
 #include <blis.h>
 #include <omp.h>
 
+#include "ops_math.h"
+
 static int linear_dims(const char *fn, int N, int I, int O)
 {
     if (N <= 0 || I <= 0 || O <= 0)
@@ -27,6 +29,7 @@ int tb_linear_forward(float *out, const float *in, const float *w, const float *
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < N; r++) {
             float *restrict o = out + (size_t)r * O;
+#pragma omp simd
             for (int j = 0; j < O; j++) o[j] += b[j];
         }
     }
@@ -56,6 +59,7 @@ int tb_linear_backward(float *din, float *dw, float *db, const float *dout, cons
             int j0 = (int)((long long)O * t / nt), j1 = (int)((long long)O * (t + 1) / nt);
             for (int r = 0; r < N; r++) {
                 const float *restrict g = dout + (size_t)r * O;
+#pragma omp simd
                 for (int j = j0; j < j1; j++) db[j] += g[j];
             }
         }

@@ -6,6 +6,8 @@
 #include <math.h>
 #include <omp.h>
 
+#include "ops_math.h"
+
 int tb_layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *w,
                          const float *b, int N, int C, float eps)
 {
@@ -19,14 +21,17 @@ int tb_layernorm_forward(float *out, float *mean, float *rstd, const float *in, 
         const float *restrict x = in + (size_t)r * C;
         float *restrict y = out + (size_t)r * C;
         float s = 0.0f;
+#pragma omp simd reduction(+ : s)
         for (int j = 0; j < C; j++) s += x[j];
         float m = s / (float)C;
         float v = 0.0f;
+#pragma omp simd reduction(+ : v)
         for (int j = 0; j < C; j++) {
             float d = x[j] - m;
             v += d * d;
         }
         float rs = 1.0f / sqrtf(v / (float)C + eps);
+#pragma omp simd
         for (int j = 0; j < C; j++) y[j] = (x[j] - m) * rs * w[j] + b[j];
         mean[r] = m;
         rstd[r] = rs;
@@ -49,12 +54,14 @@ int tb_layernorm_backward(float *din, float *dw, float *db, const float *dout, c
             float *restrict dx = din + (size_t)r * C;
             const float m = mean[r], rs = rstd[r];
             float sum_g = 0.0f, sum_gn = 0.0f; /* sums of dnorm and dnorm * norm */
+#pragma omp simd reduction(+ : sum_g, sum_gn)
             for (int j = 0; j < C; j++) {
                 float gn = g[j] * w[j];
                 sum_g += gn;
                 sum_gn += gn * (x[j] - m) * rs;
             }
             const float mg = sum_g / (float)C, mgn = sum_gn / (float)C;
+#pragma omp simd
             for (int j = 0; j < C; j++) {
                 float norm = (x[j] - m) * rs;
                 dx[j] += (g[j] * w[j] - mg - norm * mgn) * rs;
@@ -71,10 +78,14 @@ int tb_layernorm_backward(float *din, float *dw, float *db, const float *dout, c
                 const float *restrict x = in + (size_t)r * C;
                 const float *restrict g = dout + (size_t)r * C;
                 const float m = mean[r], rs = rstd[r];
-                if (dw)
+                if (dw) {
+#pragma omp simd
                     for (int j = j0; j < j1; j++) dw[j] += g[j] * (x[j] - m) * rs;
-                if (db)
+                }
+                if (db) {
+#pragma omp simd
                     for (int j = j0; j < j1; j++) db[j] += g[j];
+                }
             }
         }
     }

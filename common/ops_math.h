@@ -1,0 +1,120 @@
+/* ops_math.h - private to the tb/ops.h kernels: branch-free fp32 exp, erf and Philox uniforms
+ * that gcc vectorises inside simple loops (a libm call in a loop blocks vectorisation).
+ * Accuracy is checked against double-precision libm in tests/unit/test_ops.c. */
+#ifndef TB_OPS_MATH_H
+#define TB_OPS_MATH_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "tb/rng.h"
+
+/* Kernels including this header are compiled without trapping-math: FP exception flags are never
+ * read in tinybert-c, and without it gcc will not if-convert the float selects below, which
+ * leaves every loop that uses them scalar. Results are unchanged (no value-changing flag). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+static inline float ops_bits_to_f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint32_t ops_f_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+/* e^x for fp32, max relative error ~2 ulp; x < -87.3 gives 0, x > 88.7 is clamped. */
+static inline float ops_expf(float x)
+{
+    const float big = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float xc = x > 88.7f ? 88.7f : x;
+    xc = xc < -87.3f ? -87.3f : xc;
+    float t = xc * 1.44269504088896341f + big;
+    float n = t - big;
+    int32_t ni = (int32_t)(ops_f_to_bits(t) - ops_f_to_bits(big));
+    float r = xc - n * 0.693145751953125f;   /* ln 2, high part (exact in fp32 times n) */
+    r = r - n * 1.428606765330187e-06f;      /* ln 2, low part */
+    /* e^r on |r| <= ln2/2: Taylor to degree 7 (truncation < 3e-9 relative) */
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    float y = ops_bits_to_f(ops_f_to_bits(p) + ((uint32_t)ni << 23));
+    return x < -87.3f ? 0.0f : y;
+}
+
+/* 1 + erf(a), accurate in RELATIVE terms also for a << 0 (the left tail of GELU), where it is
+ * computed as exp(r) instead of 1 - (1 - exp(r)). Two minimax pieces (|a| below / above 0.927734375),
+ * both evaluated and one selected, so loops over it vectorise. */
+static inline float ops_one_plus_erf(float a)
+{
+    const float t = a < 0.0f ? -a : a, s = a * a;
+    /* |a| <= 0.927734375: erf(a) = a + a * P(a^2) */
+    float q = -5.96761703e-4f;
+    q = q * s + 4.99119423e-3f;
+    q = q * s - 2.67681349e-2f;
+    q = q * s + 1.12819925e-1f;
+    q = q * s - 3.76125336e-1f;
+    q = q * s + 1.28379166e-1f;
+    const float small = 1.0f + (q * a + a);
+    /* |a| > 0.927734375: erf(|a|) = 1 - exp(R(|a|)) */
+    float r = -1.72853470e-5f * t + 3.83197126e-4f;
+    const float u = -3.88396438e-3f * t + 2.42546219e-2f;
+    r = r * s + u;
+    r = r * t - 1.06777877e-1f;
+    r = r * t - 6.34846687e-1f;
+    r = r * t - 1.28717512e-1f;
+    r = r * t - t;
+    const float e = ops_expf(r);
+    const float large = a < 0.0f ? e : 2.0f - e;
+    return t > 0.927734375f ? large : small;
+}
+
+/* Uniform floats in [0, 1) for elements [first, first + n) of a Philox stream, bit-identical to
+ * tb_rng_uniform (same counters and words), but 16 counters at a time so the rounds vectorise. */
+#define OPS_PHILOX_LANES 16
+static inline void ops_uniform(tb_rng_key key, uint32_t hi, uint32_t lo, uint64_t first, float *out, size_t n)
+{
+    size_t head = (size_t)((4 - (first & 3)) & 3);
+    if (head > n) head = n;
+    if (head) tb_rng_uniform(key, hi, lo, first, out, head);
+    size_t j = head;
+    uint64_t blk = (first + head) >> 2;
+    while (n - j >= 4 * OPS_PHILOX_LANES) {
+        uint32_t c0[OPS_PHILOX_LANES], c1[OPS_PHILOX_LANES], c2[OPS_PHILOX_LANES], c3[OPS_PHILOX_LANES];
+        for (int l = 0; l < OPS_PHILOX_LANES; l++) {
+            uint64_t b = blk + (uint64_t)l;
+            c0[l] = (uint32_t)b;
+            c1[l] = (uint32_t)(b >> 32);
+            c2[l] = lo;
+            c3[l] = hi;
+        }
+        uint32_t k0 = key.k[0], k1 = key.k[1];
+        for (int r = 0; r < 10; r++) {
+            for (int l = 0; l < OPS_PHILOX_LANES; l++) {
+                uint64_t p0 = (uint64_t)0xD2511F53u * c0[l];
+                uint64_t p1 = (uint64_t)0xCD9E8D57u * c2[l];
+                uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[l] ^ k0;
+                uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3[l] ^ k1;
+                c1[l] = (uint32_t)p1;
+                c3[l] = (uint32_t)p0;
+                c0[l] = n0;
+                c2[l] = n2;
+            }
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        float *o = out + j;
+        for (int l = 0; l < OPS_PHILOX_LANES; l++) {
+            o[4 * l + 0] = (float)(c0[l] >> 8) * (1.0f / 16777216.0f);
+            o[4 * l + 1] = (float)(c1[l] >> 8) * (1.0f / 16777216.0f);
+            o[4 * l + 2] = (float)(c2[l] >> 8) * (1.0f / 16777216.0f);
+            o[4 * l + 3] = (float)(c3[l] >> 8) * (1.0f / 16777216.0f);
+        }
+        j += 4 * OPS_PHILOX_LANES;
+        blk += OPS_PHILOX_LANES;
+    }
+    if (j < n) tb_rng_uniform(key, hi, lo, first + j, out + j, n - j);
+}
+
+#endif
