@@ -869,3 +869,144 @@ Test(codec, encoder_rejects_bad_tensors)
     tb_buf_free(&b);
     tb_msg_free(&m);
 }
+
+/* ---- every msgpack header form -------------------------------------------------------------- */
+
+Test(codec, decodes_every_int_float_and_length_form)
+{
+    /* hand-assembled: ints of every width (sign extension), float32/64, str8/16/32 and
+     * map16 headers, a bin-valued "type" and str keys inside the tensor map */
+    mp m = {.n = 0};
+    mp_byte(&m, 0xde); mp_be(&m, 13, 2); /* map16 */
+    mp_str(&m, "u8");  mp_byte(&m, 0xcc); mp_byte(&m, 0xff);
+    mp_str(&m, "u16"); mp_byte(&m, 0xcd); mp_be(&m, 0xfffe, 2);
+    mp_str(&m, "u32"); mp_byte(&m, 0xce); mp_be(&m, 0xfffffffdu, 4);
+    mp_str(&m, "u64"); mp_byte(&m, 0xcf); mp_be(&m, (uint64_t)INT64_MAX, 8);
+    mp_str(&m, "i8");  mp_byte(&m, 0xd0); mp_byte(&m, 0x80);
+    mp_str(&m, "i16"); mp_byte(&m, 0xd1); mp_be(&m, 0xff00, 2);
+    mp_str(&m, "i32"); mp_byte(&m, 0xd2); mp_be(&m, 0x80000000u, 4);
+    mp_str(&m, "nfix"); mp_byte(&m, 0xe0);
+    mp_str(&m, "f32"); mp_byte(&m, 0xca); mp_be(&m, 0x3fc00000u, 4); /* 1.5f */
+    mp_str(&m, "f64"); mp_byte(&m, 0xcb); mp_be(&m, 0xc004000000000000ull, 8); /* -2.5 */
+    mp_str(&m, "s8");  mp_byte(&m, 0xd9); mp_byte(&m, 3); mp_raw(&m, "abc", 3);
+    mp_str(&m, "s16"); mp_byte(&m, 0xda); mp_be(&m, 2, 2); mp_raw(&m, "de", 2);
+    mp_byte(&m, 0xdb); mp_be(&m, 1, 4); mp_raw(&m, "t", 1); /* str32 key */
+    mp_map(&m, 4);
+    mp_str(&m, "nd"); mp_byte(&m, 0xc3);
+    mp_str(&m, "type"); mp_bin(&m, "<i2");
+    mp_str(&m, "shape"); mp_byte(&m, 0xdc); mp_be(&m, 2, 2); mp_int(&m, 1); mp_byte(&m, 0xcd); mp_be(&m, 2, 2);
+    mp_str(&m, "data"); mp_byte(&m, 0xc5); mp_be(&m, 4, 2); mp_raw(&m, "\x01\x00\xff\xff", 4);
+
+    tb_msg r;
+    cr_assert_eq(decode_exact(m.b, m.n, &r, 0, NULL), TB_OK, "%s", tb_err_msg());
+    const struct { const char *k; int64_t v; } ints[] = {
+        {"u8", 255}, {"u16", 65534}, {"u32", 4294967293LL}, {"u64", INT64_MAX},
+        {"i8", -128}, {"i16", -256}, {"i32", INT32_MIN}, {"nfix", -32},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        int64_t v;
+        cr_assert_eq(tb_msg_get_int(&r, ints[i].k, &v), TB_OK, "%s", ints[i].k);
+        cr_assert_eq(v, ints[i].v, "%s: %lld", ints[i].k, (long long)v);
+    }
+    double f;
+    cr_assert_eq(tb_msg_get_float(&r, "f32", &f), TB_OK);
+    cr_assert_eq(f, 1.5);
+    cr_assert_eq(tb_msg_get_float(&r, "f64", &f), TB_OK);
+    cr_assert_eq(f, -2.5);
+    const char *s;
+    cr_assert_eq(tb_msg_get_str(&r, "s8", &s), TB_OK);
+    cr_assert_str_eq(s, "abc");
+    cr_assert_eq(tb_msg_get_str(&r, "s16", &s), TB_OK);
+    cr_assert_str_eq(s, "de");
+    const tb_tensor *t;
+    cr_assert_eq(tb_msg_get_tensor(&r, "t", &t), TB_OK);
+    cr_assert_eq(t->dtype, TB_I16);
+    cr_assert_eq(t->ndim, 2);
+    cr_assert_eq(t->shape[1], 2);
+    cr_assert_eq(((int16_t *)t->data)[0], 1);
+    cr_assert_eq(((int16_t *)t->data)[1], -1);
+    tb_msg_free(&r);
+}
+
+Test(codec, default_field_limit_is_4096)
+{
+    static uint8_t buf[4097 * 8 + 8]; /* too big for mp: built by hand */
+    for (int total = 4096; total <= 4097; total++) {
+        size_t n = 0;
+        buf[n++] = 0xde;
+        buf[n++] = (uint8_t)(total >> 8);
+        buf[n++] = (uint8_t)total;
+        for (int i = 0; i < total; i++) {
+            buf[n++] = 0xa4; /* fixstr 4: 4 hex digits */
+            n += (size_t)sprintf((char *)buf + n, "%04x", i);
+            buf[n++] = 0xc0;
+        }
+        tb_msg r;
+        int rc = tb_codec_decode(buf, n, &r, 0, NULL);
+        if (total == 4096) {
+            cr_assert_eq(rc, TB_OK, "%s", tb_err_msg());
+            cr_assert_eq(r.count, 4096);
+        } else {
+            cr_assert_eq(rc, TB_EFORMAT);
+            cr_assert_not_null(strstr(tb_err_msg(), "4097 fields, the limit is 4096"), "%s", tb_err_msg());
+        }
+        tb_msg_free(&r);
+    }
+}
+
+Test(codec, ext_forms_are_rejected_not_misread)
+{
+    static const uint8_t forms[][8] = {
+        {0xd4, 1, 0}, {0xd5, 1, 0, 0}, {0xd6, 1, 0, 0, 0, 0}, {0xc7, 1, 5, 0}, {0xc8, 0, 1, 5, 0},
+        {0xc9, 0, 0, 0, 1, 5, 0},
+    };
+    static const size_t lens[] = {3, 4, 6, 4, 5, 7};
+    for (size_t f = 0; f < sizeof lens / sizeof lens[0]; f++) {
+        mp m = {.n = 0};
+        mp_map(&m, 1);
+        mp_str(&m, "x");
+        mp_raw(&m, forms[f], lens[f]);
+        expect_bad(&m, TB_EFORMAT, "ext values are not supported");
+        m.n -= 1; /* and truncated by one byte */
+        expect_bad(&m, TB_EFORMAT, "truncated");
+    }
+}
+
+/* Every single-byte corruption of a valid message decodes or fails cleanly (never crashes,
+ * never leaves a half-filled message); run under ASan/UBSan this proves no over-read. */
+Test(codec, single_byte_corruptions_fail_cleanly)
+{
+    tb_msg m;
+    tb_tensor t;
+    build_rich(&m, &t);
+    tb_buf b;
+    tb_buf_init(&b);
+    cr_assert_eq(tb_codec_encode(&m, &b), TB_OK);
+    uint8_t *work = malloc(b.len);
+    int ok = 0, failed = 0;
+    for (size_t i = 0; i < b.len; i++) {
+        const uint8_t c = b.data[i];
+        const uint8_t variants[] = {(uint8_t)(c - 1), (uint8_t)(c + 1), c ^ 0x80, 0x00, 0xff, 0xc1};
+        for (size_t d = 0; d < sizeof variants; d++) {
+            memcpy(work, b.data, b.len);
+            work[i] = variants[d];
+            tb_msg r;
+            int rc = tb_codec_decode(work, b.len, &r, d & 1 ? TB_DECODE_COPY : 0, NULL);
+            cr_assert(rc == TB_OK || rc == TB_EFORMAT || rc == TB_EUNSUPPORTED,
+                      "byte %zu: status %s: %s", i, tb_status_name(rc), tb_err_msg());
+            if (rc) {
+                cr_assert_eq(r.count, 0);
+                failed++;
+            } else {
+                ok++;
+            }
+            tb_msg_free(&r);
+        }
+    }
+    cr_assert_gt(failed, 0);
+    cr_assert_gt(ok, 0); /* e.g. payload bytes may change freely */
+    free(work);
+    tb_buf_free(&b);
+    tb_msg_free(&m);
+    tb_tensor_free(&t);
+}
