@@ -154,6 +154,25 @@ void tb_dataset_free(tb_dataset *ds)
     memset(ds, 0, sizeof *ds);
 }
 
+int tb_dataset_count_words(const tb_dataset *ds, const tb_tokenizer_opts *opts, tb_word_counts *wc)
+{
+    int rc = TB_OK;
+    tb_words w;
+    tb_words_init(&w);
+    for (int64_t i = 0; i < ds->count; i++) {
+        const tb_example *x = &ds->ex[i];
+        rc = tb_word_counts_add_text(wc, opts, x->text_a, strlen(x->text_a), &w);
+        if (rc == TB_OK && x->text_b) rc = tb_word_counts_add_text(wc, opts, x->text_b, strlen(x->text_b), &w);
+        if (rc != TB_OK) {
+            tb_err_wrap(rc, "%s:%lld: ", ds->path ? ds->path : "(dataset)", (long long)x->line);
+            goto error;
+        }
+    }
+error:
+    tb_words_free(&w);
+    return rc;
+}
+
 /* ---- encoding --------------------------------------------------------------------------------- */
 
 int tb_encoded_build(tb_encoded *e, const tb_dataset *ds, const tb_tokenizer *t, int max_seq_length)

@@ -51,6 +51,12 @@ static int is_punct_u(uint32_t c)
     }
 }
 
+int tb_char_stands_alone(uint32_t cp)
+{
+    ascii_init();
+    return is_cjk(cp) || is_punct_u(cp);
+}
+
 /* Python's str.split() separators that survive cleaning (Zl, Zp). */
 static int is_split_space(uint32_t c)
 {

@@ -79,3 +79,16 @@ int tb_tokenizer_tokenize(const tb_tokenizer *t, const char *text, size_t len, t
 error:
     return rc;
 }
+
+int tb_word_counts_add_text(tb_word_counts *wc, const tb_tokenizer_opts *opts, const char *text, size_t len,
+                            tb_words *scratch)
+{
+    int rc = TB_OK;
+    TB_TRY(tb_basic_tokenize(opts, text, len, scratch));
+    for (int32_t i = 0; i < scratch->count; i++) {
+        if (scratch->len[i] < 0) continue; /* the unk literal is not a word to learn */
+        TB_TRY(tb_word_counts_add(wc, scratch->buf + scratch->off[i], (size_t)scratch->len[i], 1));
+    }
+error:
+    return rc;
+}

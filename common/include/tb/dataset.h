@@ -109,6 +109,9 @@ int tb_dataset_read_corpus(tb_dataset *ds, const char *path, const tb_read_opts 
 
 void tb_dataset_free(tb_dataset *ds);
 
+/* Basic-tokenizes text_a and text_b of every example and counts the words (for tb_vocab_learn). */
+int tb_dataset_count_words(const tb_dataset *ds, const tb_tokenizer_opts *opts, tb_word_counts *wc);
+
 /* A dataset tokenized once: example i is ids[off[i] .. off[i+1]) (with [CLS]/[SEP]). */
 typedef struct tb_encoded {
     int32_t *ids, *types;

@@ -117,6 +117,15 @@ int tb_tokenizer_encode(const tb_tokenizer *t, const char *a, size_t alen, const
 int tb_encoding_pad(const tb_encoding *e, int32_t pad_id, int width, int32_t *input_ids,
                     int32_t *token_type_ids, int32_t *attention_mask);
 
+/* Basic-tokenizes text[0..len) with `opts` and counts its words into `wc` (for tb_vocab_learn);
+ * `scratch` is reused between calls. */
+int tb_word_counts_add_text(tb_word_counts *wc, const tb_tokenizer_opts *opts, const char *text, size_t len,
+                            tb_words *scratch);
+
+/* 1 when basic tokenization always makes code point `cp` a word of its own (a CJK ideograph or
+ * punctuation), so it never appears as a "##" continuation. */
+int tb_char_stands_alone(uint32_t cp);
+
 /* Checks that s[0..len) is valid UTF-8; on failure returns TB_EFORMAT and sets *bad_offset. */
 int tb_utf8_check(const char *s, size_t len, size_t *bad_offset);
 

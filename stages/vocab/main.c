@@ -1,0 +1,107 @@
+/* tb-vocab: learns a WordPiece vocabulary (vocab.txt) of a chosen size from a corpus or task file. */
+#include "tb/cli.h"
+#include "tb/dataset.h"
+#include "tb/error.h"
+#include "tb/log.h"
+#include "tb/vocab.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static const tb_opt opts[] = {
+    TB_OPTION("input", TB_OPT_STRING, NULL, "text to learn from", .metavar = "PATH"),
+    TB_OPTION("format", TB_OPT_ENUM, "corpus", "how to read --input: a plain corpus, WikiText, text<TAB>label, or a GLUE task TSV",
+              .choices = "corpus|wikitext|simple|cola|sst-2|mrpc|sts-b|qqp|mnli|mnli-mm|qnli|rte|wnli"),
+    TB_OPTION("output", TB_OPT_STRING, NULL, "vocab.txt to write", .metavar = "PATH"),
+    TB_OPTION("vocab-size", TB_OPT_INT, "8000", "tokens in the vocabulary, the 5 special tokens included"),
+    TB_OPTION("min-frequency", TB_OPT_INT, "2", "a merge needs a pair seen at least this often"),
+    TB_OPTION("cased", TB_OPT_BOOL, "false", "keep case and accents (default: lower-case and strip accents)"),
+    TB_OPTION("max-chars-per-word", TB_OPT_INT, "100", "longer words are ignored (the tokenizer makes them [UNK])"),
+    TB_OPTION("lenient", TB_OPT_BOOL, "false", "skip and count malformed rows instead of failing"),
+    TB_OPTION("hash", TB_OPT_STRING, NULL, "print the vocabulary hash of an existing vocab.txt and exit", .metavar = "PATH"),
+    {0},
+};
+
+static const tb_port inputs[] = {{.option = "input", .message = "text", .help = "corpus or task file"}, {0}};
+static const tb_port outputs[] = {{.option = "output", .message = "vocab", .help = "vocab.txt, one token per line"}, {0}};
+
+static const tb_stage_info info = {
+    .name = "tb-vocab",
+    .summary = "Learns a WordPiece vocabulary (special tokens, characters, ## continuations, frequent merges) from text.",
+    .opts = opts,
+    .inputs = inputs,
+    .outputs = outputs,
+    .details = "Words come from the BERT basic tokenizer (the same cleaning, CJK split, lower-casing and\n"
+               "punctuation split as tokenization). The vocabulary holds [PAD] [UNK] [CLS] [SEP] [MASK], every\n"
+               "character as a word start and as a ##continuation, then BPE-style merges of the most frequent\n"
+               "adjacent pieces. The result is a standard vocab.txt.",
+};
+
+static int read_input(tb_dataset *ds, const char *path, const char *format, int lenient)
+{
+    tb_read_opts ro = {.lenient = lenient, .wikitext = strcmp(format, "wikitext") == 0};
+    if (strcmp(format, "corpus") == 0 || ro.wikitext) return tb_dataset_read_corpus(ds, path, &ro);
+    if (strcmp(format, "simple") == 0) return tb_dataset_read_simple(ds, path, &ro);
+    tb_task task;
+    int rc = tb_task_parse(format, &task);
+    if (rc != TB_OK) return rc;
+    return tb_dataset_read_glue(ds, task, path, &ro);
+}
+
+int main(int argc, char **argv)
+{
+    tb_cli cli;
+    int code = tb_cli_stage_start(&cli, &info, argc, argv);
+    if (code >= 0) return code;
+    tb_dataset ds = {0};
+    tb_word_counts wc;
+    tb_word_counts_init(&wc);
+    tb_vocab v = {0};
+    char hash[32];
+    if (tb_cli_str(&cli, "hash")) {
+        if (tb_vocab_load(&v, tb_cli_str(&cli, "hash")) != TB_OK) goto fail;
+        printf("%s\n", tb_vocab_hash_str(&v, hash, sizeof hash));
+        code = TB_EXIT_OK;
+        goto done;
+    }
+    const char *in = tb_cli_str(&cli, "input"), *out = tb_cli_str(&cli, "output");
+    if (!in || !out) {
+        fprintf(stderr, "tb-vocab: give --input and --output (or --hash PATH); see tb-vocab --help\n");
+        code = TB_EXIT_USAGE;
+        goto done;
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (read_input(&ds, in, tb_cli_str(&cli, "format"), tb_cli_bool(&cli, "lenient")) != TB_OK) goto fail;
+    if (ds.skipped) TB_WARN("%s: skipped %lld malformed rows (first at line %lld)", in, (long long)ds.skipped,
+                            (long long)ds.skipped_first_line);
+    tb_tokenizer_opts to = tb_tokenizer_opts_default();
+    to.do_lower_case = !tb_cli_bool(&cli, "cased");
+    if (tb_dataset_count_words(&ds, &to, &wc) != TB_OK) goto fail;
+    tb_vocab_learn_opts lo = {.vocab_size = (int32_t)tb_cli_int(&cli, "vocab-size"),
+                              .min_frequency = tb_cli_int(&cli, "min-frequency"),
+                              .max_chars_per_word = (int)tb_cli_int(&cli, "max-chars-per-word")};
+    if (tb_cli_int(&cli, "vocab-size") > INT32_MAX || tb_cli_int(&cli, "vocab-size") < 6) {
+        fprintf(stderr, "tb-vocab: --vocab-size must be in [6, 2147483647]\n");
+        code = TB_EXIT_USAGE;
+        goto done;
+    }
+    if (tb_vocab_learn(&v, &wc, &lo) != TB_OK) goto fail;
+    if (tb_vocab_save(&v, out) != TB_OK) goto fail;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    TB_INFO("%s: %lld examples, %lld words (%d distinct) -> %d tokens in %s (%s), %.2f s", in, (long long)ds.count,
+            (long long)wc.total, wc.count, v.count, out, tb_vocab_hash_str(&v, hash, sizeof hash),
+            (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+    code = TB_EXIT_OK;
+    goto done;
+fail:
+    fprintf(stderr, "tb-vocab: %s\n", tb_err_msg());
+    code = TB_EXIT_FAILURE;
+done:
+    tb_vocab_free(&v);
+    tb_word_counts_free(&wc);
+    tb_dataset_free(&ds);
+    tb_cli_free(&cli);
+    return code;
+}
