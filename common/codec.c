@@ -587,9 +587,17 @@ static int make_tensor(reader *r, const tensor_parts *tp, tb_dtype dt, size_t ma
                            i, src[i]);
     if (!(flags & TB_DECODE_COPY) && (uintptr_t)src % TB_ALIGN == 0)
         return tb_tensor_borrow(t, dt, tp->ndim, tp->shape, (void *)src);
-    rc = tb_tensor_alloc(t, dt, tp->ndim, tp->shape);
-    if (rc) return tb_err_wrap(rc, "decoding field '%s'", r->key);
-    if (nbytes) memcpy(t->data, src, nbytes);
+    /* an owned copy, without tb_tensor_alloc's zeroing: every byte is overwritten */
+    void *copy = tb_aligned_alloc(nbytes);
+    if (!copy)
+        return TB_ERR(TB_ENOMEM, "out of memory copying the %zu-byte tensor '%s'", nbytes, r->key);
+    if (nbytes) memcpy(copy, src, nbytes);
+    rc = tb_tensor_borrow(t, dt, tp->ndim, tp->shape, copy);
+    if (rc) {
+        tb_aligned_free(copy);
+        return tb_err_wrap(rc, "decoding field '%s'", r->key);
+    }
+    t->owned = 1;
     return TB_OK;
 }
 
