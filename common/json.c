@@ -56,6 +56,7 @@ int tb_strbuf_take(tb_strbuf *b, char **out)
 {
     int rc = strbuf_reserve(b, 0);
     if (rc != TB_OK) return rc;
+    b->p[b->len] = '\0'; /* an empty buffer was never written to */
     *out = b->p;
     b->p = NULL;
     b->len = b->cap = 0;

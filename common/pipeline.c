@@ -58,11 +58,11 @@ static const char *pipe_var_lookup(const pipe_parser *ps, const char *name, size
 static int pipe_expand_dollar(const pipe_parser *ps, const char **s, tb_strbuf *b)
 {
     const char *c = *s;
-    if (c[1] == '$') {
-        *s = c + 2;
-        return tb_strbuf_append(b, "$", 1);
+    if (c[1] == '$' && c[2] == '{') { /* $${ is a literal ${ */
+        *s = c + 3;
+        return tb_strbuf_append(b, "${", 2);
     }
-    if (c[1] != '{') {
+    if (c[1] != '{') { /* any other $ is itself: $HOME and $$ reach the program untouched */
         *s = c + 1;
         return tb_strbuf_append(b, "$", 1);
     }
@@ -77,7 +77,7 @@ static int pipe_expand_dollar(const pipe_parser *ps, const char **s, tb_strbuf *
     else if (name + nlen != end) nlen = 0;
     if (nlen == 0 || isdigit((unsigned char)name[0]))
         return TB_ERR(TB_EFORMAT, "%s:%d: '${%.*s}' is not a variable name (letters, digits and '_'; "
-                      "${NAME:-default} for a fallback; $$ for a literal '$')", ps->origin, ps->line,
+                      "${NAME:-default} for a fallback; $${ for a literal '${')", ps->origin, ps->line,
                       (int)(end - name), name);
     *s = end + 1;
     const char *val = pipe_var_lookup(ps, name, nlen);
@@ -579,6 +579,9 @@ int tb_pipeline_stage_threads(const tb_pipeline *p, int i)
 {
     const tb_pipeline_stage *s = &p->stages[i];
     if (s->threads > 0) return s->threads;
+    const char *env = getenv("TB_THREADS");
+    int from_env = 0;
+    if (env && *env && tb_threads_default(&from_env) == TB_OK) return from_env;
     int cores = tb_threads_available();
     int share = cores / (s->concurrent > 0 ? s->concurrent : 1);
     return share > 0 ? share : 1;

@@ -126,11 +126,9 @@ static void run_exec_child(const runner *r, int i, int errfd)
     }
     dup2(errfd, STDERR_FILENO);
     if (!getenv("OMP_WAIT_POLICY")) setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    if (!getenv("TB_THREADS")) {
-        char t[16];
-        snprintf(t, sizeof t, "%d", tb_pipeline_stage_threads(r->p, i));
-        setenv("TB_THREADS", t, 1);
-    }
+    char threads[16];
+    snprintf(threads, sizeof threads, "%d", tb_pipeline_stage_threads(r->p, i));
+    setenv("TB_THREADS", threads, 1);
     setenv("TB_STAGE", s->name, 1);
     if (r->bin_dir && *r->bin_dir) {
         const char *path = getenv("PATH");

@@ -21,7 +21,8 @@
  * to each other); a stage starts once every stage named in its `after` has exited 0. `run` is
  * split into words like a shell would (quotes, backslash) but is executed directly, without a
  * shell. ${VAR} is replaced inside words, never re-split: command-line VAR=VALUE, then [vars],
- * then the environment; ${VAR:-text} falls back to text; $$ is a literal $.
+ * then the environment; ${VAR:-text} falls back to text; $${ is a literal ${. Any other $ is
+ * passed on as is ($HOME, $$ for a shell stage to expand).
  *
  * Running: every stage is its own process group with stdin from /dev/null, stdout inherited (or
  * the file named by `stdout = PATH`) and stderr read by the runner and written line by line as
@@ -74,7 +75,9 @@ int tb_pipeline_find(const tb_pipeline *p, const char *name);
  * then in PATH. Fails on the first program that is missing or not executable. */
 int tb_pipeline_resolve(tb_pipeline *p, const char *bin_dir);
 
-/* The thread count the runner gives the stage (its `threads`, else cores / concurrent). */
+/* The thread count the runner gives the stage in TB_THREADS: its `threads = N`, else the
+ * runner's own TB_THREADS, else the available cores divided by the stages that may run beside it
+ * (at least 1). */
 int tb_pipeline_stage_threads(const tb_pipeline *p, int i);
 
 /* Writes the plan (stages in start order, their dependencies and commands) to `out`. */
