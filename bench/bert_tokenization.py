@@ -6,6 +6,7 @@ _clean_text, _tokenize_chinese_chars, whitespace_tokenize, lower + NFD + drop Mn
 split, greedy longest-match-first WordPiece.
 
     python3 bert_tokenization.py VOCAB [--max-chars N] [--cased] < lines  -> one line of ids per line
+    python3 bert_tokenization.py VOCAB --bench FILE    -> one JSON line: lines, bytes, tokens, seconds
 """
 import sys
 import unicodedata
@@ -158,8 +159,26 @@ class FullTokenizer:
         return [self.vocab[t] for t in tokens]
 
 
+def bench(tok, path):
+    import json
+    import time
+    data = open(path, "rb").read()
+    lines = data.decode("utf-8").split("\n")
+    t0 = time.perf_counter()
+    tokens = 0
+    for line in lines:
+        tokens += len(tok.convert_tokens_to_ids(tok.tokenize(line)))
+    seconds = time.perf_counter() - t0
+    print(json.dumps({"lines": len(lines), "bytes": len(data), "tokens": tokens, "seconds": seconds}))
+
+
 def main():
     args = sys.argv[1:]
+    bench_file = None
+    if "--bench" in args:
+        i = args.index("--bench")
+        bench_file = args[i + 1]
+        del args[i:i + 2]
     max_chars = 100
     lower = True
     if "--max-chars" in args:
@@ -170,6 +189,9 @@ def main():
         args.remove("--cased")
         lower = False
     tok = FullTokenizer(args[0], do_lower_case=lower, max_input_chars_per_word=max_chars)
+    if bench_file:
+        bench(tok, bench_file)
+        return
     data = sys.stdin.buffer.read().decode("utf-8")
     out = []
     for line in data.split("\n"):
