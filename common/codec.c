@@ -227,9 +227,9 @@ static size_t encoded_bound(const tb_msg *m)
     for (int i = 0; i < m->count; i++) {
         const tb_field *f = &m->fields[i];
         n += 16 + (f->key ? strlen(f->key) : 0);
-        if (f->kind == TB_VAL_STR) n += f->v.str.len;
+        if (f->kind == TB_VAL_STR) n += f->v.str.len < CODEC_BOUND_MAX ? f->v.str.len : CODEC_BOUND_MAX;
         if (f->kind == TB_VAL_TENSOR) n += 256 + tensor_bytes_or_zero(&f->v.tensor);
-        if (n > CODEC_BOUND_MAX) return CODEC_BOUND_MAX; /* encoding will fail with a clear error */
+        if (n > CODEC_BOUND_MAX) return CODEC_BOUND_MAX; /* the buffer still grows if needed */
     }
     return n;
 }
@@ -329,92 +329,86 @@ static int need(reader *r, size_t at, size_t n, const char *what)
     return TB_OK;
 }
 
-/* Reads one msgpack header (and skips a str/bin/ext body) from `r`. */
+/* Reads the fixed-size number (float32/64, uint8..64, int8..64) whose type byte `c` was read. */
+static int read_number(reader *r, tok *t, uint8_t c)
+{
+    int n = c <= 0xcb ? (c == 0xca ? 4 : 8) : c <= 0xcf ? 1 << (c - 0xcc) : 1 << (c - 0xd0);
+    int rc = need(r, t->at, (size_t)n, "a number");
+    if (rc) return rc;
+    uint64_t v = be(r->p + r->pos, n);
+    r->pos += (size_t)n;
+    if (c == 0xca) {
+        uint32_t w = (uint32_t)v;
+        float f;
+        memcpy(&f, &w, 4);
+        t->kind = T_FLOAT;
+        t->f = f;
+    } else if (c == 0xcb) {
+        t->kind = T_FLOAT;
+        memcpy(&t->f, &v, 8);
+    } else if (c <= 0xcf) {
+        t->kind = T_UINT;
+        t->u = v;
+    } else {
+        if (n < 8 && (v >> (8 * n - 1)) & 1) v |= ~(uint64_t)0 << (8 * n); /* sign-extend */
+        t->kind = T_INT;
+        memcpy(&t->i, &v, 8);
+    }
+    return TB_OK;
+}
+
+/* Skips the `t->n`-byte body of a str/bin (ext: plus its type byte), checking it is there. */
+static int skip_body(reader *r, tok *t, size_t extra)
+{
+    if (r->len - r->pos < extra || r->len - r->pos - extra < t->n)
+        return bad(r, TB_EFORMAT, t->at, "truncated: %s of %zu bytes, only %zu left", tok_name(t->kind),
+                   t->n, r->len - r->pos);
+    t->off = r->pos + extra;
+    r->pos += extra + t->n;
+    return TB_OK;
+}
+
+/* Checks an array/map count: every element takes at least one byte, so a count beyond the
+ * remaining bytes is a lie (caught before anything is allocated for it). */
+static int check_count(reader *r, const tok *t)
+{
+    if (t->n > (r->len - r->pos) / (t->kind == T_MAP ? 2 : 1))
+        return bad(r, TB_EFORMAT, t->at, "truncated: %s of %zu entries, only %zu bytes left",
+                   tok_name(t->kind), t->n, r->len - r->pos);
+    return TB_OK;
+}
+
+/* Reads one msgpack header from `r` (and skips a str/bin/ext body, whose place is in t->off). */
 static int read_tok(reader *r, tok *t)
 {
     memset(t, 0, sizeof *t);
     t->at = r->pos;
     if (r->pos >= r->len) return bad(r, TB_EFORMAT, r->pos, "truncated: expected a value, buffer ends");
     uint8_t c = r->p[r->pos++];
-    int arg = 0;  /* bytes of length/value argument */
-    size_t body_extra = 0;
     if (c <= 0x7f) { t->kind = T_UINT; t->u = c; return TB_OK; }
     if (c >= 0xe0) { t->kind = T_INT; t->i = (int8_t)c; return TB_OK; }
-    if (c >= 0x80 && c <= 0x8f) { t->kind = T_MAP; t->n = c & 0x0f; goto container; }
-    if (c >= 0x90 && c <= 0x9f) { t->kind = T_ARRAY; t->n = c & 0x0f; goto container; }
-    if (c >= 0xa0 && c <= 0xbf) { t->kind = T_STR; t->n = c & 0x1f; goto body; }
+    if (c <= 0x8f) { t->kind = T_MAP; t->n = c & 0x0f; return check_count(r, t); }
+    if (c <= 0x9f) { t->kind = T_ARRAY; t->n = c & 0x0f; return check_count(r, t); }
+    if (c <= 0xbf) { t->kind = T_STR; t->n = c & 0x1f; return skip_body(r, t, 0); }
+    if (c == 0xc0) { t->kind = T_NIL; return TB_OK; }
+    if (c == 0xc2 || c == 0xc3) { t->kind = T_BOOL; t->b = c == 0xc3; return TB_OK; }
+    if (c >= 0xca && c <= 0xd3) return read_number(r, t, c);
+    if (c >= 0xd4 && c <= 0xd8) { t->kind = T_EXT; t->n = (size_t)1 << (c - 0xd4); return skip_body(r, t, 1); }
+    int arg; /* bytes of the big-endian length that follows */
     switch (c) {
-    case 0xc0: t->kind = T_NIL; return TB_OK;
-    case 0xc2: case 0xc3: t->kind = T_BOOL; t->b = c == 0xc3; return TB_OK;
     case 0xc4: case 0xc5: case 0xc6: t->kind = T_BIN; arg = 1 << (c - 0xc4); break;
-    case 0xc7: case 0xc8: case 0xc9: t->kind = T_EXT; arg = 1 << (c - 0xc7); body_extra = 1; break;
-    case 0xca: case 0xcb: {
-        int n = c == 0xca ? 4 : 8;
-        int rc = need(r, t->at, (size_t)n, "a float");
-        if (rc) return rc;
-        uint64_t v = be(r->p + r->pos, n);
-        r->pos += (size_t)n;
-        t->kind = T_FLOAT;
-        if (n == 4) {
-            uint32_t w = (uint32_t)v;
-            float f;
-            memcpy(&f, &w, 4);
-            t->f = f;
-        } else {
-            memcpy(&t->f, &v, 8);
-        }
-        return TB_OK;
-    }
-    case 0xcc: case 0xcd: case 0xce: case 0xcf: {
-        int n = 1 << (c - 0xcc);
-        int rc = need(r, t->at, (size_t)n, "an unsigned int");
-        if (rc) return rc;
-        t->kind = T_UINT;
-        t->u = be(r->p + r->pos, n);
-        r->pos += (size_t)n;
-        return TB_OK;
-    }
-    case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
-        int n = 1 << (c - 0xd0);
-        int rc = need(r, t->at, (size_t)n, "an int");
-        if (rc) return rc;
-        uint64_t v = be(r->p + r->pos, n);
-        r->pos += (size_t)n;
-        t->kind = T_INT;
-        if (n < 8 && (v >> (8 * n - 1)) & 1) v |= ~(uint64_t)0 << (8 * n); /* sign-extend */
-        memcpy(&t->i, &v, 8);
-        return TB_OK;
-    }
-    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
-        t->kind = T_EXT;
-        t->n = (size_t)1 << (c - 0xd4);
-        body_extra = 1;
-        goto body;
+    case 0xc7: case 0xc8: case 0xc9: t->kind = T_EXT; arg = 1 << (c - 0xc7); break;
     case 0xd9: case 0xda: case 0xdb: t->kind = T_STR; arg = 1 << (c - 0xd9); break;
     case 0xdc: case 0xdd: t->kind = T_ARRAY; arg = c == 0xdc ? 2 : 4; break;
     case 0xde: case 0xdf: t->kind = T_MAP; arg = c == 0xde ? 2 : 4; break;
     default: return bad(r, TB_EFORMAT, t->at, "invalid msgpack type byte 0x%02x", c);
     }
-    {
-        int rc = need(r, t->at, (size_t)arg, "a length");
-        if (rc) return rc;
-        t->n = (size_t)be(r->p + r->pos, arg);
-        r->pos += (size_t)arg;
-    }
-    if (t->kind == T_ARRAY || t->kind == T_MAP) goto container;
-body:
-    if (r->len - r->pos < body_extra || r->len - r->pos - body_extra < t->n)
-        return bad(r, TB_EFORMAT, t->at, "truncated: %s of %zu bytes, only %zu left", tok_name(t->kind),
-                   t->n, r->len - r->pos);
-    t->off = r->pos + body_extra;
-    r->pos += body_extra + t->n;
-    return TB_OK;
-container:
-    /* Every element takes at least one byte: a count beyond the remaining bytes is a lie. */
-    if (t->n > (r->len - r->pos) / (t->kind == T_MAP ? 2 : 1))
-        return bad(r, TB_EFORMAT, t->at, "truncated: %s of %zu entries, only %zu bytes left",
-                   tok_name(t->kind), t->n, r->len - r->pos);
-    return TB_OK;
+    int rc = need(r, t->at, (size_t)arg, "a length");
+    if (rc) return rc;
+    t->n = (size_t)be(r->p + r->pos, arg);
+    r->pos += (size_t)arg;
+    if (t->kind == T_ARRAY || t->kind == T_MAP) return check_count(r, t);
+    return skip_body(r, t, t->kind == T_EXT ? 1 : 0);
 }
 
 static int tok_is(const reader *r, const tok *t, const char *s)
