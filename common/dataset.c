@@ -231,6 +231,103 @@ error:
     return rc;
 }
 
+/* Appends one sequence [CLS] ids[0..n) [SEP] to e (capacity managed with *cap). */
+static int packed_push(tb_encoded *e, size_t *cap, int64_t *cap_seq, const int32_t *ids, int64_t n, int32_t cls,
+                       int32_t sep)
+{
+    int rc = TB_OK;
+    size_t used = (size_t)e->off[e->count];
+    size_t need = used + (size_t)n + 2;
+    if (need > *cap) {
+        size_t c = *cap ? *cap * 2 : 65536;
+        while (c < need) c *= 2;
+        int32_t *a = realloc(e->ids, c * sizeof *a);
+        TB_CHECK(a, TB_ENOMEM, "out of memory packing a corpus");
+        e->ids = a;
+        int32_t *b = realloc(e->types, c * sizeof *b);
+        TB_CHECK(b, TB_ENOMEM, "out of memory packing a corpus");
+        e->types = b;
+        *cap = c;
+    }
+    if (e->count + 1 >= *cap_seq) {
+        int64_t c = *cap_seq * 2;
+        int64_t *o = realloc(e->off, (size_t)(c + 1) * sizeof *o);
+        TB_CHECK(o, TB_ENOMEM, "out of memory packing a corpus");
+        e->off = o;
+        int32_t *l = realloc(e->labels, (size_t)c * sizeof *l);
+        TB_CHECK(l, TB_ENOMEM, "out of memory packing a corpus");
+        e->labels = l;
+        float *t = realloc(e->targets, (size_t)c * sizeof *t);
+        TB_CHECK(t, TB_ENOMEM, "out of memory packing a corpus");
+        e->targets = t;
+        *cap_seq = c;
+    }
+    e->ids[used] = cls;
+    memcpy(e->ids + used + 1, ids, (size_t)n * sizeof *ids);
+    e->ids[used + 1 + (size_t)n] = sep;
+    memset(e->types + used, 0, ((size_t)n + 2) * sizeof *e->types);
+    e->labels[e->count] = -1;
+    e->targets[e->count] = 0.0f;
+    e->count++;
+    e->off[e->count] = (int64_t)need;
+error:
+    return rc;
+}
+
+int tb_encoded_build_packed(tb_encoded *e, const tb_dataset *corpus, const tb_tokenizer *t, int max_seq_length)
+{
+    int rc = TB_OK;
+    memset(e, 0, sizeof *e);
+    tb_ids ids;
+    tb_ids_init(&ids);
+    int32_t *cur = NULL;
+    TB_CHECK(max_seq_length >= 3 && max_seq_length <= 1 << 20, TB_EINVAL,
+             "max_seq_length must be in [3, 1048576], got %d", max_seq_length);
+    TB_CHECK(t->vocab.cls_id >= 0 && t->vocab.sep_id >= 0, TB_EFORMAT, "the vocabulary lacks [CLS] or [SEP]");
+    int64_t room = max_seq_length - 2, cap_seq = 1024;
+    size_t cap = 0;
+    e->max_seq_length = max_seq_length;
+    e->pad_id = t->vocab.pad_id >= 0 ? t->vocab.pad_id : 0;
+    e->vocab_hash = t->vocab.hash;
+    e->off = malloc((size_t)(cap_seq + 1) * sizeof *e->off);
+    e->labels = malloc((size_t)cap_seq * sizeof *e->labels);
+    e->targets = malloc((size_t)cap_seq * sizeof *e->targets);
+    cur = malloc((size_t)room * sizeof *cur);
+    TB_CHECK(e->off && e->labels && e->targets && cur, TB_ENOMEM, "out of memory packing a corpus");
+    e->off[0] = 0;
+    int64_t ncur = 0, doc = corpus->count > 0 ? corpus->ex[0].doc : 0;
+    int32_t cls = t->vocab.cls_id, sep = t->vocab.sep_id;
+    for (int64_t i = 0; i < corpus->count; i++) {
+        const tb_example *x = &corpus->ex[i];
+        rc = tb_tokenizer_tokenize(t, x->text_a, strlen(x->text_a), &ids);
+        if (rc != TB_OK) {
+            tb_err_wrap(rc, "%s:%lld: ", corpus->path ? corpus->path : "(corpus)", (long long)x->line);
+            goto error;
+        }
+        if (x->doc != doc || (ncur > 0 && ncur + ids.count > room)) {
+            if (ncur > 0) TB_TRY(packed_push(e, &cap, &cap_seq, cur, ncur, cls, sep));
+            ncur = 0;
+            doc = x->doc;
+        }
+        int64_t k = 0;
+        while (ids.count - k > room) { /* a line longer than a whole sequence: chunks */
+            TB_TRY(packed_push(e, &cap, &cap_seq, ids.ids + k, room, cls, sep));
+            k += room;
+        }
+        memcpy(cur + ncur, ids.ids + k, (size_t)(ids.count - k) * sizeof *cur);
+        ncur += ids.count - k;
+    }
+    if (ncur > 0) TB_TRY(packed_push(e, &cap, &cap_seq, cur, ncur, cls, sep));
+    free(cur);
+    tb_ids_free(&ids);
+    return TB_OK;
+error:
+    free(cur);
+    tb_ids_free(&ids);
+    tb_encoded_free(e);
+    return rc;
+}
+
 void tb_encoded_free(tb_encoded *e)
 {
     free(e->ids);

@@ -481,3 +481,44 @@ Test(batches, pad_to_longest_and_regression_labels)
     tb_tokenizer_free(&t);
     tb_dataset_free(&ds);
 }
+
+/* MLM packing with a hand-made vocabulary: every word is one token, so the packing is worked out
+ * by hand. max_seq_length 6 -> room for 4 tokens per sequence. */
+Test(batches, mlm_packing_by_hand)
+{
+    const char *toks[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "d", "e", "f", "g"};
+    FILE *f = fopen(write_file("v.txt", ""), "wb");
+    for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) fprintf(f, "%s\n", toks[i]);
+    fclose(f);
+    char vpath[256];
+    snprintf(vpath, sizeof vpath, "%s/v.txt", tmpdir);
+    /* doc 0: "a b" (2) + "c" (1) fit together (3); "d e" (2) does not fit (5 > 4): new sequence;
+     * doc 1: "a b c d e f g" (7) alone: chunks "a b c d" and "e f g". */
+    const char *p = write_file("c.txt", "a b\nc\nd e\n\na b c d e f g\n");
+    tb_dataset ds;
+    cr_assert_eq(tb_dataset_read_corpus(&ds, p, NULL), TB_OK);
+    tb_tokenizer t;
+    cr_assert_eq(tb_tokenizer_init(&t, vpath, NULL), TB_OK, "%s", tb_err_msg());
+    tb_encoded e;
+    cr_assert_eq(tb_encoded_build_packed(&e, &ds, &t, 6), TB_OK, "%s", tb_err_msg());
+    const int32_t want[][6] = {{2, 5, 6, 7, 3, -1}, {2, 8, 9, 3, -1, -1}, {2, 5, 6, 7, 8, 3}, {2, 9, 10, 11, 3, -1}};
+    cr_assert_eq(e.count, 4);
+    for (int s = 0; s < 4; s++) {
+        int64_t len = e.off[s + 1] - e.off[s];
+        int n = 0;
+        while (n < 6 && want[s][n] >= 0) n++;
+        cr_expect_eq(len, n, "sequence %d", s);
+        for (int k = 0; k < n && k < len; k++) cr_expect_eq(e.ids[e.off[s] + k], want[s][k], "sequence %d token %d", s, k);
+        cr_expect_eq(e.labels[s], -1);
+    }
+    /* general distillation instead: one line, one example, truncated to 6 - 2 */
+    tb_encoded g;
+    cr_assert_eq(tb_encoded_build(&g, &ds, &t, 6), TB_OK);
+    cr_expect_eq(g.count, 4);
+    cr_expect_eq(g.off[4] - g.off[3], 6);
+    cr_expect_eq(g.truncated, 1);
+    tb_encoded_free(&g);
+    tb_encoded_free(&e);
+    tb_tokenizer_free(&t);
+    tb_dataset_free(&ds);
+}

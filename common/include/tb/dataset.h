@@ -129,6 +129,13 @@ typedef struct tb_encoded {
 
 /* Tokenizes every example (single or pair, see tb_tokenizer_encode). */
 int tb_encoded_build(tb_encoded *e, const tb_dataset *ds, const tb_tokenizer *t, int max_seq_length);
+/* Packs a corpus for MLM pre-training: within each document, consecutive lines' WordPiece tokens
+ * are concatenated into sequences of at most max_seq_length - 2 tokens, each sequence
+ * [CLS] tokens [SEP] (types 0, label -1). A line that does not fit in the current sequence starts
+ * the next one; a line longer than max_seq_length - 2 tokens on its own is cut into consecutive
+ * chunks of max_seq_length - 2 tokens (nothing is dropped). Sequences never cross documents.
+ * e->count is the number of sequences; example ids then number sequences. */
+int tb_encoded_build_packed(tb_encoded *e, const tb_dataset *corpus, const tb_tokenizer *t, int max_seq_length);
 void tb_encoded_free(tb_encoded *e);
 
 typedef struct tb_batch_opts {
