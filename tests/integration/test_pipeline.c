@@ -292,6 +292,30 @@ Test(pipeline_run, stage_environment)
     free(env);
 }
 
+/* A stage started without OMP_WAIT_POLICY re-executes itself with PASSIVE (libgomp reads it
+ * before main): the runner's initial environment (/proc/PID/environ, which setenv does not
+ * change) then holds it, under the same pid. */
+Test(pipeline_run, runner_reexecutes_with_passive_wait_policy)
+{
+    write_file("p.pipe",
+               "[peek]\nstdout = ${D}/environ.txt\n"
+               "run = /bin/sh -c 'tr \"\\000\" \"\\n\" < /proc/$PPID/environ | grep ^OMP_WAIT_POLICY='\n",
+               0);
+    char dvar[128];
+    snprintf(dvar, sizeof dvar, "D=%s", dir);
+    char *saved = getenv("OMP_WAIT_POLICY") ? strdup(getenv("OMP_WAIT_POLICY")) : NULL;
+    unsetenv("OMP_WAIT_POLICY");
+    const char *args[] = {pipe_path("p.pipe"), dvar, NULL};
+    int code = run_runner(args);
+    if (saved) setenv("OMP_WAIT_POLICY", saved, 1);
+    free(saved);
+    char *env = read_file("environ.txt"), *err = read_file("err.txt");
+    cr_expect_eq(code, 0, "%s", err);
+    cr_expect_str_eq(env, "OMP_WAIT_POLICY=PASSIVE\n");
+    free(env);
+    free(err);
+}
+
 Test(pipeline_run, failure_stops_the_others)
 {
     /* long: dies on SIGTERM; stubborn: ignores SIGTERM (killed after the grace period);
