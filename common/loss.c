@@ -5,23 +5,44 @@
 
 #include <math.h>
 
+#include "ops_math.h"
+
 #define ATT_MASKED (-100.0f) /* attention entries <= this are masked and replaced by 0 */
+
+/* Sums run in LOSS_BLOCKS fixed blocks (OpenMP threads take whole blocks) whose partial sums
+ * are added in block order: the value is bit-identical whatever the thread count. */
+#define LOSS_BLOCKS 64
+
+static double sum_blocks(const double *part)
+{
+    double s = 0.0;
+    for (int k = 0; k < LOSS_BLOCKS; k++) s += part[k];
+    return s;
+}
 
 int tb_loss_mse(double *loss, float *dstudent, const float *student, const float *target,
                 size_t n, float grad_scale)
 {
     if (!loss || !student || !target) return TB_ERR(TB_EINVAL, "tb_loss_mse: NULL loss, student or target");
     if (n == 0) return TB_ERR(TB_EINVAL, "tb_loss_mse: empty tensors (n = 0)");
-    double acc = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)student[i] - (double)target[i];
-        acc += d * d;
+    double part[LOSS_BLOCKS];
+    const float g = (float)(2.0 * grad_scale / (double)n);
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < LOSS_BLOCKS; k++) {
+        const size_t i0 = n * (size_t)k / LOSS_BLOCKS, i1 = n * (size_t)(k + 1) / LOSS_BLOCKS;
+        double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+        for (size_t i = i0; i < i1; i++) {
+            double d = (double)student[i] - (double)target[i];
+            acc += d * d;
+        }
+        if (dstudent) {
+#pragma omp simd
+            for (size_t i = i0; i < i1; i++) dstudent[i] += g * (student[i] - target[i]);
+        }
+        part[k] = acc;
     }
-    if (dstudent) {
-        const float g = (float)(2.0 * grad_scale / (double)n);
-        for (size_t i = 0; i < n; i++) dstudent[i] += g * (student[i] - target[i]);
-    }
-    *loss = acc / (double)n;
+    *loss = sum_blocks(part) / (double)n;
     return TB_OK;
 }
 
@@ -31,21 +52,56 @@ int tb_loss_att_mse(double *loss, float *dstudent, const float *student, const f
     if (!loss || !student || !teacher)
         return TB_ERR(TB_EINVAL, "tb_loss_att_mse: NULL loss, student or teacher");
     if (n == 0) return TB_ERR(TB_EINVAL, "tb_loss_att_mse: empty tensors (n = 0)");
-    double acc = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double s = student[i] <= ATT_MASKED ? 0.0 : (double)student[i];
-        double t = teacher[i] <= ATT_MASKED ? 0.0 : (double)teacher[i];
-        acc += (s - t) * (s - t);
-    }
-    if (dstudent) {
-        const float g = (float)(2.0 * grad_scale / (double)n);
-        for (size_t i = 0; i < n; i++) {
-            float t = teacher[i] <= ATT_MASKED ? 0.0f : teacher[i];
-            dstudent[i] += student[i] <= ATT_MASKED ? 0.0f : g * (student[i] - t);
+    double part[LOSS_BLOCKS];
+    const float g = (float)(2.0 * grad_scale / (double)n);
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < LOSS_BLOCKS; k++) {
+        const size_t i0 = n * (size_t)k / LOSS_BLOCKS, i1 = n * (size_t)(k + 1) / LOSS_BLOCKS;
+        double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+        for (size_t i = i0; i < i1; i++) {
+            float sv = student[i], tv = teacher[i];
+            float s = sv <= ATT_MASKED ? 0.0f : sv;
+            float t = tv <= ATT_MASKED ? 0.0f : tv;
+            double d = (double)s - (double)t;
+            acc += d * d;
         }
+        if (dstudent) {
+#pragma omp simd
+            for (size_t i = i0; i < i1; i++) {
+                float sv = student[i], tv = teacher[i];
+                float t = tv <= ATT_MASKED ? 0.0f : tv;
+                dstudent[i] += sv <= ATT_MASKED ? 0.0f : g * (sv - t);
+            }
+        }
+        part[k] = acc;
     }
-    *loss = acc / (double)n;
+    *loss = sum_blocks(part) / (double)n;
     return TB_OK;
+}
+
+/* One row of the soft cross-entropy: returns sum_k -p_k log q_k and adds g (q - p) to d. */
+static double soft_ce_row(float *d, const float *s, const float *t, int K, double it, double g)
+{
+    double ms = s[0] * it, mt = t[0] * it;
+    for (int j = 1; j < K; j++) {
+        ms = fmax(ms, s[j] * it);
+        mt = fmax(mt, t[j] * it);
+    }
+    double zs = 0.0, zt = 0.0;
+    for (int j = 0; j < K; j++) {
+        zs += exp(s[j] * it - ms);
+        zt += exp(t[j] * it - mt);
+    }
+    const double lzs = log(zs);
+    double acc = 0.0;
+    for (int j = 0; j < K; j++) {
+        double pt = exp(t[j] * it - mt) / zt;
+        double logq = s[j] * it - ms - lzs;
+        acc -= pt * logq;
+        if (d) d[j] += (float)(g * (exp(logq) - pt));
+    }
+    return acc;
 }
 
 int tb_loss_soft_ce(double *loss, float *dstudent, const float *student, const float *teacher,
@@ -59,29 +115,34 @@ int tb_loss_soft_ce(double *loss, float *dstudent, const float *student, const f
         return TB_ERR(TB_EINVAL, "tb_loss_soft_ce: temperature must be finite and > 0, got %g", (double)temp);
     const double it = 1.0 / (double)temp;
     const double g = (double)grad_scale / ((double)temp * (double)N * (double)K);
-    double acc = 0.0;
-    for (int r = 0; r < N; r++) {
-        const float *s = student + (size_t)r * K, *t = teacher + (size_t)r * K;
-        double ms = s[0] * it, mt = t[0] * it;
-        for (int j = 1; j < K; j++) {
-            ms = fmax(ms, s[j] * it);
-            mt = fmax(mt, t[j] * it);
+    double part[LOSS_BLOCKS];
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < LOSS_BLOCKS; k++) {
+        const int r0 = (int)((long long)N * k / LOSS_BLOCKS), r1 = (int)((long long)N * (k + 1) / LOSS_BLOCKS);
+        double acc = 0.0;
+        for (int r = r0; r < r1; r++) {
+            const size_t o = (size_t)r * K;
+            acc += soft_ce_row(dstudent ? dstudent + o : NULL, student + o, teacher + o, K, it, g);
         }
-        double zs = 0.0, zt = 0.0;
-        for (int j = 0; j < K; j++) {
-            zs += exp(s[j] * it - ms);
-            zt += exp(t[j] * it - mt);
-        }
-        const double lzs = log(zs);
-        for (int j = 0; j < K; j++) {
-            double pt = exp(t[j] * it - mt) / zt;
-            double logq = s[j] * it - ms - lzs;
-            acc -= pt * logq;
-            if (dstudent) dstudent[(size_t)r * K + j] += (float)(g * (exp(logq) - pt));
-        }
+        part[k] = acc;
     }
-    *loss = acc / ((double)N * (double)K);
+    *loss = sum_blocks(part) / ((double)N * (double)K);
     return TB_OK;
+}
+
+/* One row of the cross-entropy: returns -log softmax(z)[label] and adds g (softmax - onehot) to d. */
+static double ce_row(float *d, const float *z, int K, int label, double g)
+{
+    double m = z[0];
+    for (int j = 1; j < K; j++) m = fmax(m, z[j]);
+    double sum = 0.0;
+    for (int j = 0; j < K; j++) sum += exp(z[j] - m);
+    const double lse = m + log(sum);
+    if (d) {
+        for (int j = 0; j < K; j++) d[j] += (float)(g * exp(z[j] - lse));
+        d[label] -= (float)g;
+    }
+    return lse - z[label];
 }
 
 int tb_loss_ce(double *loss, float *dlogits, const float *logits, const int32_t *labels,
@@ -103,24 +164,18 @@ int tb_loss_ce(double *loss, float *dlogits, const float *logits, const int32_t 
         return TB_OK;
     }
     const double g = (double)grad_scale / (double)used;
-    double acc = 0.0;
-    for (int r = 0; r < N; r++) {
-        if (labels[r] == ignore_index) continue;
-        const float *z = logits + (size_t)r * K;
-        double m = z[0];
-        for (int j = 1; j < K; j++) m = fmax(m, z[j]);
-        double sum = 0.0;
-        for (int j = 0; j < K; j++) sum += exp(z[j] - m);
-        const double lse = m + log(sum);
-        acc += lse - z[labels[r]];
-        if (dlogits) {
-            float *d = dlogits + (size_t)r * K;
-            for (int j = 0; j < K; j++) {
-                double p = exp(z[j] - lse);
-                d[j] += (float)(g * (p - (j == labels[r] ? 1.0 : 0.0)));
-            }
+    double part[LOSS_BLOCKS];
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < LOSS_BLOCKS; k++) {
+        const int r0 = (int)((long long)N * k / LOSS_BLOCKS), r1 = (int)((long long)N * (k + 1) / LOSS_BLOCKS);
+        double acc = 0.0;
+        for (int r = r0; r < r1; r++) {
+            if (labels[r] == ignore_index) continue;
+            const size_t o = (size_t)r * K;
+            acc += ce_row(dlogits ? dlogits + o : NULL, logits + o, K, labels[r], g);
         }
+        part[k] = acc;
     }
-    *loss = acc / (double)used;
+    *loss = sum_blocks(part) / (double)used;
     return TB_OK;
 }

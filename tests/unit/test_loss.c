@@ -12,6 +12,7 @@
 #include "fdcheck.h"
 #include "tb/error.h"
 #include "tb/loss.h"
+#include "tb/ops.h"
 
 #define FD_H 1e-2f
 #define FD_TOL 1e-3
@@ -183,4 +184,31 @@ Test(loss, bad_arguments_are_rejected)
     cr_assert_eq(tb_loss_ce(&l, NULL, s, lab, 2, 2, TB_IGNORE_INDEX, 1.0f, NULL), TB_EINVAL);
     cr_assert_neq(strstr(tb_err_msg(), "label 3 of row 1"), NULL, "%s", tb_err_msg());
     cr_assert_eq(l, 123.0, "a failed call leaves *loss untouched");
+}
+
+/* Values and gradients are bit-identical whatever the thread count (fixed blocks, ordered sum). */
+Test(loss, deterministic_across_thread_counts)
+{
+    const size_t n = 100003;
+    float *s = malloc(n * sizeof(float)), *t = malloc(n * sizeof(float));
+    float *g[3];
+    double l[3], lc[3];
+    int32_t labels[1000];
+    tb_fd_fill(s, n, 700, -200, 5);
+    tb_fd_fill(t, n, 701, -200, 5);
+    for (int i = 0; i < 1000; i++) labels[i] = i % 7 == 0 ? TB_IGNORE_INDEX : i % 100;
+    for (int k = 0; k < 3; k++) {
+        cr_assert_eq(tb_ops_set_threads(k + 1), TB_OK);
+        g[k] = calloc(n, sizeof(float));
+        cr_assert_eq(tb_loss_att_mse(&l[k], g[k], s, t, n, 1.0f), TB_OK);
+        cr_assert_eq(tb_loss_ce(&lc[k], g[k], s, labels, 1000, 100, TB_IGNORE_INDEX, 1.0f, NULL), TB_OK);
+    }
+    for (int k = 1; k < 3; k++) {
+        cr_assert_eq(l[k], l[0], "att_mse with %d threads differs", k + 1);
+        cr_assert_eq(lc[k], lc[0], "ce with %d threads differs", k + 1);
+        cr_assert_eq(memcmp(g[k], g[0], n * sizeof(float)), 0);
+    }
+    for (int k = 0; k < 3; k++) free(g[k]);
+    free(s);
+    free(t);
 }

@@ -477,3 +477,44 @@ Test(ops, bad_arguments_are_rejected)
     cr_assert_eq(tb_attention_backward(y, y, y, 2, x, NULL, s, x, x, x, 2, 1, 2, 1, 2, NULL, s, 1), TB_EINVAL);
     cr_assert_eq(tb_attention_scratch_floats(0, 1), 0);
 }
+
+/* Attention, LayerNorm, embeddings and dropout give bit-identical results for 1, 2 and 3
+ * threads: each output element is computed by one thread in a fixed order. */
+Test(ops, deterministic_across_thread_counts)
+{
+    enum { B = 3, T = 13, NH = 2, HS = 5, C = NH * HS, V = 20 };
+    const size_t nqkv = (size_t)B * T * 3 * C, nctx = (size_t)B * T * C, ns = (size_t)B * NH * T * T;
+    float *qkv = fa(nqkv), *dctx = fa(nctx), *w = fa(C), *bb = fa(C);
+    tb_fd_fill(qkv, nqkv, 800, -2, 2);
+    tb_fd_fill(dctx, nctx, 801, -1, 1);
+    tb_fd_fill(w, C, 802, 0.5f, 1.5f);
+    int32_t mask[B * T], ids[B * T];
+    for (int i = 0; i < B * T; i++) {
+        mask[i] = i % T < T - 2 * (i / T);
+        ids[i] = (i * 5) % V;
+    }
+    tb_dropout d = {0.2f, tb_rng_key_make(3, TB_RNG_DROPOUT), 11, 17};
+    float *out[3][8];
+    const size_t sizes[8] = {nctx, ns, ns, nqkv, nctx, C, V * C, nctx};
+    for (int k = 0; k < 3; k++) {
+        cr_assert_eq(tb_ops_set_threads(k + 1), TB_OK);
+        for (int j = 0; j < 8; j++) out[k][j] = fa(sizes[j]);
+        size_t nsc = tb_attention_scratch_floats(T, k + 1);
+        float *scr = fa(nsc), *mean = fa(B * T), *rstd = fa(B * T);
+        cr_assert_eq(tb_attention_forward(out[k][0], out[k][1], out[k][2], qkv, qkv + C, qkv + 2 * C, 3 * C, mask,
+                                          B, T, NH, HS, &d, scr, nsc), TB_OK);
+        cr_assert_eq(tb_attention_backward(out[k][3], out[k][3] + C, out[k][3] + 2 * C, 3 * C, dctx, out[k][1],
+                                           out[k][2], qkv, qkv + C, qkv + 2 * C, 3 * C, B, T, NH, HS, &d, scr, nsc), TB_OK);
+        cr_assert_eq(tb_layernorm_forward(out[k][4], mean, rstd, out[k][0], w, bb, B * T, C, 1e-12f), TB_OK);
+        cr_assert_eq(tb_layernorm_backward(out[k][7], out[k][5], NULL, dctx, out[k][0], w, mean, rstd, B * T, C), TB_OK);
+        cr_assert_eq(tb_embedding_backward(out[k][6], NULL, NULL, dctx, ids, NULL, B, T, C, V, T, 2, 0), TB_OK);
+        cr_assert_eq(tb_dropout_forward(out[k][7], out[k][7], nctx, &d), TB_OK);
+        free(scr); free(mean); free(rstd);
+    }
+    for (int k = 1; k < 3; k++)
+        for (int j = 0; j < 8; j++)
+            cr_assert_eq(memcmp(out[k][j], out[0][j], sizes[j] * sizeof(float)), 0, "output %d differs with %d threads", j, k + 1);
+    for (int k = 0; k < 3; k++)
+        for (int j = 0; j < 8; j++) free(out[k][j]);
+    free(qkv); free(dctx); free(w); free(bb);
+}
