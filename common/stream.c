@@ -25,6 +25,7 @@ void tb_stream_opts_default(tb_stream_opts *o)
     o->consumers = 1;
     o->hello_timeout_ms = 30000;
     o->retain_max = 64;
+    o->retain_max_bytes = (size_t)512 << 20;
     o->policy = TB_PEER_FAIL;
     o->dead_wait_ms = 60000;
     o->finish_timeout_ms = 60000;

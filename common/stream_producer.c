@@ -160,6 +160,8 @@ static void accept_pending(prod *p)
 {
     if (!p->have_pending || !p->ready || p->failed) return;
     if (p->head - p->base >= (uint64_t)p->s->o.retain_max) return;
+    size_t cap = p->s->o.retain_max_bytes;
+    if (cap && p->head > p->base && p->ring_bytes + zmq_msg_size(&p->pending) > cap) return;
     zmq_msg_t *slot = &p->ring[p->head % (uint64_t)p->s->o.retain_max];
     zmq_msg_init(slot);
     zmq_msg_move(slot, &p->pending);

@@ -63,6 +63,8 @@ typedef struct tb_stream_opts {
     int consumers;           /* hellos awaited before the first message is sent (1) */
     int hello_timeout_ms;    /* how long to wait for them (30000) */
     int retain_max;          /* messages kept for consumers that lag or resume (64) */
+    size_t retain_max_bytes; /* and at most this many bytes of them (512 MiB; 0: no limit);
+                                one message is always accepted, whatever its size */
     tb_peer_policy policy;   /* dead-consumer policy (TB_PEER_FAIL) */
     int dead_wait_ms;        /* TB_PEER_WAIT: how long a dead consumer may stay away (60000) */
     int finish_timeout_ms;   /* tb_stream_finish: wait for the final acks (60000) */

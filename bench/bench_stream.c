@@ -1,0 +1,324 @@
+/* bench_stream.c - throughput of lossless streams against raw ZeroMQ PUSH/PULL, same run.
+ *
+ * For 4 MB and 40 MB tensor messages, over ipc:// and tcp://127.0.0.1, with 1 and 4 consumers:
+ *   raw       one PUSH/PULL pair per consumer; the producer encodes each message once and
+ *             zmq_msg_copy's it to every PUSH; each consumer decodes it
+ *   lossless  tb_stream (ROUTER/DEALER, credit, seq, acks, heartbeats): tb_stream_send encodes,
+ *             tb_stream_recv decodes
+ * Every process is a fork of this one (forked before any thread exists). A consumer times from
+ * its first message to its last: GB/s = (n - 1) * bytes / elapsed. Finally the producer's peak
+ * RSS while one of two consumers stalls. One JSON object per line on stdout.
+ *
+ * Usage: bench_stream [--quick]
+ */
+#include "tb/codec.h"
+#include "tb/error.h"
+#include "tb/log.h"
+#include "tb/stream.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define MAXC 4
+
+typedef struct result {
+    double secs;
+    uint64_t msgs;
+    int ok;
+} result;
+
+typedef struct run {
+    const char *ep[MAXC]; /* raw: one endpoint per consumer; lossless: ep[0] */
+    int consumers, lossless, stall;
+    size_t bytes;
+    uint64_t count;
+    int fd;               /* consumer: result pipe */
+    int index;
+} run;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static long peak_rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
+    if (f) fclose(f);
+    return kb;
+}
+
+static int make_payload(tb_msg *m, size_t bytes)
+{
+    tb_msg_init(m);
+    tb_tensor t;
+    int64_t n = (int64_t)(bytes / 4);
+    if (tb_tensor_alloc(&t, TB_F32, 1, &n)) return TB_ENOMEM;
+    for (int64_t i = 0; i < n; i++) ((float *)t.data)[i] = (float)(i % 1000) * 0.5f;
+    int rc = tb_msg_set_tensor_move(m, "teacher.hidden.3", &t);
+    tb_tensor_free(&t);
+    return rc;
+}
+
+/* ---- raw PUSH/PULL ------------------------------------------------------------------------- */
+
+static void buf_release(void *data, void *hint)
+{
+    (void)hint;
+    tb_aligned_free(data);
+}
+
+static int raw_producer(const run *r)
+{
+    void *ctx = zmq_ctx_new();
+    void *push[MAXC];
+    int hwm = 4, linger = 10000;
+    for (int i = 0; i < r->consumers; i++) {
+        push[i] = zmq_socket(ctx, ZMQ_PUSH);
+        zmq_setsockopt(push[i], ZMQ_SNDHWM, &hwm, sizeof hwm);
+        zmq_setsockopt(push[i], ZMQ_LINGER, &linger, sizeof linger);
+        if (zmq_bind(push[i], r->ep[i])) return 2;
+    }
+    tb_msg m;
+    if (make_payload(&m, r->bytes)) return 2;
+    for (uint64_t q = 0; q < r->count; q++) {
+        tb_buf b;
+        tb_buf_init(&b);
+        tb_msg_set_int(&m, "seq", (int64_t)q);
+        if (tb_codec_encode(&m, &b)) return 2;
+        zmq_msg_t one; /* one buffer, shared by every PUSH without a copy */
+        zmq_msg_init_data(&one, b.data, b.len, buf_release, NULL);
+        for (int i = 0; i < r->consumers; i++) {
+            zmq_msg_t cp;
+            zmq_msg_init(&cp);
+            zmq_msg_copy(&cp, &one);
+            if (zmq_msg_send(&cp, push[i], 0) < 0) return 2;
+        }
+        zmq_msg_close(&one);
+    }
+    tb_msg_free(&m);
+    for (int i = 0; i < r->consumers; i++) zmq_close(push[i]);
+    zmq_ctx_term(ctx); /* waits (LINGER) until everything queued went out */
+    return 0;
+}
+
+static int raw_consumer(const run *r)
+{
+    void *ctx = zmq_ctx_new();
+    void *pull = zmq_socket(ctx, ZMQ_PULL);
+    int hwm = 4;
+    zmq_setsockopt(pull, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (zmq_connect(pull, r->ep[r->index])) return 2;
+    result res = {0};
+    double t0 = 0;
+    for (uint64_t q = 0; q < r->count; q++) {
+        zmq_msg_t zm;
+        zmq_msg_init(&zm);
+        if (zmq_msg_recv(&zm, pull, 0) < 0) return 2;
+        tb_msg m;
+        if (tb_codec_decode(zmq_msg_data(&zm), zmq_msg_size(&zm), &m, 0, NULL)) return 2;
+        int64_t seq = -1;
+        tb_msg_get_int(&m, "seq", &seq);
+        tb_msg_free(&m);
+        zmq_msg_close(&zm);
+        if (seq != (int64_t)q) return 1;
+        if (q == 0) t0 = now_s();
+    }
+    res.secs = now_s() - t0;
+    res.msgs = r->count;
+    res.ok = 1;
+    zmq_close(pull);
+    zmq_ctx_term(ctx);
+    return write(r->fd, &res, sizeof res) == (ssize_t)sizeof res ? 0 : 2;
+}
+
+/* ---- lossless ------------------------------------------------------------------------------ */
+
+static void opts_for(tb_stream_opts *o, const run *r)
+{
+    tb_stream_opts_default(o);
+    o->consumers = r->consumers;
+    o->retain_max = 16;
+    o->credit = 4;
+    o->hwm = 8;
+    o->peer_timeout_ms = 60000;
+    o->finish_timeout_ms = 120000;
+}
+
+static int lossless_producer(const run *r)
+{
+    tb_stream_opts o;
+    opts_for(&o, r);
+    tb_stream *s;
+    if (tb_stream_open(&s, r->ep[0], TB_STREAM_WRITE, &o)) goto fail;
+    tb_msg m;
+    if (make_payload(&m, r->bytes)) goto fail;
+    for (uint64_t q = 0; q < r->count; q++)
+        if (tb_stream_send(s, &m, NULL)) goto fail;
+    if (tb_stream_finish(s)) goto fail;
+    tb_stream_stats st;
+    tb_stream_stats_get(s, &st);
+    tb_msg_free(&m);
+    tb_stream_close(s);
+    if (r->stall) {
+        printf("{\"bench\":\"stream_stalled_consumer\",\"msg_bytes\":%zu,\"messages\":%llu,\"retain_max\":%d,"
+               "\"credit\":%d,\"retained_peak\":%d,\"retained_bytes_peak\":%zu,\"producer_peak_rss_mb\":%.1f,"
+               "\"bytes_sent_mb\":%.1f}\n",
+               r->bytes, (unsigned long long)r->count, o.retain_max, o.credit, st.retained_peak,
+               st.retained_bytes_peak, peak_rss_kb() / 1024.0, (double)r->bytes * (double)r->count / 1048576.0);
+        fflush(stdout);
+    }
+    return 0;
+fail:
+    fprintf(stderr, "lossless producer: %s\n", tb_err_msg());
+    return 2;
+}
+
+static int lossless_consumer(const run *r)
+{
+    tb_stream_opts o;
+    opts_for(&o, r);
+    char id[16];
+    snprintf(id, sizeof id, "b%d", r->index);
+    o.consumer_id = id;
+    tb_stream *s;
+    if (tb_stream_open(&s, r->ep[0], TB_STREAM_READ, &o)) goto fail;
+    result res = {0};
+    double t0 = 0;
+    for (uint64_t q = 0;; q++) {
+        tb_msg m;
+        int rc = tb_stream_recv(s, &m, -1);
+        if (rc == TB_EEND) {
+            if (q != r->count) return 1;
+            break;
+        }
+        if (rc) goto fail;
+        tb_msg_free(&m);
+        if (q == 0) t0 = now_s();
+        if (r->stall && r->index == 1 && q == 0) sleep(3); /* the stalled consumer */
+    }
+    res.secs = now_s() - t0;
+    res.msgs = r->count;
+    res.ok = 1;
+    tb_stream_close(s);
+    return write(r->fd, &res, sizeof res) == (ssize_t)sizeof res ? 0 : 2;
+fail:
+    fprintf(stderr, "lossless consumer %d: %s\n", r->index, tb_err_msg());
+    return 2;
+}
+
+/* ---- driver -------------------------------------------------------------------------------- */
+
+static pid_t fork_run(int (*fn)(const run *), const run *r)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) _exit(fn(r));
+    return pid;
+}
+
+/* Runs one configuration; returns the mean per-consumer GB/s (0 on failure). */
+static double measure(run *r, const char *transport, double raw_gbs)
+{
+    int fds[2];
+    if (pipe(fds)) return 0;
+    pid_t kids[MAXC];
+    for (int i = 0; i < r->consumers; i++) {
+        run c = *r;
+        c.index = i;
+        c.fd = fds[1];
+        kids[i] = fork_run(r->lossless ? lossless_consumer : raw_consumer, &c);
+    }
+    pid_t prod = fork_run(r->lossless ? lossless_producer : raw_producer, r);
+    int ok = 1;
+    for (int i = 0; i < r->consumers; i++) {
+        int st;
+        waitpid(kids[i], &st, 0);
+        ok &= WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    }
+    int st;
+    waitpid(prod, &st, 0);
+    ok &= WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    close(fds[1]);
+    double sum = 0, mn = 1e30, msgs_s = 0;
+    for (int i = 0; i < r->consumers; i++) {
+        result res;
+        if (read(fds[0], &res, sizeof res) != (ssize_t)sizeof res || !res.ok) {
+            ok = 0;
+            break;
+        }
+        double gbs = (double)(res.msgs - 1) * (double)r->bytes / res.secs / 1e9;
+        sum += gbs;
+        if (gbs < mn) mn = gbs;
+        msgs_s += (double)(res.msgs - 1) / res.secs;
+    }
+    close(fds[0]);
+    if (!ok) {
+        printf("{\"bench\":\"stream\",\"transport\":\"%s\",\"mode\":\"%s\",\"msg_bytes\":%zu,\"consumers\":%d,"
+               "\"error\":\"a process failed\"}\n",
+               transport, r->lossless ? "lossless" : "raw", r->bytes, r->consumers);
+        return 0;
+    }
+    double mean = sum / r->consumers;
+    printf("{\"bench\":\"stream\",\"transport\":\"%s\",\"mode\":\"%s\",\"msg_bytes\":%zu,\"consumers\":%d,"
+           "\"messages\":%llu,\"msgs_per_s_per_consumer\":%.2f,\"gb_per_s_per_consumer\":%.3f,"
+           "\"gb_per_s_slowest_consumer\":%.3f",
+           transport, r->lossless ? "lossless" : "raw", r->bytes, r->consumers, (unsigned long long)r->count,
+           msgs_s / r->consumers, mean, mn);
+    if (raw_gbs > 0) printf(",\"ratio_vs_raw\":%.3f", mean / raw_gbs);
+    printf("}\n");
+    fflush(stdout);
+    return mean;
+}
+
+int main(int argc, char **argv)
+{
+    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    tb_log_set_level(TB_LOG_WARN);
+    const size_t sizes[2] = {(size_t)4 << 20, (size_t)40 << 20};
+    const char *transports[2] = {"ipc", "tcp"};
+    int port = 20000 + (int)(getpid() % 20000);
+    char eps[MAXC][128];
+    for (int t = 0; t < 2; t++)
+        for (int si = 0; si < 2; si++)
+            for (int nc = 1; nc <= MAXC; nc += MAXC - 1) {
+                run r = {.consumers = nc, .bytes = sizes[si]};
+                uint64_t total = quick ? ((uint64_t)200 << 20) : ((uint64_t)800 << 20);
+                r.count = total / r.bytes;
+                if (r.count < 8) r.count = 8;
+                for (int i = 0; i < MAXC; i++) {
+                    if (t == 0) snprintf(eps[i], sizeof eps[i], "ipc:///tmp/tb-bench-%ld-%d", (long)getpid(), i);
+                    else snprintf(eps[i], sizeof eps[i], "tcp://127.0.0.1:%d", port + i);
+                    r.ep[i] = eps[i];
+                }
+                port += MAXC;
+                r.lossless = 0;
+                double raw = measure(&r, transports[t], 0);
+                for (int i = 0; i < MAXC; i++) {
+                    if (t == 0) snprintf(eps[i], sizeof eps[i], "ipc:///tmp/tb-bench-%ld-l%d", (long)getpid(), i);
+                    else snprintf(eps[i], sizeof eps[i], "tcp://127.0.0.1:%d", port + i);
+                }
+                port += MAXC;
+                r.lossless = 1;
+                measure(&r, transports[t], raw);
+            }
+    /* Peak RSS of a producer whose second consumer stalls for 3 s after its first message. */
+    char ep[128];
+    snprintf(ep, sizeof ep, "ipc:///tmp/tb-bench-%ld-stall", (long)getpid());
+    run r = {.consumers = 2, .bytes = (size_t)4 << 20, .count = 100, .lossless = 1, .stall = 1};
+    r.ep[0] = ep;
+    measure(&r, "ipc", 0);
+    return 0;
+}
