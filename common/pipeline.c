@@ -47,6 +47,7 @@ static const char *pipe_var_lookup(const pipe_parser *ps, const char *name, size
     for (int i = ps->p->nvars - 1; i >= 0; i--)
         if (strlen(ps->p->var_names[i]) == len && strncmp(ps->p->var_names[i], name, len) == 0)
             return ps->p->var_values[i];
+    if (len == 12 && strncmp(name, "PIPELINE_DIR", 12) == 0) return ps->p->dir;
     char tmp[256];
     if (len >= sizeof tmp) return NULL;
     memcpy(tmp, name, len);
@@ -435,13 +436,20 @@ error:
 
 int tb_pipeline_parse(tb_pipeline *p, const char *text, const char *origin, char *const *overrides, int noverrides)
 {
+    return tb_pipeline_parse_in(p, text, origin, NULL, overrides, noverrides);
+}
+
+int tb_pipeline_parse_in(tb_pipeline *p, const char *text, const char *origin, const char *dir,
+                         char *const *overrides, int noverrides)
+{
     int rc = TB_OK;
     memset(p, 0, sizeof *p);
     char *buf = NULL;
     tb_strbuf logical = {0};
     origin = origin ? origin : "<pipeline>";
     p->origin = strdup(origin);
-    TB_CHECK(p->origin, TB_ENOMEM, "out of memory");
+    p->dir = strdup(dir ? dir : ".");
+    TB_CHECK(p->origin && p->dir, TB_ENOMEM, "out of memory");
     for (int i = 0; i < noverrides; i++) {
         const char *eq = strchr(overrides[i], '=');
         int ok = eq && eq > overrides[i] && !isdigit((unsigned char)overrides[i][0]);
@@ -493,7 +501,11 @@ int tb_pipeline_load(tb_pipeline *p, const char *path, char *const *overrides, i
     TB_CHECK(memchr(text, '\0', n) == NULL, TB_EFORMAT, "pipeline file '%s' contains a NUL byte (not a text file?)",
              path);
     text[n] = '\0';
-    rc = tb_pipeline_parse(p, text, path, overrides, noverrides);
+    char *abs = realpath(path, NULL);
+    char *slash = abs ? strrchr(abs, '/') : NULL;
+    if (slash) *slash = '\0';
+    rc = tb_pipeline_parse_in(p, text, path, slash ? (abs[0] ? abs : "/") : ".", overrides, noverrides);
+    free(abs);
 error:
     if (f) fclose(f);
     free(text);
@@ -521,6 +533,7 @@ void tb_pipeline_free(tb_pipeline *p)
     free(p->var_names);
     free(p->var_values);
     free(p->origin);
+    free(p->dir);
     memset(p, 0, sizeof *p);
 }
 

@@ -562,3 +562,53 @@ Test(pipeline_run, check_asks_real_stages)
     cr_expect(strstr(out, "FAIL [bad]") && strstr(out, "--grace: 'soon' is not a valid float"), "%s", out);
     free(out);
 }
+
+Test(pipeline_run, pipeline_dir_is_the_files_directory)
+{
+    write_file("p.pipe", "[a]\nrun = /bin/echo ${PIPELINE_DIR}/x\n", 0);
+    tb_pipeline p;
+    cr_assert_eq(tb_pipeline_load(&p, pipe_path("p.pipe"), NULL, 0), TB_OK, "%s", tb_err_msg());
+    char *real = realpath(dir, NULL), want[512];
+    snprintf(want, sizeof want, "%s/x", real);
+    cr_expect_str_eq(p.stages[0].argv[1], want);
+    free(real);
+    tb_pipeline_free(&p);
+}
+
+/* The example in pipelines/ checks out against the real tb-vocab and runs. */
+Test(pipeline_run, smoke_example_checks_and_runs)
+{
+    const char *file = TB_SOURCE_DIR "/pipelines/smoke.pipe";
+    char outvar[128];
+    snprintf(outvar, sizeof outvar, "OUT=%s/smoke", dir);
+    const char *check[] = {"--check", file, outvar, NULL};
+    int code = run_runner(check);
+    char *out = read_file("out.txt");
+    cr_expect_eq(code, 0, "%s", out);
+    cr_expect(strstr(out, "ok   [vocab] tb-vocab"), "%s", out);
+    free(out);
+    const char *run[] = {file, outvar, "VOCAB_SIZE=600", NULL};
+    code = run_runner(run);
+    char *err = read_file("err.txt");
+    cr_expect_eq(code, 0, "%s", err);
+    free(err);
+    char *hash = read_file("smoke/vocab.hash"), *lines = read_file("smoke/input-lines.txt");
+    cr_expect(strncmp(hash, "fnv1a64:", 8) == 0 && strlen(hash) == 8 + 16 + 1, "hash file: '%s'", hash);
+    cr_expect(strncmp(lines, "30522 ", 6) == 0, "wc output: '%s'", lines);
+    char *vocab = read_file("smoke/vocab.txt");
+    int n = 0;
+    for (char *c = vocab; *c; c++) n += *c == '\n';
+    cr_expect_eq(n, 600, "VOCAB_SIZE=600 on the command line gives 600 tokens, got %d", n);
+    cr_expect(strncmp(vocab, "[PAD]\n", 6) == 0, "%.40s", vocab);
+    free(vocab);
+    free(hash);
+    free(lines);
+    char path[256];
+    const char *files[] = {"vocab.txt", "vocab.hash", "input-lines.txt"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(path, sizeof path, "%s/smoke/%s", dir, files[k]);
+        unlink(path);
+    }
+    snprintf(path, sizeof path, "%s/smoke", dir);
+    rmdir(path);
+}

@@ -21,7 +21,7 @@
  * to each other); a stage starts once every stage named in its `after` has exited 0. `run` is
  * split into words like a shell would (quotes, backslash) but is executed directly, without a
  * shell. ${VAR} is replaced inside words, never re-split: command-line VAR=VALUE, then [vars],
- * then the environment; ${VAR:-text} falls back to text; $${ is a literal ${. Any other $ is
+ * then the built-in PIPELINE_DIR (the file's directory), then the environment; ${VAR:-text} falls back to text; $${ is a literal ${. Any other $ is
  * passed on as is ($HOME, $$ for a shell stage to expand).
  *
  * Running: every stage is its own process group with stdin from /dev/null, stdout inherited (or
@@ -56,6 +56,7 @@ typedef struct tb_pipeline_stage {
 
 typedef struct tb_pipeline {
     char *origin;          /* file name used in messages */
+    char *dir;             /* directory of the file (absolute), ${PIPELINE_DIR}; "." for text */
     tb_pipeline_stage *stages;
     int count;
     char **var_names, **var_values;
@@ -65,6 +66,9 @@ typedef struct tb_pipeline {
 /* Parses pipeline text. `overrides` are "VAR=VALUE" strings that win over [vars]. Errors name
  * origin:line and what to fix. The pipeline is freeable after an error. */
 int tb_pipeline_parse(tb_pipeline *p, const char *text, const char *origin, char *const *overrides, int noverrides);
+/* As tb_pipeline_parse, with ${PIPELINE_DIR} = dir (NULL: "."). */
+int tb_pipeline_parse_in(tb_pipeline *p, const char *text, const char *origin, const char *dir,
+                         char *const *overrides, int noverrides);
 int tb_pipeline_load(tb_pipeline *p, const char *path, char *const *overrides, int noverrides);
 void tb_pipeline_free(tb_pipeline *p);
 
