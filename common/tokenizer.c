@@ -4,6 +4,7 @@
 
 #include "tb/error.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -21,13 +22,16 @@ static unsigned char ascii_class(uint32_t c)
 }
 
 static unsigned char ASCII_CLASS[128];
-static int ascii_ready;
+static pthread_once_t ascii_once = PTHREAD_ONCE_INIT;
+
+static void ascii_fill(void)
+{
+    for (uint32_t c = 0; c < 128; c++) ASCII_CLASS[c] = ascii_class(c);
+}
 
 static void ascii_init(void)
 {
-    if (ascii_ready) return;
-    for (uint32_t c = 0; c < 128; c++) ASCII_CLASS[c] = ascii_class(c);
-    ascii_ready = 1; /* idempotent: concurrent first calls write the same bytes */
+    pthread_once(&ascii_once, ascii_fill);
 }
 
 static int is_cjk(uint32_t cp)

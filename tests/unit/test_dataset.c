@@ -522,3 +522,38 @@ Test(batches, mlm_packing_by_hand)
     tb_tokenizer_free(&t);
     tb_dataset_free(&ds);
 }
+
+/* Random bytes as every kind of file: a clear error or a lenient read, never a crash (ASan). */
+Test(readers, random_garbage_files)
+{
+    uint64_t s = 12345;
+    char buf[2048];
+    for (int it = 0; it < 60; it++) {
+        size_t n = (size_t)(it * 31 % 2000);
+        for (size_t i = 0; i < n; i++) {
+            s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+            uint8_t b = (uint8_t)(s >> 56);
+            /* many tabs and newlines so rows and fields exist */
+            buf[i] = (char)(b < 40 ? '\t' : b < 70 ? '\n' : b < 200 ? 'a' + b % 26 : b);
+        }
+        char path[256];
+        snprintf(path, sizeof path, "%s/g.tsv", tmpdir);
+        FILE *f = fopen(path, "wb");
+        cr_assert(f);
+        fwrite(buf, 1, n, f);
+        fclose(f);
+        for (int task = TB_TASK_COLA; task <= TB_TASK_CORPUS; task++) {
+            for (int lenient = 0; lenient < 2; lenient++) {
+                tb_read_opts o = {.lenient = lenient, .wikitext = it % 2};
+                tb_dataset ds;
+                int rc = task == TB_TASK_SIMPLE   ? tb_dataset_read_simple(&ds, path, &o)
+                         : task == TB_TASK_CORPUS ? tb_dataset_read_corpus(&ds, path, &o)
+                                                  : tb_dataset_read_glue(&ds, (tb_task)task, path, &o);
+                cr_assert(rc == TB_OK || (rc == TB_EFORMAT && !lenient), "task %d lenient %d: rc %d %s", task, lenient, rc,
+                          tb_err_msg());
+                if (rc == TB_EFORMAT) cr_assert(strstr(tb_err_msg(), "g.tsv:"), "%s", tb_err_msg());
+                if (rc == TB_OK) tb_dataset_free(&ds);
+            }
+        }
+    }
+}

@@ -436,3 +436,58 @@ Test(python, random_mixed_text_matches_reference, .timeout = 120)
     tb_tokenizer_free(&t);
     free(py);
 }
+
+/* Random bytes (mostly invalid UTF-8) and random valid code points: the tokenizer either
+ * succeeds or reports TB_EFORMAT, never crashes or reads out of bounds (run under ASan). Valid
+ * UTF-8 must always succeed. */
+Test(robustness, random_bytes_and_code_points)
+{
+    tb_tokenizer t;
+    cr_assert_eq(tb_tokenizer_init(&t, VOCAB, NULL), TB_OK, "%s", tb_err_msg());
+    tb_encoding e;
+    tb_encoding_init(&e);
+    uint64_t state = 0x9E3779B97F4A7C15ULL;
+    char buf[512];
+    for (int it = 0; it < 4000; it++) {
+        size_t n = 0, want = (size_t)(it % 200);
+        int valid = it % 2;
+        while (n < want) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            if (!valid) {
+                buf[n++] = (char)(state & 0xFF);
+                continue;
+            }
+            uint32_t c = (uint32_t)(state >> 11) % 0x110000;
+            if (state & 0x300) c &= 0x7F; /* plenty of ASCII */
+            if (c >= 0xD800 && c <= 0xDFFF) c = 'x';
+            if (n + 4 > sizeof buf) break;
+            if (c < 0x80) buf[n++] = (char)c;
+            else if (c < 0x800) { buf[n++] = (char)(0xC0 | (c >> 6)); buf[n++] = (char)(0x80 | (c & 0x3F)); }
+            else if (c < 0x10000) {
+                buf[n++] = (char)(0xE0 | (c >> 12)); buf[n++] = (char)(0x80 | ((c >> 6) & 0x3F));
+                buf[n++] = (char)(0x80 | (c & 0x3F));
+            } else {
+                buf[n++] = (char)(0xF0 | (c >> 18)); buf[n++] = (char)(0x80 | ((c >> 12) & 0x3F));
+                buf[n++] = (char)(0x80 | ((c >> 6) & 0x3F)); buf[n++] = (char)(0x80 | (c & 0x3F));
+            }
+        }
+        /* exact-size heap copy so ASan sees any read past the end */
+        char *text = malloc(n ? n : 1);
+        cr_assert(text);
+        memcpy(text, buf, n);
+        size_t half = n / 2;
+        while (valid && half > 0 && half < n && ((unsigned char)text[half] & 0xC0) == 0x80) half--; /* char boundary */
+        int rc = tb_tokenizer_encode(&t, text, half, text + half, n - half, 64, &e);
+        if (valid) cr_assert_eq(rc, TB_OK, "valid UTF-8 refused: %s", tb_err_msg());
+        else cr_assert(rc == TB_OK || rc == TB_EFORMAT, "rc %d", rc);
+        if (rc == TB_OK) {
+            cr_assert_leq(e.len, 64);
+            for (int32_t k = 0; k < e.len; k++) cr_assert(e.input_ids[k] >= 0 && e.input_ids[k] < t.vocab.count);
+        }
+        free(text);
+    }
+    tb_encoding_free(&e);
+    tb_tokenizer_free(&t);
+}
