@@ -6,6 +6,7 @@
 #include "tb/signals.h"
 
 #include <libgen.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -62,6 +63,7 @@ int main(int argc, char **argv)
         goto done;
     }
     tb_signals_install(TB_SIGNALS_NO_HARD_KILL); /* the runner kills its stages before it dies */
+    signal(SIGPIPE, SIG_IGN); /* a closed stderr must not kill the runner and orphan the stages */
     if (tb_pipeline_load(&p, cli.args[0], cli.args + 1, cli.nargs - 1) != TB_OK) {
         fprintf(stderr, "tb-pipeline: %s\n", tb_err_msg());
         code = TB_EXIT_USAGE;
