@@ -229,8 +229,9 @@ static pid_t fork_run(int (*fn)(const run *), const run *r)
     return pid;
 }
 
-/* Runs one configuration; returns the mean per-consumer GB/s (0 on failure). */
-static double measure(run *r, const char *transport, double raw_gbs)
+/* Runs one configuration once; returns the mean per-consumer GB/s (*slowest: the slowest
+ * consumer's, *msgs_s: mean messages/s per consumer), or 0 when a process failed. */
+static double measure(run *r, double *slowest, double *msgs_s)
 {
     int fds[2];
     if (pipe(fds)) return 0;
@@ -252,73 +253,103 @@ static double measure(run *r, const char *transport, double raw_gbs)
     waitpid(prod, &st, 0);
     ok &= WIFEXITED(st) && WEXITSTATUS(st) == 0;
     close(fds[1]);
-    double sum = 0, mn = 1e30, msgs_s = 0;
-    for (int i = 0; i < r->consumers; i++) {
+    double sum = 0, mn = 1e30, ms = 0;
+    for (int i = 0; ok && i < r->consumers; i++) {
         result res;
-        if (read(fds[0], &res, sizeof res) != (ssize_t)sizeof res || !res.ok) {
+        if (read(fds[0], &res, sizeof res) != (ssize_t)sizeof res || !res.ok || res.secs <= 0) {
             ok = 0;
             break;
         }
         double gbs = (double)(res.msgs - 1) * (double)r->bytes / res.secs / 1e9;
         sum += gbs;
         if (gbs < mn) mn = gbs;
-        msgs_s += (double)(res.msgs - 1) / res.secs;
+        ms += (double)(res.msgs - 1) / res.secs;
     }
     close(fds[0]);
-    if (!ok) {
-        printf("{\"bench\":\"stream\",\"transport\":\"%s\",\"mode\":\"%s\",\"msg_bytes\":%zu,\"consumers\":%d,"
-               "\"error\":\"a process failed\"}\n",
-               transport, r->lossless ? "lossless" : "raw", r->bytes, r->consumers);
-        return 0;
-    }
-    double mean = sum / r->consumers;
-    printf("{\"bench\":\"stream\",\"transport\":\"%s\",\"mode\":\"%s\",\"msg_bytes\":%zu,\"consumers\":%d,"
-           "\"messages\":%llu,\"msgs_per_s_per_consumer\":%.2f,\"gb_per_s_per_consumer\":%.3f,"
-           "\"gb_per_s_slowest_consumer\":%.3f",
-           transport, r->lossless ? "lossless" : "raw", r->bytes, r->consumers, (unsigned long long)r->count,
-           msgs_s / r->consumers, mean, mn);
-    if (raw_gbs > 0) printf(",\"ratio_vs_raw\":%.3f", mean / raw_gbs);
-    printf("}\n");
-    fflush(stdout);
-    return mean;
+    if (!ok) return 0;
+    *slowest = mn;
+    *msgs_s = ms / r->consumers;
+    return sum / r->consumers;
 }
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void print_load(const char *when)
+{
+    double l[3] = {0, 0, 0};
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf %lf %lf", &l[0], &l[1], &l[2]) != 3) l[0] = l[1] = l[2] = -1;
+        fclose(f);
+    }
+    printf("{\"bench\":\"stream_host\",\"when\":\"%s\",\"cpus\":%ld,\"loadavg_1m\":%.2f,\"loadavg_5m\":%.2f}\n", when,
+           sysconf(_SC_NPROCESSORS_ONLN), l[0], l[1]);
+    fflush(stdout);
+}
+
+#define REPS 3
 
 int main(int argc, char **argv)
 {
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     tb_log_set_level(TB_LOG_WARN);
     const size_t sizes[2] = {(size_t)4 << 20, (size_t)40 << 20};
+    const uint64_t counts[2] = {quick ? 24 : 64, quick ? 8 : 12};
     const char *transports[2] = {"ipc", "tcp"};
     int port = 20000 + (int)(getpid() % 20000);
     char eps[MAXC][128];
+    print_load("start");
     for (int t = 0; t < 2; t++)
         for (int si = 0; si < 2; si++)
             for (int nc = 1; nc <= MAXC; nc += MAXC - 1) {
-                run r = {.consumers = nc, .bytes = sizes[si]};
-                uint64_t total = quick ? ((uint64_t)200 << 20) : ((uint64_t)800 << 20);
-                r.count = total / r.bytes;
-                if (r.count < 8) r.count = 8;
-                for (int i = 0; i < MAXC; i++) {
-                    if (t == 0) snprintf(eps[i], sizeof eps[i], "ipc:///tmp/tb-bench-%ld-%d", (long)getpid(), i);
-                    else snprintf(eps[i], sizeof eps[i], "tcp://127.0.0.1:%d", port + i);
-                    r.ep[i] = eps[i];
+                double gb[2][REPS], slow[2][REPS], mps[2][REPS];
+                int fails[2] = {0, 0};
+                /* raw and lossless alternate, so that load from other processes hits both alike */
+                for (int rep = 0; rep < REPS; rep++)
+                    for (int mode = 0; mode < 2; mode++) {
+                        run r = {.consumers = nc, .bytes = sizes[si], .count = counts[si], .lossless = mode};
+                        for (int i = 0; i < MAXC; i++) {
+                            if (t == 0)
+                                snprintf(eps[i], sizeof eps[i], "ipc:///tmp/tb-bench-%ld-%d", (long)getpid(), port + i);
+                            else snprintf(eps[i], sizeof eps[i], "tcp://127.0.0.1:%d", port + i);
+                            r.ep[i] = eps[i];
+                        }
+                        port += MAXC;
+                        gb[mode][rep] = measure(&r, &slow[mode][rep], &mps[mode][rep]);
+                        if (gb[mode][rep] <= 0) fails[mode]++;
+                    }
+                double med[2];
+                for (int mode = 0; mode < 2; mode++) {
+                    med[mode] = median(gb[mode], REPS);
+                    double ms = median(mps[mode], REPS), sl = median(slow[mode], REPS);
+                    printf("{\"bench\":\"stream\",\"transport\":\"%s\",\"mode\":\"%s\",\"msg_bytes\":%zu,"
+                           "\"consumers\":%d,\"messages\":%llu,\"reps\":%d,\"failed_reps\":%d,"
+                           "\"msgs_per_s_per_consumer\":%.2f,\"gb_per_s_per_consumer\":%.3f,"
+                           "\"gb_per_s_slowest_consumer\":%.3f",
+                           transports[t], mode ? "lossless" : "raw", sizes[si], nc,
+                           (unsigned long long)counts[si], REPS, fails[mode], ms, med[mode], sl);
+                    if (mode == 1 && med[0] > 0) printf(",\"ratio_vs_raw\":%.3f", med[1] / med[0]);
+                    printf("}\n");
+                    fflush(stdout);
                 }
-                port += MAXC;
-                r.lossless = 0;
-                double raw = measure(&r, transports[t], 0);
-                for (int i = 0; i < MAXC; i++) {
-                    if (t == 0) snprintf(eps[i], sizeof eps[i], "ipc:///tmp/tb-bench-%ld-l%d", (long)getpid(), i);
-                    else snprintf(eps[i], sizeof eps[i], "tcp://127.0.0.1:%d", port + i);
-                }
-                port += MAXC;
-                r.lossless = 1;
-                measure(&r, transports[t], raw);
             }
     /* Peak RSS of a producer whose second consumer stalls for 3 s after its first message. */
     char ep[128];
     snprintf(ep, sizeof ep, "ipc:///tmp/tb-bench-%ld-stall", (long)getpid());
     run r = {.consumers = 2, .bytes = (size_t)4 << 20, .count = 100, .lossless = 1, .stall = 1};
     r.ep[0] = ep;
-    measure(&r, "ipc", 0);
+    double sl, ms;
+    if (measure(&r, &sl, &ms) <= 0) printf("{\"bench\":\"stream_stalled_consumer\",\"error\":\"a process failed\"}\n");
+    print_load("end");
     return 0;
 }
