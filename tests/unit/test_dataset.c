@@ -557,3 +557,93 @@ Test(readers, random_garbage_files)
         }
     }
 }
+
+/* A batch message encoded by tb/codec.h is read by Python msgpack-numpy with the same arrays;
+ * and tb_batch_from_msg refuses malformed batches. */
+#include "tb/codec.h"
+
+Test(batches, message_round_trip_and_python)
+{
+    tb_dataset ds;
+    tb_tokenizer t;
+    tb_encoded e;
+    load_small(&ds, &t, &e, 8);
+    tb_batch_opts o = {.batch_size = 4, .seed = 3, .shuffle = 1};
+    tb_batcher b;
+    cr_assert_eq(tb_batcher_init(&b, &e, &o), TB_OK);
+    tb_batch x = {0};
+    cr_assert_eq(tb_batcher_get(&b, 2, 1, &x), TB_OK);
+    char order[64], hash[32];
+    cr_assert_eq(tb_dataset_label_order(&ds, order, sizeof order), TB_OK);
+    cr_expect_str_eq(order, "0,1");
+    tb_msg m;
+    tb_msg_init(&m);
+    cr_assert_eq(tb_batch_to_msg(&x, tb_vocab_hash_str(&t.vocab, hash, sizeof hash), order, &m), TB_OK);
+    tb_buf buf;
+    tb_buf_init(&buf);
+    cr_assert_eq(tb_codec_encode(&m, &buf), TB_OK, "%s", tb_err_msg());
+    char path[256];
+    snprintf(path, sizeof path, "%s/batch.msgpack", tmpdir);
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    fwrite(buf.data, 1, buf.len, f);
+    fclose(f);
+    /* Python: shapes, dtypes, sums, and the metadata */
+    char cmd[1024], out[512];
+    snprintf(cmd, sizeof cmd,
+             "%s -c \"import msgpack, msgpack_numpy as m; d = msgpack.unpackb(open('%s','rb').read(), object_hook=m.decode, raw=False); "
+             "g = lambda k: d[k] if k in d else d[k.encode()]; "
+             "print(g('input_ids').dtype.str, g('input_ids').shape, int(g('input_ids').sum()), int(g('attention_mask').sum()), "
+             "int(g('token_type_ids').sum()), g('labels').dtype.str, list(map(int, g('labels'))), g('example_ids').dtype.str, "
+             "list(map(int, g('example_ids'))), g('epoch'), g('index'), g('label_order'))\"",
+             TB_PYTHON, path);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    cr_assert(fgets(out, sizeof out, p), "python could not read the batch");
+    cr_assert_eq(pclose(p), 0);
+    long long s_ids = 0, s_mask = 0, s_tt = 0;
+    const int32_t *ids = x.input_ids.data, *mask = x.attention_mask.data, *tt = x.token_type_ids.data;
+    for (int64_t i = 0; i < tb_tensor_numel(&x.input_ids); i++) {
+        s_ids += ids[i];
+        s_mask += mask[i];
+        s_tt += tt[i];
+    }
+    const int32_t *lab = x.labels.data;
+    const int64_t *ex = x.example_ids.data;
+    char want[512];
+    snprintf(want, sizeof want, "<i4 (3, 8) %lld %lld %lld <i4 [%d, %d, %d] <i8 [%lld, %lld, %lld] 2 1 0,1\n", s_ids,
+             s_mask, s_tt, lab[0], lab[1], lab[2], (long long)ex[0], (long long)ex[1], (long long)ex[2]);
+    cr_expect_str_eq(out, want);
+    /* decode and read back */
+    tb_msg d;
+    cr_assert_eq(tb_codec_decode(buf.data, buf.len, &d, TB_DECODE_COPY, NULL), TB_OK, "%s", tb_err_msg());
+    tb_batch y = {0};
+    cr_assert_eq(tb_batch_from_msg(&y, &d), TB_OK, "%s", tb_err_msg());
+    cr_expect_eq(memcmp(y.input_ids.data, x.input_ids.data, tb_tensor_nbytes(&x.input_ids)), 0);
+    cr_expect_eq(y.epoch, 2);
+    cr_expect_eq(y.index, 1);
+    tb_batch_free(&y);
+    /* malformed: a mask value 2, then a missing field, then a wrong dtype */
+    ((int32_t *)x.attention_mask.data)[0] = 2;
+    cr_expect_eq(tb_batch_from_msg(&y, &m), TB_EFORMAT);
+    cr_expect(strstr(tb_err_msg(), "attention_mask"), "%s", tb_err_msg());
+    ((int32_t *)x.attention_mask.data)[0] = 1;
+    tb_tensor ex32 = {0};
+    cr_assert_eq(tb_tensor_alloc(&ex32, TB_F32, 2, x.input_ids.shape), TB_OK);
+    cr_assert_eq(tb_msg_set_tensor_ref(&m, "token_type_ids", &ex32), TB_OK);
+    cr_expect_eq(tb_batch_from_msg(&y, &m), TB_ESHAPE);
+    cr_expect(strstr(tb_err_msg(), "token_type_ids"), "%s", tb_err_msg());
+    cr_assert_eq(tb_msg_remove(&m, "labels"), TB_OK);
+    cr_assert_eq(tb_msg_set_tensor_ref(&m, "token_type_ids", &x.token_type_ids), TB_OK);
+    cr_expect_eq(tb_batch_from_msg(&y, &m), TB_ENOTFOUND);
+    cr_expect(strstr(tb_err_msg(), "labels"), "%s", tb_err_msg());
+    tb_tensor_free(&ex32);
+    tb_msg_free(&d);
+    tb_msg_free(&m);
+    tb_buf_free(&buf);
+    tb_batch_free(&x);
+    tb_batcher_free(&b);
+    tb_encoded_free(&e);
+    tb_tokenizer_free(&t);
+    tb_dataset_free(&ds);
+}
