@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tb/dataset.h"
@@ -191,4 +192,40 @@ Test(vocab, chinese_seed_unk_rate_at_most_one_percent, .timeout = 120)
     tb_ids_free(&ids);
     tb_dataset_free(&ds);
     tb_tokenizer_free(&t);
+}
+
+Test(vocab, stage_describe_hash_and_usage)
+{
+    char cmd[1024], out[256];
+    /* --describe is JSON naming the stage and its options */
+    snprintf(cmd, sizeof cmd, "%s/tb-vocab --describe | %s -c \"import json,sys; d=json.load(sys.stdin); "
+             "print(d['stage'], sorted(p['name'] for p in d['parameters'] if p['name'] in ('vocab-size','format')))\"",
+             TB_BIN_DIR, TB_PYTHON);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    cr_assert(fgets(out, sizeof out, p), "no --describe output");
+    pclose(p);
+    cr_expect_str_eq(out, "tb-vocab ['format', 'vocab-size']\n");
+    /* --hash prints the same hash as the library */
+    snprintf(cmd, sizeof cmd, "%s/tb-vocab --hash %s", TB_BIN_DIR, TB_SOURCE_DIR "/data/vocab/bert-base-uncased-vocab.txt");
+    p = popen(cmd, "r");
+    cr_assert(p && fgets(out, sizeof out, p));
+    pclose(p);
+    tb_vocab v;
+    cr_assert_eq(tb_vocab_load(&v, VOCAB), TB_OK);
+    char h[32];
+    tb_vocab_hash_str(&v, h, sizeof h);
+    strcat(h, "\n");
+    cr_expect_str_eq(out, h);
+    tb_vocab_free(&v);
+    /* no input: usage error (exit 2); a missing file: failure (exit 1) naming it */
+    snprintf(cmd, sizeof cmd, "%s/tb-vocab --output %s 2>/dev/null", TB_BIN_DIR, tmp_path("x.txt"));
+    int st = system(cmd);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %d", st);
+    snprintf(cmd, sizeof cmd, "%s/tb-vocab --input /nonexistent.txt --output %s 2>&1", TB_BIN_DIR, tmp_path("x.txt"));
+    p = popen(cmd, "r");
+    cr_assert(p && fgets(out, sizeof out, p));
+    st = pclose(p);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d", st);
+    cr_expect(strstr(out, "/nonexistent.txt"), "%s", out);
 }
