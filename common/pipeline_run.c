@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +37,7 @@ typedef struct runner {
     int running;
     int stopping;           /* a stage failed or a signal came: start nothing more */
     double kill_at;         /* when stopping: SIGKILL what is left at this time (0: done) */
+    double *started;        /* per stage: start time */
     char start_err[1024];   /* why a stage could not be started ("" if all started) */
 } runner;
 
@@ -100,10 +102,13 @@ static void run_read(runner *r, int i)
 /* ---- starting ---------------------------------------------------------------------------- */
 
 /* In the child: never returns. */
-static void run_exec_child(const runner *r, int i, int errfd)
+static void run_exec_child(const runner *r, int i, int errfd, pid_t runner_pid)
 {
     const tb_pipeline_stage *s = &r->p->stages[i];
     setpgid(0, 0);
+    /* if the runner dies without stopping us (SIGKILL, crash), we get SIGTERM */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != runner_pid) _exit(128 + SIGTERM);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -151,6 +156,7 @@ static int run_start(runner *r, int i)
     if (pipe2(fds, O_CLOEXEC) != 0)
         return TB_ERR(TB_EIO, "cannot create a pipe for stage '%s': %s", s->name, strerror(errno));
     fflush(NULL);
+    pid_t self = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
@@ -160,13 +166,14 @@ static int run_start(runner *r, int i)
     }
     if (pid == 0) {
         close(fds[0]);
-        run_exec_child(r, i, fds[1]);
+        run_exec_child(r, i, fds[1], self);
     }
     setpgid(pid, pid); /* also done in the child: whichever runs first */
     close(fds[1]);
     fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
     r->child[i].fd = fds[0];
     r->res->pid[i] = pid;
+    r->started[i] = run_now();
     r->res->state[i] = TB_STAGE_RUNNING;
     r->running++;
     TB_INFO("started %s (pid %d)", s->name, (int)pid);
@@ -222,6 +229,7 @@ static void run_reap(runner *r)
         if (w < 0) st = 0x7f00; /* cannot happen for our own child; count it as exit 127 */
         r->res->state[i] = TB_STAGE_DONE;
         r->res->wait_status[i] = st;
+        r->res->seconds[i] = run_now() - r->started[i];
         r->running--;
         char desc[96];
         tb_pipeline_describe_status(st, desc, sizeof desc);
@@ -316,7 +324,8 @@ static int run_alloc_result(tb_pipeline_result *res, int n)
     res->state = calloc((size_t)n + 1, sizeof *res->state);
     res->wait_status = calloc((size_t)n + 1, sizeof *res->wait_status);
     res->pid = calloc((size_t)n + 1, sizeof *res->pid);
-    if (!res->state || !res->wait_status || !res->pid)
+    res->seconds = calloc((size_t)n + 1, sizeof *res->seconds);
+    if (!res->state || !res->wait_status || !res->pid || !res->seconds)
         return TB_ERR(TB_ENOMEM, "out of memory for the state of %d stages", n);
     return TB_OK;
 }
@@ -326,6 +335,7 @@ void tb_pipeline_result_free(tb_pipeline_result *res)
     free(res->state);
     free(res->wait_status);
     free(res->pid);
+    free(res->seconds);
     memset(res, 0, sizeof *res);
     res->failed = -1;
 }
@@ -343,7 +353,8 @@ int tb_pipeline_run(const tb_pipeline *p, const tb_pipeline_run_opts *opts, tb_p
     r.bin_dir = opts ? opts->bin_dir : NULL;
     r.grace = opts && opts->grace > 0 ? opts->grace : 5.0;
     r.child = calloc((size_t)p->count + 1, sizeof *r.child);
-    TB_CHECK(r.child, TB_ENOMEM, "out of memory for %d stages", p->count);
+    r.started = calloc((size_t)p->count + 1, sizeof *r.started);
+    TB_CHECK(r.child && r.started, TB_ENOMEM, "out of memory for %d stages", p->count);
     for (int i = 0; i < p->count; i++) {
         r.child[i].fd = -1;
         int w = (int)strlen(p->stages[i].name);
@@ -378,6 +389,33 @@ error:
         for (int i = 0; i < p->count; i++)
             if (r.child[i].fd >= 0) close(r.child[i].fd);
     free(r.child);
+    free(r.started);
     if (res == &local) tb_pipeline_result_free(&local);
     return rc;
+}
+
+int tb_pipeline_write_summary(const tb_pipeline *p, const tb_pipeline_result *res, FILE *out)
+{
+    int width = 0;
+    for (int i = 0; i < p->count; i++)
+        if ((int)strlen(p->stages[i].name) > width) width = (int)strlen(p->stages[i].name);
+    for (int i = 0; i < p->count; i++) {
+        char desc[128];
+        int st = res->wait_status[i];
+        if (res->state[i] != TB_STAGE_DONE) {
+            snprintf(desc, sizeof desc, "%s", res->state[i] == TB_STAGE_RUNNING ? "still running" : "not started");
+            fprintf(out, "  %-*s  %s\n", width, p->stages[i].name, desc);
+            continue;
+        }
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+            snprintf(desc, sizeof desc, "ok");
+        } else {
+            char why[96];
+            tb_pipeline_describe_status(st, why, sizeof why);
+            snprintf(desc, sizeof desc, "%s: %s", i == res->failed ? "FAILED" : "stopped", why);
+        }
+        fprintf(out, "  %-*s  %s  %.1f s\n", width, p->stages[i].name, desc, res->seconds[i]);
+    }
+    if (fflush(out) != 0) return TB_ERR(TB_EIO, "cannot write the run summary: %s", strerror(errno));
+    return TB_OK;
 }

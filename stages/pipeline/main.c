@@ -2,6 +2,7 @@
 #include "tb/cli.h"
 #include "tb/error.h"
 #include "tb/log.h"
+#include "tb/metrics.h"
 #include "tb/pipeline.h"
 #include "tb/signals.h"
 
@@ -10,6 +11,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const tb_opt opts[] = {
@@ -45,8 +47,31 @@ static void self_dir(char *buf, size_t cap)
     snprintf(buf, cap, "%s", dirname(path));
 }
 
+/* One "stage" line per stage and a final "pipeline" line, when --metrics is given. */
+static void write_metrics(tb_metrics *m, const tb_pipeline *p, const tb_pipeline_result *res, int rc)
+{
+    for (int i = 0; i < p->count; i++) {
+        int st = res->wait_status[i], done = res->state[i] == TB_STAGE_DONE;
+        tb_metric f[] = {
+            TB_MS("name", p->stages[i].name),
+            TB_MS("state", !done ? "not_started" : (WIFEXITED(st) && WEXITSTATUS(st) == 0) ? "ok"
+                                                   : i == res->failed                    ? "failed"
+                                                                                          : "stopped"),
+            TB_MI("exit", done && WIFEXITED(st) ? WEXITSTATUS(st) : -1),
+            TB_MI("signal", done && WIFSIGNALED(st) ? WTERMSIG(st) : 0),
+            TB_MF("seconds", done ? res->seconds[i] : 0.0),
+        };
+        if (tb_metrics_write(m, "stage", -1, f, 5) != TB_OK) TB_WARN("%s", tb_err_msg());
+    }
+    tb_metric f[] = {TB_MS("file", p->origin), TB_MB("ok", rc == TB_OK), TB_MI("stages", p->count),
+                     TB_MS("failed", res->failed >= 0 ? p->stages[res->failed].name : NULL),
+                     TB_MB("interrupted", res->interrupted != 0)};
+    if (tb_metrics_write(m, "pipeline", -1, f, 5) != TB_OK) TB_WARN("%s", tb_err_msg());
+}
+
 int main(int argc, char **argv)
 {
+    tb_metrics metrics = {0};
     tb_cli cli;
     int code = tb_cli_stage_start(&cli, &info, argc, argv);
     if (code >= 0) return code;
@@ -89,16 +114,31 @@ int main(int argc, char **argv)
         code = TB_EXIT_USAGE;
         goto done;
     }
+    if (tb_metrics_open(&metrics, info.name, tb_cli_str(&cli, "metrics")) != TB_OK) {
+        fprintf(stderr, "tb-pipeline: %s\n", tb_err_msg());
+        code = TB_EXIT_USAGE;
+        goto done;
+    }
     tb_pipeline_run_opts ro = {.grace = tb_cli_float(&cli, "grace"), .log = stderr, .bin_dir = bin_dir};
-    int rc = tb_pipeline_run(&p, &ro, NULL);
+    tb_pipeline_result res = {0};
+    int rc = tb_pipeline_run(&p, &ro, &res);
+    char msg[2048];
+    snprintf(msg, sizeof msg, "%s", tb_err_msg());
+    if (res.state) {
+        fprintf(stderr, "tb-pipeline: %s:\n", p.origin);
+        tb_pipeline_write_summary(&p, &res, stderr);
+        write_metrics(&metrics, &p, &res, rc);
+    }
+    tb_pipeline_result_free(&res);
     if (rc == TB_OK) {
         TB_INFO("all %d stages finished", p.count);
         code = TB_EXIT_OK;
     } else {
-        TB_ERROR("%s", tb_err_msg());
+        TB_ERROR("%s", msg);
         code = rc == TB_EINTR ? TB_EXIT_INTERRUPTED : TB_EXIT_FAILURE;
     }
 done:
+    tb_metrics_close(&metrics);
     tb_pipeline_free(&p);
     tb_cli_free(&cli);
     return code;

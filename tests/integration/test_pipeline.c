@@ -1,6 +1,7 @@
 /* Integration tests: pipeline files (parsing, variables, errors) and tb-pipeline running small
  * shell commands as stages: order, parallel start, failure propagation and clean-up, signal
  * forwarding, stderr prefixes, --check against --describe and --dry-run. */
+#include <cJSON.h>
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -97,6 +98,21 @@ static int run_runner(const char **args)
         cr_assert_fail("tb-pipeline did not finish within 60 s");
     }
     return code;
+}
+
+/* Alive and not a zombie (an orphan's new parent may be slow to reap it). */
+static int alive(pid_t pid)
+{
+    if (kill(pid, 0) != 0) return 0;
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *close_paren = strrchr(buf, ')');
+    return !(close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z');
 }
 
 static char *pipe_path(const char *name)
@@ -347,7 +363,7 @@ Test(pipeline_run, failure_stops_the_others)
         char *txt = read_file(pidfiles[k]);
         pid_t pid = (pid_t)atoi(txt);
         cr_expect_gt(pid, 0, "%s missing", pidfiles[k]);
-        if (pid > 0) cr_expect(kill(pid, 0) != 0, "%s: process %d still alive", pidfiles[k], (int)pid);
+        if (pid > 0) cr_expect(!alive(pid), "%s: process %d still alive", pidfiles[k], (int)pid);
         free(txt);
     }
     free(err);
@@ -611,4 +627,70 @@ Test(pipeline_run, smoke_example_checks_and_runs)
     }
     snprintf(path, sizeof path, "%s/smoke", dir);
     rmdir(path);
+}
+
+/* --metrics: one "stage" line per stage and a "pipeline" line; stderr ends with a summary. */
+Test(pipeline_run, metrics_and_summary)
+{
+    write_file("p.pipe", "[good]\nrun = true\n[bad]\nafter = good\nrun = /bin/sh -c 'exit 4'\n[later]\nafter = bad\nrun = true\n",
+               0);
+    char mpath[256];
+    snprintf(mpath, sizeof mpath, "%s/m.jsonl", dir);
+    const char *args[] = {"--metrics", mpath, pipe_path("p.pipe"), NULL};
+    cr_expect_eq(run_runner(args), 1);
+    char *err = read_file("err.txt");
+    cr_expect(strstr(err, "\n  good   ok  "), "%s", err);
+    cr_expect(strstr(err, "\n  bad    FAILED: exit status 4  "), "%s", err);
+    cr_expect(strstr(err, "\n  later  not started\n"), "%s", err);
+    free(err);
+    char *text = read_file("m.jsonl");
+    const char *want_name[] = {"good", "bad", "later"}, *want_state[] = {"ok", "failed", "not_started"};
+    int want_exit[] = {0, 4, -1};
+    char *save = NULL;
+    int n = 0;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), n++) {
+        cJSON *o = cJSON_Parse(line);
+        cr_assert_not_null(o, "not JSON: %s", line);
+        cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(o, "stage")->valuestring, "tb-pipeline");
+        if (n < 3) {
+            cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(o, "event")->valuestring, "stage");
+            cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(o, "name")->valuestring, want_name[n]);
+            cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(o, "state")->valuestring, want_state[n]);
+            cr_expect_eq(cJSON_GetObjectItemCaseSensitive(o, "exit")->valuedouble, want_exit[n]);
+        } else {
+            cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(o, "event")->valuestring, "pipeline");
+            cr_expect(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(o, "ok")));
+            cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(o, "failed")->valuestring, "bad");
+        }
+        cJSON_Delete(o);
+    }
+    cr_expect_eq(n, 4);
+    free(text);
+}
+
+/* If the runner is killed outright (no chance to stop its stages), the stages get SIGTERM. */
+Test(pipeline_run, stages_die_with_the_runner)
+{
+    write_file("p.pipe", "[orphan]\nrun = /bin/sh -c 'echo $$ > ${D}/pid; exec sleep 60'\n", 0);
+    char dvar[128];
+    snprintf(dvar, sizeof dvar, "D=%s", dir);
+    const char *args[] = {pipe_path("p.pipe"), dvar, NULL};
+    pid_t pid = start_runner(args);
+    double t0 = now_s();
+    char *txt = NULL;
+    while (now_s() - t0 < 20) {
+        free(txt);
+        txt = read_file("pid");
+        if (strchr(txt, '\n')) break;
+        usleep(20000);
+    }
+    pid_t stage = (pid_t)atoi(txt);
+    free(txt);
+    cr_assert_gt(stage, 0, "the stage never started");
+    kill(pid, SIGKILL);
+    int code = 0;
+    cr_assert_eq(tb_proc_wait(pid, 10000, &code), 0);
+    t0 = now_s();
+    while (alive(stage) && now_s() - t0 < 10) usleep(20000);
+    cr_expect(!alive(stage), "stage %d outlived its runner", (int)stage);
 }

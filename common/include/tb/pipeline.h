@@ -108,6 +108,7 @@ typedef struct tb_pipeline_result {
     int *state;            /* per stage: TB_STAGE_* (malloc'd; tb_pipeline_result_free) */
     int *wait_status;      /* per stage: the status from waitpid when DONE */
     pid_t *pid;            /* per stage: its pid once started, else 0 */
+    double *seconds;       /* per stage: run time (start to exit) when DONE */
 } tb_pipeline_result;
 
 /* Runs a resolved pipeline to the end. TB_OK only when every stage ran and exited 0; TB_EPEER
@@ -116,6 +117,10 @@ typedef struct tb_pipeline_result {
  * not yet installed). */
 int tb_pipeline_run(const tb_pipeline *p, const tb_pipeline_run_opts *opts, tb_pipeline_result *res);
 void tb_pipeline_result_free(tb_pipeline_result *res);
+
+/* One line per stage to `out`: "  name  ok  12.3 s" / "failed: exit status 3" / "stopped: killed
+ * by signal 15 (Terminated)" / "not started". */
+int tb_pipeline_write_summary(const tb_pipeline *p, const tb_pipeline_result *res, FILE *out);
 
 /* "exit status 3", "killed by signal 9 (Killed)" */
 void tb_pipeline_describe_status(int wait_status, char *buf, size_t cap);
