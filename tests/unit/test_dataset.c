@@ -647,3 +647,43 @@ Test(batches, message_round_trip_and_python)
     tb_tokenizer_free(&t);
     tb_dataset_free(&ds);
 }
+
+/* The readers' texts equal the golden text files, which were extracted independently from the
+ * same GLUE files (SST-2 sentence; CoLA column 4; MRPC #1 String then #2 String, BOM removed). */
+static void expect_texts_equal_golden(tb_task task, const char *tsv, const char *golden)
+{
+    require_shared(golden);
+    tb_dataset ds;
+    cr_assert_eq(tb_dataset_read_glue(&ds, task, tsv, NULL), TB_OK, "%s", tb_err_msg());
+    FILE *f = fopen(golden, "rb");
+    cr_assert(f);
+    char *line = NULL;
+    size_t cap = 0;
+    int64_t i = 0, part = 0, lines = 0, bad = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        if (n > 0 && line[n - 1] == '\n') line[--n] = '\0';
+        lines++;
+        cr_assert_lt(i, ds.count, "golden file has more lines than %s has texts", tsv);
+        const char *mine = part == 0 ? ds.ex[i].text_a : ds.ex[i].text_b;
+        if (strcmp(mine, line) != 0 && bad++ < 3) cr_log_error("%s example %lld part %lld differs", tsv, (long long)i, (long long)part);
+        if (ds.ex[i].text_b && part == 0) {
+            part = 1;
+        } else {
+            part = 0;
+            i++;
+        }
+    }
+    free(line);
+    fclose(f);
+    cr_expect_eq(bad, 0);
+    cr_expect_eq(i, ds.count, "%s: %lld examples, golden covers %lld", tsv, (long long)ds.count, (long long)i);
+    tb_dataset_free(&ds);
+}
+
+Test(readers, texts_match_golden_extraction)
+{
+    expect_texts_equal_golden(TB_TASK_SST2, SHARED "/glue/SST-2/train.tsv", SHARED "/golden/sst2-train.txt");
+    expect_texts_equal_golden(TB_TASK_COLA, SHARED "/glue/CoLA/train.tsv", SHARED "/golden/cola-train.txt");
+    expect_texts_equal_golden(TB_TASK_MRPC, SHARED "/glue/MRPC/train.tsv", SHARED "/golden/mrpc-train.txt");
+}
