@@ -25,6 +25,7 @@ typedef struct peer {
     uint64_t acked;  /* every message < acked is acknowledged */
     int end_sent;
     int64_t last_seen, last_hb, dead_since;
+    int64_t window;  /* the credit it granted in its hello */
 } peer;
 
 typedef struct prod {
@@ -42,6 +43,7 @@ typedef struct prod {
     uint64_t end_count;
     int64_t t_open, t_end;
     int regen_out;        /* a regeneration request is outstanding */
+    int64_t ack_stall_since; /* the retain buffer is full only for want of acknowledgements */
     int failed, done_sent;
 } prod;
 
@@ -273,6 +275,7 @@ static void on_hello(prod *p, const char *id, size_t idn, const tb_wire_hdr *h, 
     c->next = resume;
     c->acked = resume;
     c->credit = credit;
+    c->window = credit;
     c->end_sent = 0;
     c->last_seen = c->last_hb = tb_now_ms();
     tb_wire_hdr hb = hdr_of(p, TB_WIRE_HEARTBEAT);
@@ -481,6 +484,40 @@ static void check_done(prod *p)
     send_app(p, CMD_DONE, 0, p->end_count, NULL);
 }
 
+/* The retain buffer is full and the message holding it back was delivered: a consumer that has
+ * room for more (credit) received everything but does not acknowledge. Waiting longer than
+ * peer_timeout_ms for that is an error, not a silent hang. (A consumer whose window is at least
+ * retain_max may hold everything unacknowledged in its queue, so it is not judged.) */
+static void check_ack_stall(prod *p, int64_t now)
+{
+    tb_stream_opts *o = &p->s->o;
+    peer *culprit = NULL;
+    int full = p->have_pending && p->head > p->base &&
+               (p->head - p->base >= (uint64_t)o->retain_max ||
+                (o->retain_max_bytes && p->ring_bytes + zmq_msg_size(&p->pending) > o->retain_max_bytes));
+    for (int i = 0; full && i < p->npeers; i++) {
+        peer *c = &p->peers[i];
+        if (!peer_holds(p, c) || c->acked > p->base) continue;
+        if (c->state != PS_LIVE || c->next != p->head || c->credit <= 0 || c->window >= o->retain_max) {
+            culprit = NULL; /* someone else is merely slow or dead: that is flow control */
+            break;
+        }
+        culprit = c;
+    }
+    if (!culprit) {
+        p->ack_stall_since = 0;
+        return;
+    }
+    if (!p->ack_stall_since) p->ack_stall_since = now;
+    if (now - p->ack_stall_since > o->peer_timeout_ms)
+        prod_fail(p, TB_ETIMEOUT,
+                  "the retain buffer is full (%llu messages, retain_max %d) and consumer '%s' has not "
+                  "acknowledged message %llu for %lld ms although it has everything: acknowledge "
+                  "more often, raise retain_max or give the producer a regenerate callback",
+                  (unsigned long long)(p->head - p->base), o->retain_max, culprit->id,
+                  (unsigned long long)p->base, (long long)(now - p->ack_stall_since));
+}
+
 static void timers(prod *p)
 {
     tb_stream_opts *o = &p->s->o;
@@ -510,6 +547,8 @@ static void timers(prod *p)
             c->last_hb = now;
         }
     }
+    if (p->failed) return;
+    check_ack_stall(p, now);
     if (p->failed) return;
     if (p->ready && o->consumers > 0 && count_holding(p) == 0) {
         prod_fail(p, TB_EPEER, "every consumer of the stream was dropped; nobody receives it");

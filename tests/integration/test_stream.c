@@ -108,6 +108,7 @@ typedef struct pcfg {
     uint64_t count;
     int64_t big;
     int retain_max, policy, peer_timeout_ms, dead_wait_ms, regen, signals;
+    int check_hello;        /* 1: every consumer's hello must carry layers = "3,7,11" */
     long send_sleep_us;
     int report_fd;
 } pcfg;
@@ -143,6 +144,26 @@ static int producer_main(void *arg)
     tb_stream *s;
     int rc = tb_stream_open(&s, c->ep, TB_STREAM_WRITE, &o);
     r.rss_start_kb = tb_proc_peak_rss_kb();
+    if (rc == TB_OK && c->check_hello) {
+        rc = tb_stream_wait_consumers(s);
+        int n = rc ? 0 : tb_stream_consumer_count(s);
+        if (rc == TB_OK && n != c->consumers) {
+            fprintf(stderr, "producer: %d consumers registered, expected %d\n", n, c->consumers);
+            return 1;
+        }
+        for (int i = 0; rc == TB_OK && i < n; i++) {
+            tb_msg h;
+            const char *layers = NULL, *id = NULL;
+            rc = tb_stream_consumer_hello(s, i, &h);
+            if (rc == TB_OK && (tb_msg_get_str(&h, "layers", &layers) || strcmp(layers, "3,7,11") != 0 ||
+                                tb_msg_get_str(&h, "consumer", &id) || id[0] != 's')) {
+                fprintf(stderr, "producer: hello %d lacks the consumer's fields\n", i);
+                tb_msg_free(&h);
+                return 1;
+            }
+            tb_msg_free(&h);
+        }
+    }
     for (uint64_t q = 0; rc == TB_OK && q < c->count; q++) {
         tb_msg m;
         if (make_msg(&m, q, c->big)) rc = TB_ENOMEM;
@@ -172,12 +193,14 @@ typedef struct ccfg {
     int ack_every;          /* > 0: manual acks every N messages, position saved to ckpt */
     const char *ckpt;
     int peer_timeout_ms;
+    int signals;
 } ccfg;
 
 static int consumer_main(void *arg)
 {
     const ccfg *c = arg;
     tb_log_set_name(c->id);
+    if (c->signals && tb_signals_install(0)) return 2;
     tb_stream_opts o;
     tb_stream_opts_default(&o);
     o.consumer_id = c->id;
@@ -271,13 +294,25 @@ Test(stream, one_to_one_thousands_exactly_once)
     cr_assert_eq(r.st.errors_sent, 0);
 }
 
+Test(stream, one_to_one_over_tcp)
+{
+    char ep[128];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", 30000 + (int)(getpid() % 20000));
+    pcfg p = {.ep = ep, .consumers = 1, .count = 1000};
+    ccfg c = consumer_cfg(ep, "tcp-reader", 1000);
+    pid_t cp = tb_proc_fork(consumer_main, &c);
+    pid_t pp = tb_proc_fork(producer_main, &p);
+    wait_ok(cp, 30000, 0, "consumer");
+    wait_ok(pp, 30000, 0, "producer");
+}
+
 Test(stream, fan_out_one_to_four_each_gets_everything)
 {
     char ep[128];
     tb_proc_ipc_endpoint(ep, sizeof ep);
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
-    pcfg p = {.ep = ep, .consumers = 4, .count = 2000, .report_fd = fds[1]};
+    pcfg p = {.ep = ep, .consumers = 4, .count = 2000, .report_fd = fds[1], .check_hello = 1};
     const char *ids[4] = {"s0", "s1", "s2", "s3"};
     pid_t cp[4];
     ccfg c[4];
@@ -423,6 +458,36 @@ Test(stream, sigterm_to_producer_shuts_down_cleanly)
     tb_proc_kill(pp, SIGTERM);
     wait_ok(pp, 5000, 3, "producer (TB_EINTR)");
     wait_ok(cp, 5000, 4, "consumer (TB_EPEER: the producer stopped)");
+}
+
+Test(stream, sigterm_to_consumer_shuts_down_cleanly)
+{
+    char ep[128];
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    pcfg p = {.ep = ep, .consumers = 1, .count = 1000000};
+    ccfg c = consumer_cfg(ep, "reader", 1000000);
+    c.signals = 1;
+    c.sleep_us = 1000;
+    pid_t cp = tb_proc_fork(consumer_main, &c);
+    pid_t pp = tb_proc_fork(producer_main, &p);
+    sleep_us(600 * 1000);
+    tb_proc_kill(cp, SIGTERM);
+    wait_ok(cp, 5000, 3, "consumer (TB_EINTR)");
+    wait_ok(pp, 5000, 4, "producer (TB_EPEER: its only consumer left, policy 'fail')");
+}
+
+Test(stream, consumer_that_never_acknowledges_is_an_error_not_a_hang)
+{
+    char ep[128];
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    pcfg p = {.ep = ep, .consumers = 1, .count = 100, .retain_max = 8, .peer_timeout_ms = 700};
+    ccfg c = consumer_cfg(ep, "hoarder", 100);
+    c.ack_every = 1000000; /* manual acks, never given */
+    c.peer_timeout_ms = 3000;
+    pid_t cp = tb_proc_fork(consumer_main, &c);
+    pid_t pp = tb_proc_fork(producer_main, &p);
+    wait_ok(pp, 10000, 5, "producer (TB_ETIMEOUT: retain buffer full of unacknowledged messages)");
+    wait_ok(cp, 10000, 4, "consumer (TB_EPEER: the producer gave up)");
 }
 
 Test(stream, producer_waits_for_all_hellos_with_timeout)
