@@ -52,6 +52,10 @@ int tb_dataset_read_corpus(tb_dataset *ds, const char *path, const tb_read_opts 
         size_t n = nl ? (size_t)(nl - s) : len - pos;
         pos += n + (nl ? 1 : 0);
         lineno++;
+        if (opts->first_field) {
+            const char *tab = memchr(s, '\t', n);
+            if (tab) n = (size_t)(tab - s);
+        }
         while (n > 0 && (s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
         while (n > 0 && (s[0] == ' ' || s[0] == '\t')) {
             s++;

@@ -274,6 +274,14 @@ Test(readers, plain_corpus_documents)
     cr_expect_eq(ds.documents, 3);
     cr_expect_eq(ds.ex[2].line, 5);
     tb_dataset_free(&ds);
+    /* first_field: text<TAB>label read as a corpus, as general_distill.py does */
+    p = write_file("tl.txt", "some text\t1\nmore text\t0\textra\n");
+    tb_read_opts ff = {.first_field = 1};
+    cr_assert_eq(tb_dataset_read_corpus(&ds, p, &ff), TB_OK);
+    cr_assert_eq(ds.count, 2);
+    cr_expect_str_eq(ds.ex[0].text_a, "some text");
+    cr_expect_str_eq(ds.ex[1].text_a, "more text");
+    tb_dataset_free(&ds);
     /* en_data.txt: CRLF, blank " " lines */
     p = SHARED "/tinybert-seed/en_data.txt";
     require_shared(p);

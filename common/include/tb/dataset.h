@@ -87,6 +87,8 @@ typedef struct tb_dataset {
 typedef struct tb_read_opts {
     int lenient;              /* skip and count malformed rows instead of failing */
     int wikitext;             /* corpus: WikiText conventions, see tb_dataset_read_corpus */
+    int first_field;          /* corpus: keep only the text before the first tab of a line, as the
+                                 seed project's general_distill.py does (text<TAB>label files) */
 } tb_read_opts;
 
 /* Reads a GLUE task file (train.tsv, dev.tsv, dev_matched.tsv, ...). `opts` may be NULL. */
