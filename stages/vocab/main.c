@@ -78,6 +78,7 @@ int main(int argc, char **argv)
                             (long long)ds.skipped_first_line);
     tb_tokenizer_opts to = tb_tokenizer_opts_default();
     to.do_lower_case = !tb_cli_bool(&cli, "cased");
+    if (strcmp(tb_cli_str(&cli, "format"), "wikitext") == 0) to.unk_literal = "<unk>"; /* not a word to learn */
     if (tb_dataset_count_words(&ds, &to, &wc) != TB_OK) goto fail;
     tb_vocab_learn_opts lo = {.vocab_size = (int32_t)tb_cli_int(&cli, "vocab-size"),
                               .min_frequency = tb_cli_int(&cli, "min-frequency"),
