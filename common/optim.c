@@ -4,6 +4,9 @@
 #include "tb/error.h"
 
 #include <math.h>
+#ifdef __SSE2__
+#include <immintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,6 +123,28 @@ double tb_adam_lr(const tb_adam *a)
     return a->opt.lr * tb_lr_multiplier(a->opt.schedule, a->opt.warmup, a->opt.t_total, a->step);
 }
 
+/* Sum of g[i]^2 in double, in a fixed order (four lanes, then the tail). */
+static double sum_squares(const float *g, size_t n)
+{
+    size_t i = 0;
+    double s = 0.0;
+#ifdef __SSE2__
+    __m128d a0 = _mm_setzero_pd(), a1 = _mm_setzero_pd();
+    for (; i + 4 <= n; i += 4) {
+        __m128 x = _mm_loadu_ps(g + i);
+        __m128d lo = _mm_cvtps_pd(x), hi = _mm_cvtps_pd(_mm_movehl_ps(x, x));
+        a0 = _mm_add_pd(a0, _mm_mul_pd(lo, lo));
+        a1 = _mm_add_pd(a1, _mm_mul_pd(hi, hi));
+    }
+    double lanes[4];
+    _mm_storeu_pd(lanes, a0);
+    _mm_storeu_pd(lanes + 2, a1);
+    s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+#endif
+    for (; i < n; i++) s += (double)g[i] * (double)g[i];
+    return s;
+}
+
 /* ||g||_2 in double: chunk sums in parallel, then added in chunk order. */
 static double grad_norm(const float *g, size_t n, double *partial)
 {
@@ -127,23 +152,36 @@ static double grad_norm(const float *g, size_t n, double *partial)
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (long c = 0; c < chunks; c++) {
         size_t lo = (size_t)c * NORM_CHUNK, hi = lo + NORM_CHUNK < n ? lo + NORM_CHUNK : n;
-        double s = 0.0;
-        for (size_t i = lo; i < hi; i++) s += (double)g[i] * (double)g[i];
-        partial[c] = s;
+        partial[c] = sum_squares(g + lo, hi - lo);
     }
     double s = 0.0;
     for (long c = 0; c < chunks; c++) s += partial[c];
     return sqrt(s);
 }
 
-/* m, v, w updated in place from g (already known to need `scale`). */
-static void adam_update(float *restrict w, const float *restrict g, float *restrict m, float *restrict v,
-                        size_t n, float scale, double b1d, double b2d, float eps, float wd, float lr)
+/* m, v, w updated in place for elements [0, n) (scale: the clipping factor of g). The SSE path
+ * does the same IEEE operations in the same order as the scalar one (sqrtps and divps are
+ * correctly rounded), so both give identical bits; it exists because gcc will not vectorise a
+ * sqrtf loop without -fno-math-errno. */
+static void adam_chunk(float *restrict w, const float *restrict g, float *restrict m, float *restrict v, size_t n,
+                       float scale, float b1, float b2, float c1, float c2, float eps, float wd, float lr)
 {
-    /* 1 - beta in double, then rounded, as torch does with a Python float coefficient */
-    const float b1 = (float)b1d, b2 = (float)b2d, c1 = (float)(1.0 - b1d), c2 = (float)(1.0 - b2d);
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+#ifdef __SSE2__
+    const __m128 vs = _mm_set1_ps(scale), vb1 = _mm_set1_ps(b1), vb2 = _mm_set1_ps(b2), vc1 = _mm_set1_ps(c1),
+                 vc2 = _mm_set1_ps(c2), veps = _mm_set1_ps(eps), vwd = _mm_set1_ps(wd), vlr = _mm_set1_ps(lr);
+    for (; i + 4 <= n; i += 4) {
+        __m128 gi = _mm_mul_ps(_mm_loadu_ps(g + i), vs);
+        __m128 mi = _mm_add_ps(_mm_mul_ps(vb1, _mm_loadu_ps(m + i)), _mm_mul_ps(vc1, gi));
+        __m128 vi = _mm_add_ps(_mm_mul_ps(vb2, _mm_loadu_ps(v + i)), _mm_mul_ps(_mm_mul_ps(vc2, gi), gi));
+        _mm_storeu_ps(m + i, mi);
+        _mm_storeu_ps(v + i, vi);
+        __m128 wi = _mm_loadu_ps(w + i);
+        __m128 u = _mm_add_ps(_mm_div_ps(mi, _mm_add_ps(_mm_sqrt_ps(vi), veps)), _mm_mul_ps(vwd, wi));
+        _mm_storeu_ps(w + i, _mm_sub_ps(wi, _mm_mul_ps(vlr, u)));
+    }
+#endif
+    for (; i < n; i++) {
         float gi = g[i] * scale;
         float mi = b1 * m[i] + c1 * gi;
         float vi = b2 * v[i] + c2 * gi * gi;
@@ -151,6 +189,22 @@ static void adam_update(float *restrict w, const float *restrict g, float *restr
         v[i] = vi;
         float u = mi / (sqrtf(vi) + eps) + wd * w[i];
         w[i] -= lr * u;
+    }
+}
+
+/* Elements per parallel work item of the update. */
+#define UPDATE_CHUNK 16384
+
+static void adam_update(float *w, const float *g, float *m, float *v, size_t n, float scale, double b1d, double b2d,
+                        float eps, float wd, float lr)
+{
+    /* 1 - beta in double, then rounded, as torch does with a Python float coefficient */
+    const float b1 = (float)b1d, b2 = (float)b2d, c1 = (float)(1.0 - b1d), c2 = (float)(1.0 - b2d);
+    long chunks = (long)((n + UPDATE_CHUNK - 1) / UPDATE_CHUNK);
+#pragma omp parallel for schedule(static) if (chunks > 4)
+    for (long c = 0; c < chunks; c++) {
+        size_t lo = (size_t)c * UPDATE_CHUNK, len = n - lo < UPDATE_CHUNK ? n - lo : UPDATE_CHUNK;
+        adam_chunk(w + lo, g + lo, m + lo, v + lo, len, scale, b1, b2, c1, c2, eps, wd, lr);
     }
 }
 

@@ -20,7 +20,8 @@
  * reference skips a parameter whose .grad is None. All trainable tensors share one step counter.
  * The moments live in two buffers with the table's layout (no allocation in tb_adam_step). The
  * per-tensor norm is summed in double over fixed-size chunks in a fixed order, so results are
- * bit-identical for any thread count.
+ * bit-identical for any thread count. Element updates are fp32 (as the reference's torch fp32
+ * tensors), with 1 - b1 and 1 - b2 formed in double and rounded once, as torch does.
  */
 #ifndef TB_OPTIM_H
 #define TB_OPTIM_H
