@@ -774,3 +774,49 @@ Test(stream, malformed_and_out_of_order_messages_to_consumer)
     zmq_close(r);
     zmq_ctx_term(ctx);
 }
+
+/* ---- an independent consumer: Python with pyzmq + msgpack-numpy, written from docs/protocol.md */
+
+static const char py_consumer[] =
+    "import sys, zmq, msgpack, msgpack_numpy, numpy as np\n"
+    "ep, count = sys.argv[1], int(sys.argv[2])\n"
+    "ctx = zmq.Context(); d = ctx.socket(zmq.DEALER)\n"
+    "d.setsockopt(zmq.ROUTING_ID, b'py'); d.setsockopt(zmq.LINGER, 1000); d.connect(ep)\n"
+    "def send(**kw):\n"
+    "    kw.update(stream='main'); d.send(msgpack.packb(kw, use_bin_type=True))\n"
+    "send(msg='hello', consumer='py', resume=0, credit=8, layers='3,7,11')\n"
+    "nxt = 0\n"
+    "if not d.poll(10000): sys.exit('no answer from the producer')\n"
+    "while True:\n"
+    "    if not d.poll(10000): sys.exit('producer went silent at %d' % nxt)\n"
+    "    m = msgpack.unpackb(d.recv(), object_hook=msgpack_numpy.decode, raw=False)\n"
+    "    assert m['stream'] == 'main', m\n"
+    "    if m['msg'] == 'heartbeat': continue\n"
+    "    if m['msg'] == 'end':\n"
+    "        assert m['count'] == nxt == count, (m, nxt); break\n"
+    "    assert m['msg'] == 'batch' and m['seq'] == nxt, (m['msg'], m.get('seq'), nxt)\n"
+    "    n = 1 + (7 * nxt) % 64\n"
+    "    want = ((nxt * 2654435761 + np.arange(n, dtype=np.uint64) * 40503) % 10007).astype(np.float32) / np.float32(7) - np.float32(700)\n"
+    "    assert m['n'] == n and m['x'].dtype == np.float32 and np.array_equal(m['x'], want), nxt\n"
+    "    send(msg='credit', credit=1); send(msg='ack', seq=nxt)\n"
+    "    nxt += 1\n"
+    "d.close(); ctx.term()\n";
+
+Test(stream, python_consumer_speaks_the_documented_protocol)
+{
+    char ep[128], dir[64], script[128], count[16] = "700";
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    cr_assert(tb_proc_tmpdir(dir, sizeof dir));
+    snprintf(script, sizeof script, "%s/consumer.py", dir);
+    FILE *f = fopen(script, "w");
+    cr_assert(f);
+    fputs(py_consumer, f);
+    fclose(f);
+    pcfg p = {.ep = ep, .consumers = 1, .count = 700};
+    char *argv[] = {TB_PYTHON, script, ep, count, NULL};
+    pid_t cp = tb_proc_spawn(argv);
+    pid_t pp = tb_proc_fork(producer_main, &p);
+    wait_ok(cp, 30000, 0, "python consumer");
+    wait_ok(pp, 30000, 0, "producer");
+    tb_proc_rmdir(dir);
+}
