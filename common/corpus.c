@@ -16,14 +16,23 @@ static int wikitext_heading(const char *s, size_t n)
     return 1;
 }
 
-/* Copies s[0..n) into out, turning " @-@ " / " @,@ " / " @.@ " into "-" / "," / ".". */
+/* Copies s[0..n) into out, turning " @-@ " / " @,@ " / " @.@ " into "-" / "," / "."; next to
+ * "<unk>" the separator becomes " - " (spaces kept) so that "<unk>" stays a word of its own. */
 static size_t wikitext_detok(const char *s, size_t n, char *out)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == ' ' && i + 4 < n && s[i + 1] == '@' && s[i + 3] == '@' && s[i + 4] == ' ' &&
             (s[i + 2] == '-' || s[i + 2] == ',' || s[i + 2] == '.')) {
-            out[o++] = s[i + 2];
+            int unk_before = o >= 5 && memcmp(out + o - 5, "<unk>", 5) == 0;
+            int unk_after = i + 10 <= n && memcmp(s + i + 5, "<unk>", 5) == 0;
+            if (unk_before || unk_after) {
+                out[o++] = ' ';
+                out[o++] = s[i + 2];
+                out[o++] = ' ';
+            } else {
+                out[o++] = s[i + 2];
+            }
             i += 4;
             continue;
         }

@@ -296,12 +296,13 @@ Test(readers, plain_corpus_documents)
 Test(readers, wikitext_headings_and_separators)
 {
     const char *p = write_file("w.txt", " \n = Alpha = \n \n = = History = = \n \n The 1 @,@ 000 <unk> in A @-@ B , 2 @.@ 5 . \n"
-                                        " \n = Beta = \n \n Text two . \n");
+                                        " \n = Beta = \n \n Text two . <unk> @-@ based \n");
     tb_dataset ds;
     tb_read_opts o = {.wikitext = 1};
     cr_assert_eq(tb_dataset_read_corpus(&ds, p, &o), TB_OK, "%s", tb_err_msg());
     cr_assert_eq(ds.count, 2);
     cr_expect_str_eq(ds.ex[0].text_a, "The 1,000 <unk> in A-B , 2.5 .");
+    cr_expect_str_eq(ds.ex[1].text_a, "Text two . <unk> - based");
     cr_expect_eq(ds.ex[0].doc, 0);
     cr_expect_eq(ds.ex[1].doc, 1);
     cr_expect_eq(ds.documents, 2);

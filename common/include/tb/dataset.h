@@ -105,7 +105,7 @@ int tb_dataset_read_simple(tb_dataset *ds, const char *path, const tb_read_opts 
  * line is one example (text_a), in document order. With `wikitext`: blank lines are only
  * paragraph breaks; heading lines (" = Title = ", " = = Section = = ") are dropped, and a
  * top-level heading (" = Title = ") starts a new document; the tokenized separators " @-@ ",
- * " @,@ ", " @.@ " become "-", ",", "."; "<unk>" stays in the text (tokenize it with
+ * " @,@ ", " @.@ " become "-", ",", "." (" - " etc. next to "<unk>"); "<unk>" stays in the text (tokenize it with
  * tb_tokenizer_opts.unk_literal = "<unk>" to get [UNK]). Leading and trailing spaces of a line
  * are removed. */
 int tb_dataset_read_corpus(tb_dataset *ds, const char *path, const tb_read_opts *opts);
