@@ -361,6 +361,23 @@ Test(stream, slow_consumer_bounds_producer_memory)
             r.st.retained_peak, r.st.retained_bytes_peak, grew);
 }
 
+/* Application threads busy for longer than the peer timeout (a long training step, a slow
+ * teacher forward) must not look dead: the I/O threads keep heartbeating. */
+Test(stream, busy_applications_do_not_look_dead)
+{
+    char ep[128];
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    pcfg p = {.ep = ep, .consumers = 1, .count = 4, .peer_timeout_ms = 500, .send_sleep_us = 1000 * 1000};
+    ccfg c = consumer_cfg(ep, "sleepy", 4);
+    c.peer_timeout_ms = 500;
+    c.sleep_us = 1000 * 1000;
+    c.credit = 1;
+    pid_t cp = tb_proc_fork(consumer_main, &c);
+    pid_t pp = tb_proc_fork(producer_main, &p);
+    wait_ok(cp, 20000, 0, "consumer");
+    wait_ok(pp, 20000, 0, "producer");
+}
+
 Test(stream, killed_consumer_is_dropped_and_others_finish)
 {
     char ep[128];
