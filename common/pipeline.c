@@ -576,16 +576,17 @@ static char *pipe_search(const char *prog, const char *bin_dir)
 
 int tb_pipeline_resolve(tb_pipeline *p, const char *bin_dir)
 {
+    int rc = TB_OK, missing = 0;
     for (int i = 0; i < p->count; i++) {
         tb_pipeline_stage *s = &p->stages[i];
         free(s->program);
         s->program = pipe_search(s->argv[0], bin_dir);
-        if (!s->program)
-            return TB_ERR(TB_ENOTFOUND, "%s:%d: [%s]: program '%s' not found or not executable (looked in %s%sPATH)",
-                          p->origin, s->run_line, s->name, s->argv[0], bin_dir ? bin_dir : "",
-                          bin_dir ? " and " : "");
+        if (!s->program && missing++ == 0)
+            rc = TB_ERR(TB_ENOTFOUND, "%s:%d: [%s]: program '%s' not found or not executable (looked in %s%sPATH)",
+                        p->origin, s->run_line, s->name, s->argv[0], bin_dir ? bin_dir : "", bin_dir ? " and " : "");
     }
-    return TB_OK;
+    if (missing > 1) tb_err_wrap(rc, "%d programs are missing; the first", missing);
+    return rc;
 }
 
 int tb_pipeline_stage_threads(const tb_pipeline *p, int i)

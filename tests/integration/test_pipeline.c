@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -521,7 +522,7 @@ Test(pipeline_run, check_reports_every_problem)
                "[cons2]\nrun = ${D}/tb-fakecons --input ipc:///tmp/x\n"
                "[mute]\ndescribe = yes\nrun = ${D}/tb-nodescribe\n",
                0);
-    write_file("q.pipe", "[x]\nrun = tb-definitely-missing-program\n", 0);
+    write_file("q.pipe", "[x]\nrun = tb-definitely-missing-program\n[y]\nrun = /bin/sleep 1\n", 0);
     char dvar[128];
     snprintf(dvar, sizeof dvar, "D=%s", dir);
     const char *args[] = {"--check", pipe_path("p.pipe"), dvar, NULL};
@@ -562,6 +563,8 @@ Test(pipeline_run, check_reports_every_problem)
     err = read_file("err.txt");
     cr_expect_eq(code, 1);
     cr_expect(strstr(out, "FAIL [x]") && strstr(out, "was not found"), "%s", out);
+    cr_expect(strstr(out, "ok   [y] /bin/sleep (not described)"), "stages after a missing one are still checked:\n%s",
+              out);
     free(out);
     free(err);
 }
@@ -693,4 +696,48 @@ Test(pipeline_run, stages_die_with_the_runner)
     t0 = now_s();
     while (alive(stage) && now_s() - t0 < 10) usleep(20000);
     cr_expect(!alive(stage), "stage %d outlived its runner", (int)stage);
+}
+
+/* Mutated pipeline texts: every one parses or fails with a message, never crashes (run under
+ * ASan/UBSan in CI). */
+Test(pipeline_parse, mutations_never_crash)
+{
+    const char *base = "[vars]\nA = x${B:-y}\nB = $${z}\n[s1]\nrun = /bin/sh -c 'echo \"${A}\" $$' \\\n  tail\n"
+                       "after = \n[s2]\nafter = s1, s1\nrun = a \"b\\\"c\" 'd' e\\ f\nthreads = 2\nstdout = ${A}\n";
+    size_t len = strlen(base);
+    const char alphabet[] = "[]=$\\{}'\"#;:-\n \tabs12";
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    char *buf = malloc(len + 64);
+    cr_assert_not_null(buf);
+    int ok = 0, failed = 0;
+    for (int iter = 0; iter < 3000; iter++) {
+        memcpy(buf, base, len + 1);
+        size_t n = len;
+        int edits = 1 + iter % 4;
+        for (int e = 0; e < edits; e++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            size_t pos = (size_t)(x % (n ? n : 1));
+            char c = alphabet[(x >> 32) % (sizeof alphabet - 1)];
+            switch ((x >> 40) % 3) {
+            case 0: buf[pos] = c; break;                            /* replace */
+            case 1: memmove(buf + pos, buf + pos + 1, n - pos); n--; break; /* delete */
+            default: memmove(buf + pos + 1, buf + pos, n - pos + 1); buf[pos] = c; n++; break; /* insert */
+            }
+        }
+        tb_pipeline p;
+        int rc = tb_pipeline_parse(&p, buf, "m", NULL, 0);
+        if (rc == TB_OK) {
+            ok++;
+            for (int i = 0; i < p.count; i++) cr_assert(p.stages[i].argc > 0 && p.stages[i].argv[p.stages[i].argc] == NULL);
+        } else {
+            failed++;
+            cr_assert(strlen(tb_err_msg()) > 0, "failure without a message");
+        }
+        tb_pipeline_free(&p);
+    }
+    cr_expect_gt(ok, 0);
+    cr_expect_gt(failed, 0);
+    free(buf);
 }

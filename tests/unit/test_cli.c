@@ -344,3 +344,38 @@ Test(cli, stage_start_describe_and_usage_error)
     cr_expect_eq(code, -1);
     tb_cli_free(&cli);
 }
+
+/* Random command lines from a pool of good and bad pieces: each parses or fails with a message
+ * (and never crashes; CI runs this under ASan/UBSan). */
+Test(cli, random_command_lines)
+{
+    const char *pool[] = {"--input", "x", "--batch-size", "12", "--batch-size=", "-1", "--lr", "1e-3", "--lr=nan",
+                          "--fp16", "--no-fp16", "--fp16=", "--mode", "stage1", "--mode=", "--", "-", "--=",
+                          "---", "--threads", "99999999999999999999999", "--metrics", "", "--seed=7", "tcp://h:1",
+                          "--input=tcp://", "--name", "--describe"};
+    const int npool = (int)(sizeof pool / sizeof pool[0]);
+    uint32_t x = 2463534242u;
+    int ok = 0, bad = 0;
+    for (int iter = 0; iter < 4000; iter++) {
+        char *argv[12];
+        int argc = 0;
+        argv[argc++] = (char *)"tb-test";
+        int n = 1 + iter % 10;
+        for (int k = 0; k < n; k++) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            argv[argc++] = (char *)pool[x % (uint32_t)npool];
+        }
+        argv[argc] = NULL;
+        tb_cli cli;
+        if (tb_cli_parse(&cli, &info, argc, argv) == TB_OK) ok++;
+        else {
+            bad++;
+            cr_assert(strlen(tb_err_msg()) > 0);
+        }
+        tb_cli_free(&cli);
+    }
+    cr_expect_gt(ok, 0);
+    cr_expect_gt(bad, 0);
+}

@@ -76,7 +76,8 @@ void tb_pipeline_free(tb_pipeline *p);
 int tb_pipeline_find(const tb_pipeline *p, const char *name);
 
 /* Finds each stage's program: a name with a '/' as is; otherwise in `bin_dir` (may be NULL),
- * then in PATH. Fails on the first program that is missing or not executable. */
+ * then in PATH. Every stage is looked up (a missing one keeps program == NULL); the error names
+ * the first program that is missing or not executable. */
 int tb_pipeline_resolve(tb_pipeline *p, const char *bin_dir);
 
 /* The thread count the runner gives the stage in TB_THREADS: its `threads = N`, else the
