@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tb/bert.h"
 #include "tb/checkpoint.h"
 #include "tb/config.h"
 #include "tb/error.h"
@@ -275,4 +276,27 @@ Test(safetensors_python, c_checkpoint_loads_in_torch, .init = setup, .fini = tea
     snprintf(latest, sizeof latest, "%s/latest", ck);
     cr_assert_eq(run(PY "verify-ckpt %s", latest, ""), 0, "torch could not load the C checkpoint");
     tb_params_free(&t);
+}
+
+/* The model's own parameter table (tb/bert.h) has exactly the Hugging Face names and shapes. */
+Test(safetensors_python, bert_model_checkpoint_loads_in_torch, .init = setup, .fini = teardown)
+{
+    tb_bert_config c = {.vocab_size = 13, .hidden_size = 8, .num_hidden_layers = 2, .num_attention_heads = 2,
+                        .intermediate_size = 12, .max_position_embeddings = 16, .type_vocab_size = 2,
+                        .layer_norm_eps = 1e-12f, .hidden_dropout_prob = 0.1f, .attention_probs_dropout_prob = 0.1f,
+                        .initializer_range = 0.02f, .head = TB_HEAD_TINYBERT, .num_labels = 3,
+                        .classifier_dropout = 0.1f, .mlm_head = 1, .fit_size = 24};
+    tb_bert_model m;
+    cr_assert_eq(tb_bert_init(&m, &c), TB_OK, "%s", tb_err_msg());
+    for (int i = 0; i < m.params.count; i++) {
+        float *v = m.params.items[i].value.data;
+        for (int64_t k = 0; k < tb_tensor_numel(&m.params.items[i].value); k++) v[k] = bert_value(m.params.items[i].name, k);
+    }
+    char ck[256];
+    snprintf(ck, sizeof ck, "%s/model", dir);
+    cr_assert_eq(tb_checkpoint_save(ck, 0, &c, &m.params, NULL, NULL, NULL, NULL, 0), TB_OK, "%s", tb_err_msg());
+    char p[300];
+    snprintf(p, sizeof p, "%s/step-0", ck);
+    cr_assert_eq(run(PY "verify-ckpt %s", p, ""), 0, "torch could not load the model's checkpoint");
+    tb_bert_free(&m);
 }
