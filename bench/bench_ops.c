@@ -1,10 +1,12 @@
-/* bench_ops: time of each tb/ops.h kernel at TinyBERT4 / BERT-base shapes (batch 32, seq 128).
- * Prints one JSON object per line: {"bench", "op", "config", "batch", "seq", "threads", "ms", "gflops"}.
- * Usage: bench_ops [threads] [reps] */
+/* bench_ops: time of each tb/ops.h kernel and tb/loss.h loss at TinyBERT4 / BERT-base shapes
+ * (batch 32, seq 128). Prints one JSON object per line: {"bench", "op", "config", "batch", "seq",
+ * "threads", "ms", "samples_per_s", "gflops", "peak_rss_mb"} (samples/s = batch / time of one call).
+ * Usage: bench_ops [threads] [reps] [0 = all | 1 = tinybert4 | 2 = bert-base] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "tb/error.h"
@@ -37,9 +39,11 @@ static int g_threads, g_reps;
 
 static void report(const char *op, const shape *s, double sec, double flops)
 {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
     printf("{\"bench\": \"ops\", \"op\": \"%s\", \"config\": \"%s\", \"batch\": %d, \"seq\": %d, \"threads\": %d, "
-           "\"ms\": %.3f, \"gflops\": %.2f}\n", op, s->config, s->B, s->T, g_threads, sec * 1e3,
-           flops > 0 ? flops / sec * 1e-9 : 0.0);
+           "\"ms\": %.3f, \"samples_per_s\": %.1f, \"gflops\": %.2f, \"peak_rss_mb\": %.1f}\n", op, s->config, s->B,
+           s->T, g_threads, sec * 1e3, s->B / sec, flops > 0 ? flops / sec * 1e-9 : 0.0, ru.ru_maxrss / 1024.0);
     fflush(stdout);
 }
 

@@ -130,19 +130,25 @@ int tb_loss_soft_ce(double *loss, float *dstudent, const float *student, const f
     return TB_OK;
 }
 
-/* One row of the cross-entropy: returns -log softmax(z)[label] and adds g (softmax - onehot) to d. */
-static double ce_row(float *d, const float *z, int K, int label, double g)
+/* One row of the cross-entropy: returns -log softmax(z)[label] and adds g (softmax - onehot) to d.
+ * The exponentials are fp32 (vectorised, rows can be a 30522-word vocabulary), their sum and the
+ * log-sum-exp are double. */
+static double ce_row(float *restrict d, const float *restrict z, int K, int label, double g)
 {
-    double m = z[0];
-    for (int j = 1; j < K; j++) m = fmax(m, z[j]);
+    float m = z[0];
+#pragma omp simd reduction(max : m)
+    for (int j = 1; j < K; j++) m = z[j] > m ? z[j] : m;
     double sum = 0.0;
-    for (int j = 0; j < K; j++) sum += exp(z[j] - m);
-    const double lse = m + log(sum);
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < K; j++) sum += (double)ops_expf(z[j] - m);
+    const double lse = (double)m + log(sum);
     if (d) {
-        for (int j = 0; j < K; j++) d[j] += (float)(g * exp(z[j] - lse));
+        const float gf = (float)(g / sum);
+#pragma omp simd
+        for (int j = 0; j < K; j++) d[j] += gf * ops_expf(z[j] - m);
         d[label] -= (float)g;
     }
-    return lse - z[label];
+    return lse - (double)z[label];
 }
 
 int tb_loss_ce(double *loss, float *dlogits, const float *logits, const int32_t *labels,

@@ -324,7 +324,19 @@ static void case_losses(void)
     cr_assert_eq(tb_loss_ce(&l, zg, z, labels, 12, 50, TB_IGNORE_INDEX, 1.0f, NULL), TB_OK);
     expect("ce", "loss", loss_result(l), 1);
     expect("ce", "dlogits", zg, 12 * 50);
-    free(s); free(t); free(hs); free(ht); free(z);
+    /* MLM-sized: a 30522-word vocabulary */
+    enum { NV = 6, KV = 30522 };
+    float *zv = fa((size_t)NV * KV), *zvg = fa((size_t)NV * KV);
+    int32_t lv[NV] = {101, TB_IGNORE_INDEX, 30521, 0, 2054, 7592};
+    tb_fd_fill(zv, (size_t)NV * KV, 650, -8, 8);
+    case_begin("ce_vocab", "loss_ce", NULL);
+    IN_F("ce_vocab", "logits", zv, NV, KV);
+    IN_I("ce_vocab", "labels", lv, NV);
+    case_end();
+    cr_assert_eq(tb_loss_ce(&l, zvg, zv, lv, NV, KV, TB_IGNORE_INDEX, 1.0f, NULL), TB_OK);
+    expect("ce_vocab", "loss", loss_result(l), 1);
+    expect("ce_vocab", "dlogits", zvg, (size_t)NV * KV);
+    free(s); free(t); free(hs); free(ht); free(z); free(zv);
 }
 
 /* ---- driver ------------------------------------------------------------------------------- */
