@@ -50,9 +50,11 @@ typedef struct tb_train_state {
 /* Frees extra_json and zeroes the struct. */
 void tb_train_state_free(tb_train_state *s);
 
-/* Saves DIR/step-<step>/ as described above. `adam` and `state` may be NULL (no training state);
- * `vocab_path` may be NULL (no vocab.txt). Creates DIR if needed; fails if step-<step> exists.
- * Writes the final folder's path into `out_path` when it is not NULL. */
+/* Saves DIR/step-<step>/ as described above. `adam` and `state` may be NULL (no training state;
+ * with `state` alone only training_state.json is written); when both are given state->step must
+ * equal adam->step. `vocab_path` may be NULL (no vocab.txt). Creates DIR (one level) if needed;
+ * fails if step-<step> exists. One writer per DIR at a time. Writes the final folder's path into
+ * `out_path` when it is not NULL. */
 int tb_checkpoint_save(const char *dir, int64_t step, const tb_bert_config *config, const tb_param_table *params,
                        const tb_adam *adam, const tb_train_state *state, const char *vocab_path, char *out_path,
                        size_t out_n);
