@@ -97,6 +97,7 @@ static void layout(tb_bert_model *m, tb_bert_arena *a, cursor *c)
         a->gb1 = take(c, B * C);
         a->gb2 = take(c, B * C);
         a->gb3 = take(c, B * C);
+        a->cls_work = take(c, 12 * B * C + 4 * B * F + 4 * B);
         if (cf->fit_size > 0) {
             a->fit_out = take(c, N * (size_t)cf->fit_size);
             a->fit_grad = take(c, N * (size_t)cf->fit_size);

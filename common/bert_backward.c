@@ -35,6 +35,125 @@ static int dropout_back(const float **din, float *work, const float *dout, size_
     return tb_dropout_backward(work, dout, n, d);
 }
 
+/* Attention core and fused QKV projection of layer l: a->gz holds d ctx [N, C]; adds d h into
+ * a->gx. */
+static int attention_qkv_backward(tb_bert_model *m, int l, const float *h, const float *dscores_extra)
+{
+    int rc = TB_OK;
+    const tb_bert_config *cf = &m->config;
+    tb_bert_arena *a = m->arena;
+    const tb_bert_layer_act *x = &a->layer[l];
+    const tb_bert_layer_idx *p = &m->layer[l];
+    const int B = a->B, T = a->T, N = B * T;
+    const int C = cf->hidden_size, NH = cf->num_attention_heads;
+    tb_dropout da = drop_desc(&a->run, cf->attention_probs_dropout_prob, l, TB_BERT_SITE_ATTN_PROBS);
+    zero(a->gqkv, 3 * (size_t)N * C);
+    TB_TRY(tb_attention_backward(a->gqkv, a->gqkv + C, a->gqkv + 2 * C, 3 * C, a->gz, dscores_extra,
+                                 x->probs, x->qkv, x->qkv + C, x->qkv + 2 * C, 3 * C, B, T, NH,
+                                 C / NH, da.p > 0 ? &da : NULL, a->attn_scratch,
+                                 a->attn_scratch_floats));
+    TB_TRY(tb_linear_backward(a->gx, G(m, p->qkv_w), G(m, p->qkv_b), a->gqkv, h, P(m, p->qkv_w),
+                              N, C, 3 * C));
+error:
+    return rc;
+}
+
+/* Rows b*T (b < B, the [CLS] positions) of x [B*T, w] into out [B, w]. */
+static void gather_cls(float *out, const float *x, int B, int T, int w)
+{
+    for (int b = 0; b < B; b++)
+        memcpy(out + (size_t)b * w, x + (size_t)b * T * w, (size_t)w * sizeof(float));
+}
+
+/* out [B*T, w] = 0 except rows b*T = in [B, w]. */
+static void scatter_cls(float *out, const float *in, int B, int T, int w)
+{
+    zero(out, (size_t)B * T * w);
+    for (int b = 0; b < B; b++)
+        memcpy(out + (size_t)b * T * w, in + (size_t)b * w, (size_t)w * sizeof(float));
+}
+
+/* din [B, w] = the gradient through dropout `d` of rows b*T of a [B*T, w] tensor, given dout of
+ * those rows (assigns). Masks follow tb/ops.h: element index = position in the full tensor,
+ * keep = (tb_rng_uniform >= p), scale 1 / (1 - p). */
+static void dropout_cls_back(float *din, const float *dout, int B, int T, int w, const tb_dropout *d)
+{
+    if (d->p <= 0) {
+        memcpy(din, dout, (size_t)B * w * sizeof(float));
+        return;
+    }
+    const float p = d->p, scale = 1.0f / (1.0f - d->p);
+    float u[256];
+    for (int b = 0; b < B; b++) {
+        uint64_t first = (uint64_t)b * T * w;
+        for (int c0 = 0; c0 < w; c0 += 256) {
+            int n = w - c0 < 256 ? w - c0 : 256;
+            tb_rng_uniform(d->key, d->batch_seq, d->site, first + (uint64_t)c0, u, (size_t)n);
+            for (int i = 0; i < n; i++) {
+                float g = dout[(size_t)b * w + c0 + i];
+                din[(size_t)b * w + c0 + i] = u[i] >= p ? g * scale : 0.0f;
+            }
+        }
+    }
+}
+
+/* The last layer when only the head reads h_L: its gradient is nonzero on the [CLS] rows only,
+ * and rows stay independent up to the attention core, so the output LayerNorm, the FFN, the
+ * attention LayerNorm and the attention output projection are differentiated on B rows instead
+ * of B*T (exactly: the other rows contribute zeros). On entry a->gx holds dL/dh_L; on exit
+ * dL/dh_{L-1}. */
+static int layer_backward_cls(tb_bert_model *m, int l, const float *h, const float *dscores_extra)
+{
+    int rc = TB_OK;
+    const tb_bert_config *cf = &m->config;
+    tb_bert_arena *a = m->arena;
+    const tb_bert_layer_act *x = &a->layer[l];
+    const tb_bert_layer_idx *p = &m->layer[l];
+    const tb_bert_run *run = &a->run;
+    const int B = a->B, T = a->T, C = cf->hidden_size, F = cf->intermediate_size;
+    const size_t BC = (size_t)B * C, BF = (size_t)B * F;
+    tb_dropout d1 = drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_ATTN_OUT);
+    tb_dropout d2 = drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_FFN_OUT);
+    float *w = a->cls_work;
+    float *dh = w, *r2 = w + BC, *da = w + 2 * BC, *dp = w + 3 * BC, *av = w + 4 * BC;
+    float *r1 = w + 5 * BC, *dr1 = w + 6 * BC, *dp1 = w + 7 * BC, *cx = w + 8 * BC;
+    float *dcx = w + 9 * BC, *dr2 = w + 10 * BC;
+    float *fa = w + 12 * BC, *dfa = fa + BF, *fp = dfa + BF, *dfp = fp + BF;
+    float *om = dfp + BF, *orr = om + B, *am = orr + B, *ar = am + B;
+
+    gather_cls(dh, a->gx, B, T, C);
+    gather_cls(r2, x->res2, B, T, C);
+    gather_cls(om, x->o_mean, B, T, 1);
+    gather_cls(orr, x->o_rstd, B, T, 1);
+    gather_cls(fa, x->ffn_act, B, T, F);
+    gather_cls(fp, x->ffn_pre, B, T, F);
+    gather_cls(av, x->a, B, T, C);
+    gather_cls(r1, x->res1, B, T, C);
+    gather_cls(am, x->a_mean, B, T, 1);
+    gather_cls(ar, x->a_rstd, B, T, 1);
+    gather_cls(cx, x->ctx, B, T, C);
+
+    zero(dr2, BC);
+    TB_TRY(tb_layernorm_backward(dr2, G(m, p->oln_w), G(m, p->oln_b), dh, r2, P(m, p->oln_w), om, orr, B, C));
+    memcpy(da, dr2, BC * sizeof(float));
+    dropout_cls_back(dp, dr2, B, T, C, &d2);
+    zero(dfa, BF);
+    TB_TRY(tb_linear_backward(dfa, G(m, p->o_w), G(m, p->o_b), dp, fa, P(m, p->o_w), B, F, C));
+    zero(dfp, BF);
+    TB_TRY(tb_gelu_backward(dfp, fp, dfa, BF));
+    TB_TRY(tb_linear_backward(da, G(m, p->i_w), G(m, p->i_b), dfp, av, P(m, p->i_w), B, C, F));
+    zero(dr1, BC);
+    TB_TRY(tb_layernorm_backward(dr1, G(m, p->aln_w), G(m, p->aln_b), da, r1, P(m, p->aln_w), am, ar, B, C));
+    scatter_cls(a->gx, dr1, B, T, C);
+    dropout_cls_back(dp1, dr1, B, T, C, &d1);
+    zero(dcx, BC);
+    TB_TRY(tb_linear_backward(dcx, G(m, p->ao_w), G(m, p->ao_b), dp1, cx, P(m, p->ao_w), B, C, C));
+    scatter_cls(a->gz, dcx, B, T, C);
+    TB_TRY(attention_qkv_backward(m, l, h, dscores_extra));
+error:
+    return rc;
+}
+
 /* On entry a->gx holds dL/dh_{l+1}; on exit it holds dL/dh_l (without the caller's extra term). */
 static int layer_backward(tb_bert_model *m, int l, const float *h, const float *dscores_extra)
 {
@@ -45,9 +164,8 @@ static int layer_backward(tb_bert_model *m, int l, const float *h, const float *
     const tb_bert_layer_idx *p = &m->layer[l];
     const tb_bert_run *run = &a->run;
     const int B = a->B, T = a->T, N = B * T;
-    const int C = cf->hidden_size, F = cf->intermediate_size, NH = cf->num_attention_heads;
+    const int C = cf->hidden_size, F = cf->intermediate_size;
     const size_t NC = (size_t)N * C, NF = (size_t)N * F;
-    tb_dropout da = drop_desc(run, cf->attention_probs_dropout_prob, l, TB_BERT_SITE_ATTN_PROBS);
     tb_dropout d1 = drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_ATTN_OUT);
     tb_dropout d2 = drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_FFN_OUT);
     const float *dproj;
@@ -75,13 +193,7 @@ static int layer_backward(tb_bert_model *m, int l, const float *h, const float *
     zero(a->gz, NC);
     TB_TRY(tb_linear_backward(a->gz, G(m, p->ao_w), G(m, p->ao_b), dproj, x->ctx, P(m, p->ao_w),
                               N, C, C));
-    zero(a->gqkv, 3 * NC);
-    TB_TRY(tb_attention_backward(a->gqkv, a->gqkv + C, a->gqkv + 2 * C, 3 * C, a->gz, dscores_extra,
-                                 x->probs, x->qkv, x->qkv + C, x->qkv + 2 * C, 3 * C, B, T, NH,
-                                 C / NH, da.p > 0 ? &da : NULL, a->attn_scratch,
-                                 a->attn_scratch_floats));
-    TB_TRY(tb_linear_backward(a->gx, G(m, p->qkv_w), G(m, p->qkv_b), a->gqkv, h, P(m, p->qkv_w),
-                              N, C, 3 * C));
+    TB_TRY(attention_qkv_backward(m, l, h, dscores_extra));
 error:
     return rc;
 }
@@ -161,8 +273,14 @@ int tb_bert_backward(tb_bert_model *m, const tb_bert_grads *g)
     if (g->dhidden && g->dhidden[L]) TB_TRY(tb_accumulate(a->gx, g->dhidden[L], NC));
     if (g->dlogits) TB_TRY(head_backward(m, g->dlogits));
     if (g->dmlm_logits) TB_TRY(mlm_backward(m, g->dmlm_logits));
+    /* Only the head reads h_L: the last layer's row-wise parts need the [CLS] rows alone. */
+    const int cls_only = g->dlogits && !g->dmlm_logits && !(g->dhidden && g->dhidden[L]);
     for (int l = L - 1; l >= 0; l--) {
-        TB_TRY(layer_backward(m, l, a->hidden[l], g->dscores ? g->dscores[l] : NULL));
+        const float *ds = g->dscores ? g->dscores[l] : NULL;
+        if (l == L - 1 && cls_only)
+            TB_TRY(layer_backward_cls(m, l, a->hidden[l], ds));
+        else
+            TB_TRY(layer_backward(m, l, a->hidden[l], ds));
         if (g->dhidden && g->dhidden[l]) TB_TRY(tb_accumulate(a->gx, g->dhidden[l], NC));
     }
     /* hidden 0 = dropout(LN(emb_sum)) */

@@ -51,7 +51,8 @@ struct tb_bert_arena {
     float *gf1, *gf2;           /* [N, F] */
     float *gqkv;                /* [N, 3C] */
     float *gb1, *gb2, *gb3;     /* [B, C] */
-    float *gmlm;                /* [N, C] */
+    /* last-layer backward restricted to the [CLS] rows (only the head reads h_L) */
+    float *cls_work;            /* 12 x [B, C] + 4 x [B, F] + 4 x [B] */
     /* distillation loss buffers (TB_BERT_TRAIN with fit_size > 0) */
     float *fit_out, *fit_grad;  /* [N, fit_size] */
     float **dhidden;            /* [L + 1] pointers, each [N, C] */
