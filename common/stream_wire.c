@@ -254,14 +254,14 @@ int tb_wire_peek(const void *data, size_t len, tb_wire_hdr *h)
         else if (key_is(k, kn, "count")) rc = peek_u64(&r, "count", &h->count, &h->has_count);
         else if (key_is(k, kn, "resume")) rc = peek_u64(&r, "resume", &h->resume, &h->has_resume);
         else if (key_is(k, kn, "credit")) {
-            uint64_t c;
+            uint64_t c = 0;
             rc = peek_u64(&r, "credit", &c, &h->has_credit);
             if (!rc && c > (1u << 20))
                 rc = TB_ERR(TB_EFORMAT, "field 'credit' = %llu is above the limit 2^20", (unsigned long long)c);
             h->credit = (int64_t)c;
         } else if (key_is(k, kn, "fatal")) {
-            uint64_t f;
-            int has;
+            uint64_t f = 0;
+            int has = 0;
             rc = peek_u64(&r, "fatal", &f, &has);
             h->fatal = f != 0;
         } else rc = skip(&r, 1);
