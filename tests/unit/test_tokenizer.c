@@ -366,14 +366,13 @@ Test(python, every_code_point_basic_tokens, .timeout = 120)
 }
 
 /* 3000 random strings of words from many scripts, accents, CJK, emoji, controls and odd spaces,
- * through the Python port of tokenization.py with bert-base-uncased (ids compared). */
-Test(python, random_mixed_text_matches_reference, .timeout = 120)
-{
-    const char *script =
+ * through the Python port of tokenization.py with bert-base-uncased (ids compared), lower-cased
+ * and cased. Python side: %s is the do_lower_case flag. */
+static const char RANDOM_SCRIPT[] =
         "import sys, random\n"
         "sys.path.insert(0, '" TB_SOURCE_DIR "/bench')\n"
         "import bert_tokenization as b\n"
-        "tok = b.FullTokenizer('" VOCAB "')\n"
+        "tok = b.FullTokenizer('" VOCAB "', do_lower_case=%s)\n"
         "rnd = random.Random(1234)\n"
         "pool = ['the', 'Hello', 'WORLD', 'unaffable', 'na\\u00efve', 'Caf\\u00e9', '\\u00c9COLE', 'stra\\u00dfe',\n"
         "  '\\ufb01ne', '\\u0130stanbul', '\\u039f\\u0394\\u039f\\u03a3', '\\u03a3\\u03b1\\u03c2', 'M\\u00fcnchen',\n"
@@ -392,10 +391,17 @@ Test(python, random_mixed_text_matches_reference, .timeout = 120)
         "    ids = tok.convert_tokens_to_ids(tok.tokenize(s))\n"
         "    out.append(s.encode('utf-8').hex() + ' ' + ','.join(map(str, ids)))\n"
         "sys.stdout.write('\\n'.join(out))\n";
+
+static void random_text_vs_reference(int lower)
+{
+    char script[8192];
+    snprintf(script, sizeof script, RANDOM_SCRIPT, lower ? "True" : "False");
     size_t len;
     char *py = run_python(script, &len);
     tb_tokenizer t;
-    cr_assert_eq(tb_tokenizer_init(&t, VOCAB, NULL), TB_OK, "%s", tb_err_msg());
+    tb_tokenizer_opts topts = tb_tokenizer_opts_default();
+    topts.do_lower_case = lower;
+    cr_assert_eq(tb_tokenizer_init(&t, VOCAB, &topts), TB_OK, "%s", tb_err_msg());
     tb_ids ids;
     tb_ids_init(&ids);
     char *text = malloc(len + 1);
@@ -436,6 +442,9 @@ Test(python, random_mixed_text_matches_reference, .timeout = 120)
     tb_tokenizer_free(&t);
     free(py);
 }
+
+Test(python, random_mixed_text_matches_reference, .timeout = 120) { random_text_vs_reference(1); }
+Test(python, random_mixed_text_matches_reference_cased, .timeout = 120) { random_text_vs_reference(0); }
 
 /* Random bytes (mostly invalid UTF-8) and random valid code points: the tokenizer either
  * succeeds or reports TB_EFORMAT, never crashes or reads out of bounds (run under ASan). Valid
