@@ -378,7 +378,7 @@ int tb_vocab_learn(tb_vocab *out, const tb_word_counts *wc, const tb_vocab_learn
     const int32_t nspecial = 5;
     TB_CHECK(opts && opts->vocab_size > nspecial, TB_EINVAL, "vocabulary size must be > %d (the special tokens), got %d",
              nspecial, opts ? opts->vocab_size : 0);
-    int64_t min_freq = opts->min_frequency > 0 ? opts->min_frequency : 1;
+    int64_t min_freq = opts->min_frequency > 0 ? opts->min_frequency : 2;
     int max_chars = opts->max_chars_per_word > 0 ? opts->max_chars_per_word : 100;
     TB_CHECK(wc->count > 0, TB_EINVAL, "no words to learn a vocabulary from: is the corpus empty?");
 

@@ -78,8 +78,8 @@ int tb_word_counts_add(tb_word_counts *wc, const char *w, size_t len, int64_t co
 
 typedef struct tb_vocab_learn_opts {
     int32_t vocab_size;       /* total size including the 5 special tokens; >= 6 */
-    int64_t min_frequency;    /* a merge needs a pair seen at least this often (default 2) */
-    int max_chars_per_word;   /* longer words are left out (they are [UNK] anyway); default 100 */
+    int64_t min_frequency;    /* a merge needs a pair seen at least this often (0: the default, 2) */
+    int max_chars_per_word;   /* longer words are left out (they are [UNK] anyway); 0: 100 */
 } tb_vocab_learn_opts;
 
 int tb_vocab_learn(tb_vocab *out, const tb_word_counts *wc, const tb_vocab_learn_opts *opts);
