@@ -596,7 +596,8 @@ int tb_checkpoint_load_state(const char *path, const tb_param_table *params, tb_
     tb_st_file f = {0};
     int64_t step = 0;
     tb_train_state s = {0};
-    TB_CHECK(params && adam && adam->m && adam->count == params->count && adam->total == params->total, TB_EINVAL,
+    TB_CHECK(adam || state, TB_EINVAL, "tb_checkpoint_load_state: nothing to load into (adam and state are NULL)");
+    TB_CHECK(!adam || (params && adam->m && adam->count == params->count && adam->total == params->total), TB_EINVAL,
              "tb_checkpoint_load_state needs a BertAdam state made by tb_adam_init for this parameter table");
     TB_TRY(tb_checkpoint_resolve(path, dir, sizeof dir));
     TB_TRY(join(p, sizeof p, dir, TB_CKPT_STATE_JSON));
@@ -607,10 +608,12 @@ int tb_checkpoint_load_state(const char *path, const tb_param_table *params, tb_
         goto error;
     }
     if (rc) goto error;
-    TB_TRY(join(p, sizeof p, dir, TB_CKPT_STATE));
-    TB_TRY(tb_st_open(&f, p));
-    TB_TRY(load_moments(&f, params, adam));
-    adam->step = step;
+    if (adam) {
+        TB_TRY(join(p, sizeof p, dir, TB_CKPT_STATE));
+        TB_TRY(tb_st_open(&f, p));
+        TB_TRY(load_moments(&f, params, adam));
+        adam->step = step;
+    }
     if (state) {
         tb_train_state_free(state);
         *state = s;

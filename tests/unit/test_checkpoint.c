@@ -133,6 +133,12 @@ Test(checkpoint, save_load_bit_identical_with_state, .init = setup, .fini = tear
     cr_assert_eq(r.rng_position, 43);
     cr_assert_eq(r.data_position, (UINT64_C(1) << 60) + 1);
     cr_assert_str_eq(r.extra_json, "{\"stage\":\"distill-1\",\"lr\":5e-05}");
+    /* the state alone (where a stream resumes), without an optimiser */
+    tb_train_state r2 = {0};
+    cr_assert_eq(tb_checkpoint_load_state(ck, NULL, NULL, &r2), TB_OK, "%s", tb_err_msg());
+    cr_assert_eq(r2.data_position, (UINT64_C(1) << 60) + 1);
+    tb_train_state_free(&r2);
+    cr_assert_eq(tb_checkpoint_load_state(ck, NULL, NULL, NULL), TB_EINVAL);
     /* moments of trainable tensors restored bit for bit; frozen ones have none (stay zero) */
     for (int i = 0; i < t.count; i++) {
         size_t off = tb_params_offset(&t, &t.items[i]), n = (size_t)tb_tensor_numel(&t.items[i].value);

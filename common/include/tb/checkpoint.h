@@ -76,8 +76,9 @@ int tb_checkpoint_load_config(const char *path, int expect_head, tb_bert_config 
 int tb_checkpoint_load_params(const char *path, tb_param_table *params, const char *const *optional_prefixes);
 
 /* Loads the training state of checkpoint `path`: moments into `adam` (made by tb_adam_init for
- * `params`), adam->step, and `state` (may be NULL). Fails with TB_ENOTFOUND when the checkpoint
- * has no training state, and when a trainable parameter has no moments. */
+ * `params`) and adam->step, and `state`; either may be NULL (not both; `params` is only needed
+ * with `adam`). Fails with TB_ENOTFOUND when the checkpoint has no training state, and with
+ * TB_ESHAPE naming each trainable parameter whose moments are missing or mis-shaped. */
 int tb_checkpoint_load_state(const char *path, const tb_param_table *params, tb_adam *adam, tb_train_state *state);
 
 /* Removes every "*.tmp" entry directly inside DIR (left over from an interrupted save). */
