@@ -1,7 +1,10 @@
 /* tb/optim.h - BertAdam, the optimiser of the TinyBERT reference.
  *
  * Source of the formulas: huawei-noah/Pretrained-Language-Model, TinyBERT/transformer/
- * optimization.py (the pytorch-pretrained-bert 0.6 version with _LRSchedule classes), BertAdam.step:
+ * optimization.py (the pytorch-pretrained-bert 0.6 version with _LRSchedule classes; read in the
+ * copies carried by the TinyBERT forks freshman-qwh/TinyBert-KnowledgeDistill and S1mKu/BiBERT,
+ * identical in BertAdam and WarmupLinearSchedule; task_distill.py selects "none" for stage 1 and
+ * "warmup_linear" otherwise), BertAdam.step:
  *
  *   g      = grad, clipped per parameter tensor: if max_norm / (||g||_2 + 1e-6) < 1, g *= that factor
  *            (torch.nn.utils.clip_grad_norm_(p, max_grad_norm) on each tensor separately)
