@@ -297,7 +297,7 @@ Test(stream, one_to_one_thousands_exactly_once)
 Test(stream, one_to_one_over_tcp)
 {
     char ep[128];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", 30000 + (int)(getpid() % 20000));
+    tb_proc_tcp_endpoint(ep, sizeof ep);
     pcfg p = {.ep = ep, .consumers = 1, .count = 1000};
     ccfg c = consumer_cfg(ep, "tcp-reader", 1000);
     pid_t cp = tb_proc_fork(consumer_main, &c);

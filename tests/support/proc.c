@@ -1,7 +1,10 @@
 /* proc.c - child processes and unique endpoints for integration tests. */
 #include "proc.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +23,23 @@ const char *tb_proc_ipc_endpoint(char *buf, size_t n)
     static int counter;
     snprintf(buf, n, "ipc:///tmp/tb-test-%ld-%d", (long)getpid(), counter++);
     unlink(buf + 6);
+    return buf;
+}
+
+const char *tb_proc_tcp_endpoint(char *buf, size_t n)
+{
+    int port = 0, fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0) close(fd);
+    if (port == 0) port = 30000 + (int)(getpid() % 20000);
+    snprintf(buf, n, "tcp://127.0.0.1:%d", port);
     return buf;
 }
 

@@ -13,6 +13,9 @@
 /* Writes a fresh "ipc:///tmp/tb-test-<pid>-<n>" into buf (and removes a stale socket file). */
 const char *tb_proc_ipc_endpoint(char *buf, size_t n);
 
+/* Writes "tcp://127.0.0.1:<port>" with a port that was free a moment ago (the kernel's pick). */
+const char *tb_proc_tcp_endpoint(char *buf, size_t n);
+
 /* Forks a child that runs fn(arg) and _exits with its return value (0..255); under ASan a leak
  * found at that point makes the exit status 98. -1 on failure. */
 pid_t tb_proc_fork(int (*fn)(void *arg), void *arg);
