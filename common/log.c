@@ -11,6 +11,15 @@
 static char log_name[64] = "tb";
 static tb_log_level log_level = TB_LOG_INFO;
 
+static void (*log_before)(void *ctx);
+static void *log_before_ctx;
+
+void tb_log_set_before_write(void (*fn)(void *ctx), void *ctx)
+{
+    log_before = fn;
+    log_before_ctx = ctx;
+}
+
 void tb_log_set_name(const char *name) { snprintf(log_name, sizeof log_name, "%s", name); }
 void tb_log_set_level(tb_log_level level) { log_level = level; }
 tb_log_level tb_log_get_level(void) { return log_level; }
@@ -44,5 +53,6 @@ void tb_log(tb_log_level level, const char *fmt, ...)
     if (n < 0 || (size_t)n >= sizeof line - 1) n = (int)sizeof line - 2;
     line[n] = '\n';
     line[n + 1] = '\0';
+    if (log_before) log_before(log_before_ctx);
     fputs(line, stderr);
 }

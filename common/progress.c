@@ -2,6 +2,7 @@
 #include "tb/progress.h"
 
 #include "tb/error.h"
+#include "tb/log.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -121,6 +122,26 @@ int tb_progress_format(const tb_progress *p, double now, char *buf, size_t cap)
 }
 #undef PUT
 
+static tb_progress *progress_hooked; /* the bar the log hook clears, if any */
+
+static void progress_unhook(tb_progress *p)
+{
+    if (progress_hooked != p) return;
+    tb_log_set_before_write(NULL, NULL);
+    progress_hooked = NULL;
+}
+
+/* Log hook: clears a bar on screen before a log line; the next update draws it again below. */
+static void progress_clear_bar(void *ctx)
+{
+    tb_progress *p = ctx;
+    if (p->mode != TB_PROGRESS_BAR || !p->drawn) return;
+    fputs("\r\033[K", p->out);
+    fflush(p->out);
+    p->drawn = 0;
+    p->last_draw = -1e300; /* redraw at the next update */
+}
+
 static void progress_draw(tb_progress *p, double now, int final)
 {
     char text[512];
@@ -128,6 +149,12 @@ static void progress_draw(tb_progress *p, double now, int final)
     if (p->mode == TB_PROGRESS_BAR) {
         fprintf(p->out, "\r[%s] %s\033[K%s", p->label, text, final ? "\n" : "");
         p->drawn = !final;
+        if (final) {
+            progress_unhook(p);
+        } else if (progress_hooked != p) {
+            tb_log_set_before_write(progress_clear_bar, p);
+            progress_hooked = p;
+        }
     } else {
         fprintf(p->out, "[%s] %s\n", p->label, text);
     }
@@ -157,3 +184,14 @@ void tb_progress_finish_at(tb_progress *p, double now)
 }
 
 void tb_progress_finish(tb_progress *p) { tb_progress_finish_at(p, progress_now()); }
+
+void tb_progress_free(tb_progress *p)
+{
+    progress_unhook(p);
+    if (p->mode == TB_PROGRESS_BAR && p->drawn && p->out) {
+        fputc('\n', p->out); /* leave the last bar visible, end its line */
+        fflush(p->out);
+    }
+    p->drawn = 0;
+    p->mode = TB_PROGRESS_NONE;
+}

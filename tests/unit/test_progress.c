@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "tb/error.h"
+#include "tb/log.h"
 #include "tb/progress.h"
 
 typedef struct memout { char *buf; size_t len; FILE *f; } memout;
@@ -156,4 +157,30 @@ Test(progress, parse_mode)
     cr_expect_eq(tb_progress_parse_mode("fancy", &m), TB_EINVAL);
     cr_expect(strstr(tb_err_msg(), "'fancy'"), "%s", tb_err_msg());
     cr_expect_eq(tb_progress_parse_mode(NULL, &m), TB_EINVAL);
+}
+
+/* A log line while a bar is on screen clears the bar first; the next update redraws it at once. */
+Test(progress, log_lines_clear_the_bar)
+{
+    memout m;
+    mem_open(&m);
+    tb_progress p;
+    cr_assert_eq(tb_progress_init_at(&p, m.f, TB_PROGRESS_BAR, "d", 0, 0, 0.0), TB_OK);
+    tb_progress_update_at(&p, 1, -1, NAN, NAN, 1.0);
+    fflush(m.f);
+    size_t before = m.len;
+    tb_log_set_level(TB_LOG_INFO);
+    TB_INFO("a log line while the bar is shown");
+    fflush(m.f);
+    cr_expect_str_eq(m.buf + before, "\r\033[K");
+    before = m.len;
+    tb_progress_update_at(&p, 2, -1, NAN, NAN, 1.01); /* < 0.1 s later, but the bar was cleared */
+    fflush(m.f);
+    cr_expect_str_eq(m.buf + before, "\r[d] step 2 elapsed 0:00:01\033[K");
+    before = m.len;
+    tb_progress_free(&p);
+    TB_INFO("after free: the hook is gone");
+    fflush(m.f);
+    cr_expect_str_eq(m.buf + before, "\n", "free ends the bar's line, and the log no longer touches it");
+    mem_close(&m);
 }

@@ -11,6 +11,10 @@ tb_log_level tb_log_get_level(void);
 int tb_log_parse_level(const char *s, tb_log_level *out);
 void tb_log(tb_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Called before each log line is written (NULL: none). A live progress bar (tb/progress.h) uses
+ * it to clear its line, so log lines and the bar do not mix. */
+void tb_log_set_before_write(void (*fn)(void *ctx), void *ctx);
+
 #define TB_DEBUG(...) tb_log(TB_LOG_DEBUG, __VA_ARGS__)
 #define TB_INFO(...) tb_log(TB_LOG_INFO, __VA_ARGS__)
 #define TB_WARN(...) tb_log(TB_LOG_WARN, __VA_ARGS__)

@@ -8,6 +8,9 @@
  *           "[tb-distill] step 120/1000 (12.0%) loss 0.5231 lr 5e-05 312.4 samples/s eta 0:02:41"
  * `auto` picks bar when the stream is a terminal (and TERM is not "dumb"), plain otherwise.
  *
+ * While a bar is on screen, log lines (tb/log.h) first clear it; the next update redraws it. The
+ * tb_progress must stay at the same address until tb_progress_finish or tb_progress_free.
+ *
  * Values that are unknown are left out: total <= 0 (no percentage, bar or ETA), a NaN loss or
  * lr, samples < 0. Rates and the ETA use the averages since tb_progress_init (or the last
  * tb_progress_restart). Everything takes the time from the monotonic clock; the *_at variants
@@ -56,6 +59,10 @@ void tb_progress_update_at(tb_progress *p, int64_t step, int64_t samples, double
 /* Draws the final state (always, whatever the interval) and ends the bar's line. */
 void tb_progress_finish(tb_progress *p);
 void tb_progress_finish_at(tb_progress *p, double now);
+
+/* Ends the display without a final draw (ends a bar's line) and detaches it from the log. Pairs
+ * with tb_progress_init; safe after tb_progress_finish. */
+void tb_progress_free(tb_progress *p);
 
 /* Formats the status text (no label, no newline) into buf; returns its length. */
 int tb_progress_format(const tb_progress *p, double now, char *buf, size_t cap);
