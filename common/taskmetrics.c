@@ -475,11 +475,12 @@ int tb_taskmetrics_fields(const tb_taskmetrics_result *r, tb_metric *fields, int
 {
     int rc = tm_check_result(r);
     if (rc != TB_OK) return rc;
-    if (cap < 1 + r->n_values)
-        return TB_ERR(TB_EINVAL, "room for %d metric fields, need %d (1 + TB_TM_MAX_VALUES is always enough)", cap,
-                      1 + r->n_values);
+    if (cap < 2 + r->n_values)
+        return TB_ERR(TB_EINVAL, "room for %d metric fields, need %d (TB_TM_MAX_FIELDS is always enough)", cap,
+                      2 + r->n_values);
     fields[0] = TB_MI("examples", r->examples);
     for (int i = 0; i < r->n_values; i++) fields[1 + i] = TB_MF(r->values[i].name, r->values[i].value);
-    *n = 1 + r->n_values;
+    fields[1 + r->n_values] = TB_MS("main", r->values[r->main_index].name);
+    *n = 2 + r->n_values;
     return TB_OK;
 }

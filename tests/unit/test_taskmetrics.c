@@ -423,19 +423,22 @@ Test(taskmetrics, table_json_and_fields)
     free(table);
     free(json);
 
-    tb_metric f[1 + TB_TM_MAX_VALUES];
+    tb_metric f[TB_TM_MAX_FIELDS];
     int n = 0;
-    cr_assert_eq(tb_taskmetrics_fields(&r, f, 1 + TB_TM_MAX_VALUES, &n), TB_OK);
-    cr_expect_eq(n, 4);
+    cr_assert_eq(tb_taskmetrics_fields(&r, f, TB_TM_MAX_FIELDS, &n), TB_OK);
+    cr_expect_eq(n, 5);
+    cr_expect_str_eq(f[4].key, "main");
+    cr_expect_str_eq(f[4].s, "accuracy");
     cr_expect_str_eq(f[0].key, "examples");
     cr_expect_eq(f[0].i, 10);
     cr_expect_str_eq(f[2].key, "f1");
     expect_near(f[2].f, 8.0 / 11.0, "field f1");
     char *line = NULL;
     cr_assert_eq(tb_metrics_format("tb-eval", "eval", 100, 0.0, f, n, &line), TB_OK, "%s", tb_err_msg());
-    cr_expect(strstr(line, "\"f1\":0.727272727") != NULL, "line: %s", line);
+    cr_expect(strstr(line, "\"f1\":0.727272727,\"acc_and_f1\":0.713636364,\"main\":\"accuracy\"}") != NULL,
+              "line: %s", line);
     free(line);
-    cr_expect_eq(tb_taskmetrics_fields(&r, f, 3, &n), TB_EINVAL, "too little room");
+    cr_expect_eq(tb_taskmetrics_fields(&r, f, 4, &n), TB_EINVAL, "too little room");
 
     tb_taskmetrics_result empty;
     memset(&empty, 0, sizeof empty);

@@ -121,9 +121,10 @@ int tb_taskmetrics_format_table(const tb_taskmetrics_result *r, const char *titl
 /* One JSON object (malloc'd, no newline): {"examples":16,"accuracy":0.8125,"f1":0.857142857,
  * ...,"main":"accuracy"}; values with %.9g; NaN as null plus "nonfinite":{"pearson":"nan"}. */
 int tb_taskmetrics_format_json(const tb_taskmetrics_result *r, char **out);
-/* Fields for tb_metrics_write (an "eval" line): "examples" then every value. `fields` needs
- * room for 1 + TB_TM_MAX_VALUES entries; *n receives the count. Names point into `r`'s static
- * strings, so the fields stay valid as long as the program runs. */
+/* Fields for tb_metrics_write (an "eval" line): "examples", every value, then "main" (the main
+ * metric's name, so tb/plot.h and other readers know which value to follow). `fields` needs room
+ * for TB_TM_MAX_FIELDS entries; *n receives the count. Keys and strings point to static storage. */
+#define TB_TM_MAX_FIELDS (2 + TB_TM_MAX_VALUES)
 int tb_taskmetrics_fields(const tb_taskmetrics_result *r, tb_metric *fields, int cap, int *n);
 
 #endif
