@@ -91,14 +91,16 @@ def inputs(B, T):
     return ids, types, torch.ones(B, T, dtype=torch.long)
 
 
-def emit(a, config, times, flops):
-    """times: seconds of each timed iteration; the best one is the least disturbed estimate."""
+def emit(a, config, times, flops, cpu):
+    """times: seconds of each timed iteration; the best one is the least disturbed estimate.
+    cpu: process CPU seconds over the timed iterations."""
     secs, best, iters = sum(times), min(times), len(times)
     print(json.dumps({"bench": f"bert-{a.case}", "impl": "torch", "config": config, "batch": a.batch,
                       "seq": a.seq, "threads": a.threads, "iters": iters,
                       "samples_per_s": round(a.batch * iters / secs, 3),
                       "best_samples_per_s": round(a.batch / best, 3),
                       "gflops": round(flops * iters / secs / 1e9, 2), "best_gflops": round(flops / best / 1e9, 2),
+                      "cpu_s_per_iter": round(cpu / iters, 4),
                       "peak_rss_mb": round(peak_rss_mb(), 1)}),
           flush=True)
 
@@ -113,12 +115,13 @@ def bench_teacher(a, L, C, F_, NH, M, name):
             return [hidden[j * k] for j in range(M + 1)], [scores[i * k + k - 1] for i in range(M)]
         for _ in range(a.warmup):
             run()
-        times = []
+        times, cpu = [], 0.0
         for _ in range(a.iters):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             run()
             times.append(time.perf_counter() - t0)
-    emit(a, name, times, fwd_flops(L, C, F_, a.batch, a.seq))
+            cpu += time.process_time() - c0
+    emit(a, name, times, fwd_flops(L, C, F_, a.batch, a.seq), cpu)
 
 
 def bench_student(a, L, C, F_, NH, TL, TC, stage, name):
@@ -133,9 +136,9 @@ def bench_student(a, L, C, F_, NH, TL, TC, stage, name):
     else:
         params = [p for n, p in m.named_parameters() if not n.startswith("fit.")]
     opt = torch.optim.AdamW(params, lr=5e-5, eps=1e-6, weight_decay=0.01)
-    times = []
+    times, cpu = [], 0.0
     for it in range(a.warmup + a.iters):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=False)
         hidden, scores, z = m(ids, types, mask, logits=stage == 2)
         if stage == 1:
@@ -150,7 +153,8 @@ def bench_student(a, L, C, F_, NH, TL, TC, stage, name):
         opt.step()
         if it >= a.warmup:
             times.append(time.perf_counter() - t0)
-    emit(a, name, times, 3.0 * fwd_flops(L, C, F_, B, T))
+            cpu += time.process_time() - c0
+    emit(a, name, times, 3.0 * fwd_flops(L, C, F_, B, T), cpu)
 
 
 def main():
