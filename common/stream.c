@@ -32,7 +32,7 @@ void tb_stream_opts_default(tb_stream_opts *o)
     o->credit = 4;
 }
 
-int64_t tb_now_ms(void)
+int64_t tb_stream_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -41,7 +41,7 @@ int64_t tb_now_ms(void)
 
 /* ---- the inproc pipe ------------------------------------------------------------------------- */
 
-int tb_pipe_send(void *sock, const tb_pipe_cmd *c, void *zmsg)
+int tb_stream_pipe_send(void *sock, const tb_pipe_cmd *c, void *zmsg)
 {
     size_t n = offsetof(tb_pipe_cmd, text) + strnlen(c->text, sizeof c->text - 1) + 1;
     if (zmq_send(sock, c, n, zmsg ? ZMQ_SNDMORE : 0) < 0)
@@ -51,7 +51,7 @@ int tb_pipe_send(void *sock, const tb_pipe_cmd *c, void *zmsg)
     return TB_OK;
 }
 
-int tb_pipe_recv(void *sock, tb_pipe_cmd *c, void *zmsg)
+int tb_stream_pipe_recv(void *sock, tb_pipe_cmd *c, void *zmsg)
 {
     memset(c, 0, offsetof(tb_pipe_cmd, text) + 1);
     int n = zmq_recv(sock, c, sizeof *c, ZMQ_DONTWAIT);
@@ -144,7 +144,7 @@ static int zmq_open_stream(tb_stream *s)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    void *(*fn)(void *) = s->mode == TB_STREAM_WRITE ? tb_producer_main : tb_consumer_main;
+    void *(*fn)(void *) = s->mode == TB_STREAM_WRITE ? tb_stream_producer_main : tb_stream_consumer_main;
     s->io_sock = io;
     int e = pthread_create(&s->thread, NULL, fn, s);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -191,12 +191,12 @@ int tb_stream_open(tb_stream **out, const char *endpoint, tb_stream_mode mode,
         TB_TRY(zmq_open_stream(s));
     } else if (strncmp(endpoint, "file:", 5) == 0) {
         s->is_file = 1;
-        TB_TRY(tb_file_open(s, endpoint + 5));
+        TB_TRY(tb_stream_file_open(s, endpoint + 5));
     } else {
         TB_CHECK(!strstr(endpoint, "://"), TB_EUNSUPPORTED,
                  "stream endpoint '%s': unknown transport (use tcp://, ipc://, file:PATH or a path)", endpoint);
         s->is_file = 1;
-        TB_TRY(tb_file_open(s, endpoint));
+        TB_TRY(tb_stream_file_open(s, endpoint));
     }
     return TB_OK;
 error:
@@ -208,7 +208,7 @@ error:
 void tb_stream_close(tb_stream *s)
 {
     if (!s) return;
-    if (s->is_file) tb_file_close(s);
+    if (s->is_file) tb_stream_file_close(s);
     if (s->thread_started) {
         int st = TB_OK;
         if (s->mode == TB_STREAM_WRITE && !s->finished) st = s->failed ? s->failed : TB_EINTR;
@@ -293,7 +293,7 @@ static int do_regen(tb_stream *s, uint64_t seq)
     zmq_msg_t zm;
     TB_TRY(buf_to_zmsg(&b, &zm));
     tb_pipe_cmd c = {.cmd = CMD_REGEN, .a = seq};
-    rc = tb_pipe_send(s->app, &c, &zm);
+    rc = tb_stream_pipe_send(s->app, &c, &zm);
     if (rc) zmq_msg_close(&zm);
     pthread_mutex_lock(&s->mu);
     s->stats.regenerated++;
@@ -340,7 +340,7 @@ static int handle_cmd(tb_stream *s, const tb_pipe_cmd *c, int has_frame, zmq_msg
             free_zmsg(held, NULL);
             tb_pipe_cmd bad = {.cmd = CMD_BAD, .a = c->a};
             snprintf(bad.text, sizeof bad.text, "%s", tb_err_msg());
-            tb_pipe_send(s->app, &bad, NULL);
+            tb_stream_pipe_send(s->app, &bad, NULL);
             s->failed = TB_EPEER;
             snprintf(s->fail_text, sizeof s->fail_text, "message %llu from the producer does not decode: %.600s",
                      (unsigned long long)c->a, bad.text);
@@ -348,7 +348,7 @@ static int handle_cmd(tb_stream *s, const tb_pipe_cmd *c, int has_frame, zmq_msg
         }
         tb_msg_hold(out, held, free_zmsg, NULL);
         tb_pipe_cmd took = {.cmd = CMD_TOOK, .a = c->a};
-        rc = tb_pipe_send(s->app, &took, NULL);
+        rc = tb_stream_pipe_send(s->app, &took, NULL);
         if (rc) return rc;
         s->next_seq = c->a + 1;
         pthread_mutex_lock(&s->mu);
@@ -366,7 +366,7 @@ static int handle_cmd(tb_stream *s, const tb_pipe_cmd *c, int has_frame, zmq_msg
  * message arrives into `out`), an error, a signal or the deadline (timeout_ms < 0: none). */
 static int app_wait(tb_stream *s, int *flag, int want, tb_msg *out, int timeout_ms, const char *what)
 {
-    int64_t deadline = timeout_ms < 0 ? -1 : tb_now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? -1 : tb_stream_now_ms() + timeout_ms;
     int got = 0;
     for (;;) {
         if (s->failed) return fail(s);
@@ -378,7 +378,7 @@ static int app_wait(tb_stream *s, int *flag, int want, tb_msg *out, int timeout_
         int nit = it[1].fd >= 0 ? 2 : 1;
         long wait = 100;
         if (deadline >= 0) {
-            int64_t left = deadline - tb_now_ms();
+            int64_t left = deadline - tb_stream_now_ms();
             if (left <= 0)
                 return TB_ERR(TB_ETIMEOUT, "stream %s (%s): %s: nothing within %d ms", s->stream_id,
                               s->endpoint, what, timeout_ms);
@@ -391,7 +391,7 @@ static int app_wait(tb_stream *s, int *flag, int want, tb_msg *out, int timeout_
         if (!(it[0].revents & ZMQ_POLLIN)) continue;
         tb_pipe_cmd c;
         zmq_msg_t zm;
-        int fr = tb_pipe_recv(s->app, &c, &zm);
+        int fr = tb_stream_pipe_recv(s->app, &c, &zm);
         if (fr < 0) continue;
         rc = handle_cmd(s, &c, fr == 1, &zm, out, &got);
         if (fr == 1) zmq_msg_close(&zm);
@@ -435,7 +435,7 @@ int tb_stream_send(tb_stream *s, tb_msg *m, uint64_t *seq)
     TB_CHECK(s && m && s->mode == TB_STREAM_WRITE, TB_EINVAL, "tb_stream_send needs a producer stream and a message");
     TB_CHECK(!s->ended, TB_EINVAL, "stream %s: send after finish", s->stream_id);
     if (s->failed) return fail(s);
-    if (s->is_file) return tb_file_send(s, m, seq);
+    if (s->is_file) return tb_stream_file_send(s, m, seq);
     TB_TRY(app_wait(s, &s->ready, 1, NULL, -1, "waiting for consumers"));
     TB_TRY(app_wait(s, &s->inflight, 0, NULL, -1, "waiting for credit"));
     uint64_t q = s->next_seq;
@@ -443,7 +443,7 @@ int tb_stream_send(tb_stream *s, tb_msg *m, uint64_t *seq)
     zmq_msg_t zm;
     TB_TRY(buf_to_zmsg(&s->buf, &zm));
     tb_pipe_cmd c = {.cmd = CMD_BATCH, .a = q};
-    rc = tb_pipe_send(s->app, &c, &zm);
+    rc = tb_stream_pipe_send(s->app, &c, &zm);
     if (rc) {
         zmq_msg_close(&zm);
         goto error;
@@ -464,12 +464,12 @@ int tb_stream_finish(tb_stream *s)
     TB_CHECK(s && s->mode == TB_STREAM_WRITE, TB_EINVAL, "tb_stream_finish needs a producer stream");
     if (s->failed) return fail(s);
     if (s->finished) return TB_OK;
-    if (s->is_file) return tb_file_finish(s);
+    if (s->is_file) return tb_stream_file_finish(s);
     TB_TRY(app_wait(s, &s->ready, 1, NULL, -1, "waiting for consumers"));
     TB_TRY(app_wait(s, &s->inflight, 0, NULL, -1, "waiting for credit"));
     if (!s->ended) {
         tb_pipe_cmd c = {.cmd = CMD_END, .a = s->next_seq};
-        TB_TRY(tb_pipe_send(s->app, &c, NULL));
+        TB_TRY(tb_stream_pipe_send(s->app, &c, NULL));
         s->ended = 1;
     }
     TB_TRY(app_wait(s, &s->done, 1, NULL, -1, "waiting for the final acknowledgements"));
@@ -487,7 +487,7 @@ int tb_stream_recv(tb_stream *s, tb_msg *out, int timeout_ms)
     if (s->ended)
         return TB_ERR(TB_EEND, "stream %s: end reached after %llu messages", s->stream_id,
                       (unsigned long long)s->next_seq);
-    if (s->is_file) return tb_file_recv(s, out);
+    if (s->is_file) return tb_stream_file_recv(s, out);
     rc = app_wait(s, NULL, 0, out, timeout_ms, "receiving");
     if (rc == TB_EEND)
         return TB_ERR(TB_EEND, "stream %s: end reached after %llu messages", s->stream_id,
@@ -505,7 +505,7 @@ int tb_stream_ack(tb_stream *s, uint64_t seq)
     if (s->is_file) return TB_OK;
     if (s->failed) return fail(s);
     tb_pipe_cmd c = {.cmd = CMD_ACK, .a = seq};
-    return tb_pipe_send(s->app, &c, NULL);
+    return tb_stream_pipe_send(s->app, &c, NULL);
 }
 
 int tb_stream_stats_get(tb_stream *s, tb_stream_stats *out)

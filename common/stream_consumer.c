@@ -32,7 +32,7 @@ __attribute__((format(printf, 3, 4))) static void cons_fail(cons *c, int status,
     va_end(ap);
     c->failed = 1;
     TB_ERROR("stream %s: %s", c->s->stream_id, cmd.text);
-    tb_pipe_send(c->pipe, &cmd, NULL);
+    tb_stream_pipe_send(c->pipe, &cmd, NULL);
 }
 
 static void send_ctl(cons *c, tb_wire_hdr *h)
@@ -46,7 +46,7 @@ static void send_ctl(cons *c, tb_wire_hdr *h)
     if (zmq_send(c->sock, buf, n, ZMQ_DONTWAIT) < 0 && zmq_errno() != EAGAIN)
         TB_WARN("stream %s: cannot send %s to the producer: %s", c->s->stream_id, tb_wire_kind_name(h->kind),
                 zmq_strerror(zmq_errno()));
-    c->last_hb = tb_now_ms();
+    c->last_hb = tb_stream_now_ms();
 }
 
 __attribute__((format(printf, 3, 4))) static void send_error(cons *c, int fatal, const char *fmt, ...)
@@ -86,7 +86,7 @@ static int send_hello(cons *c)
     TB_TRY(tb_codec_encode(&s->hello, &b));
     TB_CHECK(zmq_send(c->sock, b.data, b.len, ZMQ_DONTWAIT) >= 0, TB_EIO, "cannot send hello to %s: %s",
              s->endpoint, zmq_strerror(zmq_errno()));
-    c->last_hb = tb_now_ms();
+    c->last_hb = tb_stream_now_ms();
 error:
     tb_buf_free(&b);
     return rc;
@@ -105,7 +105,7 @@ static void on_batch(cons *c, const tb_wire_hdr *h, zmq_msg_t *m)
 {
     if (h->seq == c->expected) {
         tb_pipe_cmd cmd = {.cmd = CMD_BATCH, .a = h->seq};
-        if (tb_pipe_send(c->pipe, &cmd, m) != TB_OK) {
+        if (tb_stream_pipe_send(c->pipe, &cmd, m) != TB_OK) {
             cons_fail(c, TB_EIO, "%s", tb_err_msg());
             return;
         }
@@ -125,7 +125,7 @@ static void on_message(cons *c, zmq_msg_t *m)
     tb_wire_hdr h;
     const void *data = zmq_msg_data(m);
     size_t len = zmq_msg_size(m);
-    c->last_seen = tb_now_ms();
+    c->last_seen = tb_stream_now_ms();
     c->heard = 1;
     if (tb_wire_peek(data, len, &h) != TB_OK) {
         send_error(c, 0, "malformed message (%zu bytes): %s", len, tb_err_msg());
@@ -144,7 +144,7 @@ static void on_message(cons *c, zmq_msg_t *m)
         if (h.count == c->expected) {
             if (!c->ended) {
                 tb_pipe_cmd cmd = {.cmd = CMD_END, .a = h.count};
-                tb_pipe_send(c->pipe, &cmd, NULL);
+                tb_stream_pipe_send(c->pipe, &cmd, NULL);
             }
             c->ended = 1;
         } else if (h.count > c->expected) {
@@ -199,7 +199,7 @@ static void drain_pipe(cons *c)
     for (;;) {
         tb_pipe_cmd cmd;
         zmq_msg_t m;
-        int fr = tb_pipe_recv(c->pipe, &cmd, &m);
+        int fr = tb_stream_pipe_recv(c->pipe, &cmd, &m);
         if (fr < 0) return;
         if (fr == 1) zmq_msg_close(&m);
         if (cmd.cmd == CMD_TOOK) {
@@ -221,7 +221,7 @@ static void drain_pipe(cons *c)
 static void timers(cons *c)
 {
     tb_stream_opts *o = &c->s->o;
-    int64_t now = tb_now_ms();
+    int64_t now = tb_stream_now_ms();
     if (c->failed) return;
     int64_t silent = now - (c->heard ? c->last_seen : c->t_open);
     if (silent > o->peer_timeout_ms && !c->ended) {
@@ -256,7 +256,7 @@ static int open_dealer(cons *c)
     return send_hello(c);
 }
 
-void *tb_consumer_main(void *arg)
+void *tb_stream_consumer_main(void *arg)
 {
     tb_stream *s = arg;
     cons C, *c = &C;
@@ -264,7 +264,7 @@ void *tb_consumer_main(void *arg)
     c->s = s;
     c->pipe = s->io_sock;
     c->expected = s->o.resume_from;
-    c->t_open = c->last_seen = tb_now_ms();
+    c->t_open = c->last_seen = tb_stream_now_ms();
     if (open_dealer(c) != TB_OK) cons_fail(c, TB_EIO, "%s", tb_err_msg());
     while (!atomic_load(&s->quit)) {
         zmq_pollitem_t it[2] = {{c->pipe, 0, ZMQ_POLLIN, 0}, {c->sock, 0, ZMQ_POLLIN, 0}};

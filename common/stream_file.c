@@ -49,7 +49,7 @@ static int write_record(tb_stream *s, uint32_t kind, const void *payload, uint64
     return write_all(s, payload, len);
 }
 
-int tb_file_open(tb_stream *s, const char *path)
+int tb_stream_file_open(tb_stream *s, const char *path)
 {
     int rc = TB_OK;
     TB_CHECK(*path, TB_EINVAL, "message file path is empty");
@@ -83,7 +83,7 @@ int tb_file_open(tb_stream *s, const char *path)
     s->o.resume_from = 0;
     while (s->next_seq < want) {
         tb_msg m;
-        rc = tb_file_recv(s, &m);
+        rc = tb_stream_file_recv(s, &m);
         tb_msg_free(&m);
         if (rc == TB_EEND)
             rc = TB_ERR(TB_EINVAL, "%s: cannot resume from message %llu: the file holds %llu", path,
@@ -94,7 +94,7 @@ error:
     return rc;
 }
 
-int tb_file_send(tb_stream *s, tb_msg *m, uint64_t *seq)
+int tb_stream_file_send(tb_stream *s, tb_msg *m, uint64_t *seq)
 {
     int rc = TB_OK;
     uint64_t q = s->next_seq;
@@ -110,7 +110,7 @@ error:
     return rc;
 }
 
-int tb_file_finish(tb_stream *s)
+int tb_stream_file_finish(tb_stream *s)
 {
     int rc = TB_OK;
     uint8_t p[8];
@@ -130,7 +130,7 @@ static void free_buf(void *hold, void *ctx)
     tb_aligned_free(hold);
 }
 
-int tb_file_recv(tb_stream *s, tb_msg *out)
+int tb_stream_file_recv(tb_stream *s, tb_msg *out)
 {
     int rc = TB_OK;
     tb_buf b;
@@ -191,7 +191,7 @@ error:
     return rc;
 }
 
-void tb_file_close(tb_stream *s)
+void tb_stream_file_close(tb_stream *s)
 {
     if (s->f) fclose(s->f);
     s->f = NULL;

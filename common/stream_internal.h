@@ -112,21 +112,21 @@ struct tb_stream {
 };
 
 /* Pipe helpers (stream.c). */
-int tb_pipe_send(void *sock, const tb_pipe_cmd *c, void *zmsg /* zmq_msg_t* or NULL */);
+int tb_stream_pipe_send(void *sock, const tb_pipe_cmd *c, void *zmsg /* zmq_msg_t* or NULL */);
 /* Receives a command (and its message frame into zmsg when it has one; zmsg is then
  * initialised). Returns 1 when a message frame came, 0 when not, -1 on error. */
-int tb_pipe_recv(void *sock, tb_pipe_cmd *c, void *zmsg);
-int64_t tb_now_ms(void);
+int tb_stream_pipe_recv(void *sock, tb_pipe_cmd *c, void *zmsg);
+int64_t tb_stream_now_ms(void);
 
 /* I/O threads (stream_producer.c, stream_consumer.c). */
-void *tb_producer_main(void *arg);
-void *tb_consumer_main(void *arg);
+void *tb_stream_producer_main(void *arg);
+void *tb_stream_consumer_main(void *arg);
 
 /* File transport (stream_file.c). */
-int tb_file_open(tb_stream *s, const char *path);
-int tb_file_send(tb_stream *s, tb_msg *m, uint64_t *seq);
-int tb_file_finish(tb_stream *s);
-int tb_file_recv(tb_stream *s, tb_msg *out);
-void tb_file_close(tb_stream *s);
+int tb_stream_file_open(tb_stream *s, const char *path);
+int tb_stream_file_send(tb_stream *s, tb_msg *m, uint64_t *seq);
+int tb_stream_file_finish(tb_stream *s);
+int tb_stream_file_recv(tb_stream *s, tb_msg *out);
+void tb_stream_file_close(tb_stream *s);
 
 #endif

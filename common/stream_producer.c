@@ -51,7 +51,7 @@ static void send_app(prod *p, int cmd, int status, uint64_t a, const char *text)
 {
     tb_pipe_cmd c = {.cmd = cmd, .status = status, .a = a};
     if (text) snprintf(c.text, sizeof c.text, "%s", text);
-    tb_pipe_send(p->pipe, &c, NULL);
+    tb_stream_pipe_send(p->pipe, &c, NULL);
 }
 
 __attribute__((format(printf, 3, 4))) static void prod_fail(prod *p, int status, const char *fmt, ...)
@@ -192,7 +192,7 @@ static void peer_gone(prod *p, peer *c, const char *why)
         TB_WARN("stream %s: consumer '%s' %s at message %llu: waiting up to %d ms for it to come back",
                 p->s->stream_id, c->id, why, (unsigned long long)c->next, o->dead_wait_ms);
         c->state = PS_DEAD;
-        c->dead_since = tb_now_ms();
+        c->dead_since = tb_stream_now_ms();
     }
     advance_base(p);
 }
@@ -277,7 +277,7 @@ static void on_hello(prod *p, const char *id, size_t idn, const tb_wire_hdr *h, 
     c->credit = credit;
     c->window = credit;
     c->end_sent = 0;
-    c->last_seen = c->last_hb = tb_now_ms();
+    c->last_seen = c->last_hb = tb_stream_now_ms();
     tb_wire_hdr hb = hdr_of(p, TB_WIRE_HEARTBEAT);
     send_ctl(p, c->id, c->id_len, &hb);
     if (!p->ready && count_holding(p) >= o->consumers) {
@@ -313,7 +313,7 @@ static void on_peer_msg(prod *p, const char *id, size_t idn, const void *data, s
         send_error(p, id, idn, 1, "consumer '%s' was dropped by the dead-peer policy", c->id);
         return;
     }
-    c->last_seen = tb_now_ms();
+    c->last_seen = tb_stream_now_ms();
     if (c->state == PS_DEAD) {
         TB_INFO("stream %s: consumer '%s' answers again", sid, c->id);
         c->state = PS_LIVE;
@@ -402,7 +402,7 @@ static void drain_pipe(prod *p)
     for (;;) {
         tb_pipe_cmd c;
         zmq_msg_t m;
-        int fr = tb_pipe_recv(p->pipe, &c, &m);
+        int fr = tb_stream_pipe_recv(p->pipe, &c, &m);
         if (fr < 0) return;
         if (c.cmd == CMD_BATCH && fr == 1) {
             if (p->have_pending || c.a != p->head) {
@@ -420,7 +420,7 @@ static void drain_pipe(prod *p)
         } else if (c.cmd == CMD_END) {
             p->ended = 1;
             p->end_count = c.a;
-            p->t_end = tb_now_ms();
+            p->t_end = tb_stream_now_ms();
         }
         if (fr == 1) zmq_msg_close(&m);
     }
@@ -429,7 +429,7 @@ static void drain_pipe(prod *p)
 static void pump(prod *p)
 {
     if (!p->ready || p->failed) return;
-    int64_t now = tb_now_ms();
+    int64_t now = tb_stream_now_ms();
     uint64_t r = (uint64_t)p->s->o.retain_max;
     for (int i = 0; i < p->npeers; i++) {
         peer *c = &p->peers[i];
@@ -521,7 +521,7 @@ static void check_ack_stall(prod *p, int64_t now)
 static void timers(prod *p)
 {
     tb_stream_opts *o = &p->s->o;
-    int64_t now = tb_now_ms();
+    int64_t now = tb_stream_now_ms();
     if (p->failed) return;
     if (!p->ready && now - p->t_open > o->hello_timeout_ms) {
         prod_fail(p, TB_ETIMEOUT,
@@ -596,14 +596,14 @@ static int open_router(prod *p)
     return TB_OK;
 }
 
-void *tb_producer_main(void *arg)
+void *tb_stream_producer_main(void *arg)
 {
     tb_stream *s = arg;
     prod P, *p = &P;
     memset(p, 0, sizeof *p);
     p->s = s;
     p->pipe = s->io_sock;
-    p->t_open = tb_now_ms();
+    p->t_open = tb_stream_now_ms();
     p->peers = calloc(PEERS_MAX, sizeof *p->peers);
     p->ring = calloc((size_t)s->o.retain_max, sizeof *p->ring);
     pthread_mutex_lock(&s->mu);
