@@ -197,14 +197,17 @@ static int run_start_ready(runner *r)
 
 /* ---- stopping ---------------------------------------------------------------------------- */
 
-/* Sends sig to the process group of every stage that was started (and may have left children). */
+/* Sends sig to the process group of every stage that still runs, and (unless only_running) of
+ * every stage whose stderr is still open although it exited: something it started still holds
+ * it. A group whose leader was reaped and whose pipe is closed is left alone - its id may
+ * already belong to an unrelated process. */
 static void run_signal_all(runner *r, int sig, int only_running)
 {
     for (int i = 0; i < r->p->count; i++) {
         pid_t pid = r->res->pid[i];
         if (pid <= 0) continue;
-        if (only_running && r->res->state[i] != TB_STAGE_RUNNING) continue;
-        kill(-pid, sig);
+        int running = r->res->state[i] == TB_STAGE_RUNNING;
+        if (running || (!only_running && r->child[i].fd >= 0)) kill(-pid, sig);
     }
 }
 
@@ -362,6 +365,7 @@ int tb_pipeline_run(const tb_pipeline *p, const tb_pipeline_run_opts *opts, tb_p
     }
     if (tb_signals_fd() < 0) TB_TRY(tb_signals_install(TB_SIGNALS_NO_HARD_KILL));
     TB_TRY(run_loop(&r));
+    run_signal_all(&r, SIGKILL, 0); /* whatever a stage left behind holding its stderr */
     for (int i = 0; i < p->count; i++) {
         if (r.child[i].fd >= 0) {
             if (r.child[i].len) run_emit(&r, i, r.child[i].buf, r.child[i].len);
@@ -373,7 +377,6 @@ int tb_pipeline_run(const tb_pipeline *p, const tb_pipeline_run_opts *opts, tb_p
             TB_WARN("%s was not started", p->stages[i].name);
         }
     }
-    run_signal_all(&r, SIGKILL, 0); /* whatever a stage left behind in its process group */
     if (res->failed >= 0) {
         char desc[96];
         tb_pipeline_describe_status(res->wait_status[res->failed], desc, sizeof desc);

@@ -741,3 +741,27 @@ Test(pipeline_parse, mutations_never_crash)
     cr_expect_gt(failed, 0);
     free(buf);
 }
+
+/* A stage that exits but leaves a process holding its stderr: the runner does not wait for it
+ * forever, and kills it. */
+Test(pipeline_run, leftovers_are_killed)
+{
+    write_file("p.pipe", "[leaver]\nrun = /bin/sh -c 'sleep 60 & echo $! > ${D}/pid; echo bye >&2'\n", 0);
+    char dvar[128];
+    snprintf(dvar, sizeof dvar, "D=%s", dir);
+    const char *args[] = {pipe_path("p.pipe"), dvar, NULL};
+    double t0 = now_s();
+    int code = run_runner(args);
+    double took = now_s() - t0;
+    char *err = read_file("err.txt"), *txt = read_file("pid");
+    cr_expect_eq(code, 0, "%s", err);
+    cr_expect_lt(took, 10.0, "waited %.1f s for a leftover process", took);
+    cr_expect(strstr(err, "leaver | bye"), "%s", err);
+    pid_t left = (pid_t)atoi(txt);
+    cr_assert_gt(left, 0);
+    t0 = now_s();
+    while (alive(left) && now_s() - t0 < 5) usleep(20000);
+    cr_expect(!alive(left), "leftover process %d still runs", (int)left);
+    free(err);
+    free(txt);
+}
