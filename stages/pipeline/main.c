@@ -131,7 +131,7 @@ int main(int argc, char **argv)
     }
     tb_pipeline_result_free(&res);
     if (rc == TB_OK) {
-        TB_INFO("all %d stages finished", p.count);
+        TB_INFO("pipeline finished: %d stage%s, all exited 0", p.count, p.count == 1 ? "" : "s");
         code = TB_EXIT_OK;
     } else {
         TB_ERROR("%s", msg);
