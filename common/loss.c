@@ -46,6 +46,31 @@ int tb_loss_mse(double *loss, float *dstudent, const float *student, const float
     return TB_OK;
 }
 
+/* Elements [0, m) of the attention MSE: returns the sum of squared differences after replacing
+ * entries <= -100 by 0 in both tensors; adds g (s' - t') to d where the student was not replaced. */
+OPS_CLONES static double att_mse_block(float *d, const float *restrict s, const float *restrict t,
+                                       size_t m, float g)
+{
+    double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+    for (size_t i = 0; i < m; i++) {
+        float sv = s[i], tv = t[i];
+        float a = sv <= ATT_MASKED ? 0.0f : sv;
+        float b = tv <= ATT_MASKED ? 0.0f : tv;
+        double diff = (double)a - (double)b;
+        acc += diff * diff;
+    }
+    if (d) {
+#pragma omp simd
+        for (size_t i = 0; i < m; i++) {
+            float sv = s[i], tv = t[i];
+            float b = tv <= ATT_MASKED ? 0.0f : tv;
+            d[i] += sv <= ATT_MASKED ? 0.0f : g * (sv - b);
+        }
+    }
+    return acc;
+}
+
 int tb_loss_att_mse(double *loss, float *dstudent, const float *student, const float *teacher,
                     size_t n, float grad_scale)
 {
@@ -57,23 +82,7 @@ int tb_loss_att_mse(double *loss, float *dstudent, const float *student, const f
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < LOSS_BLOCKS; k++) {
         const size_t i0 = n * (size_t)k / LOSS_BLOCKS, i1 = n * (size_t)(k + 1) / LOSS_BLOCKS;
-        double acc = 0.0;
-#pragma omp simd reduction(+ : acc)
-        for (size_t i = i0; i < i1; i++) {
-            float sv = student[i], tv = teacher[i];
-            float s = sv <= ATT_MASKED ? 0.0f : sv;
-            float t = tv <= ATT_MASKED ? 0.0f : tv;
-            double d = (double)s - (double)t;
-            acc += d * d;
-        }
-        if (dstudent) {
-#pragma omp simd
-            for (size_t i = i0; i < i1; i++) {
-                float sv = student[i], tv = teacher[i];
-                float t = tv <= ATT_MASKED ? 0.0f : tv;
-                dstudent[i] += sv <= ATT_MASKED ? 0.0f : g * (sv - t);
-            }
-        }
+        double acc = att_mse_block(dstudent ? dstudent + i0 : NULL, student + i0, teacher + i0, i1 - i0, g);
         part[k] = acc;
     }
     *loss = sum_blocks(part) / (double)n;

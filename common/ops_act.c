@@ -16,14 +16,47 @@ static int ew_check(const char *fn, const void *a, const void *b, const void *c)
     return TB_OK;
 }
 
+OPS_CLONES static void gelu_fwd_kernel(float *out, const float *in, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float x = in[i];
+        out[i] = 0.5f * x * ops_one_plus_erf(x * SQRT1_2);
+    }
+}
+
+OPS_CLONES static void gelu_bwd_kernel(float *restrict din, const float *restrict in,
+                                       const float *restrict dout, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float x = in[i];
+        float cdf = 0.5f * ops_one_plus_erf(x * SQRT1_2);
+        float pdf = INV_SQRT_2PI * ops_expf(-0.5f * x * x);
+        din[i] += dout[i] * (cdf + x * pdf);
+    }
+}
+
+/* p[j] += b[j]; o[j] = gelu(p[j]) for one row of O elements */
+OPS_CLONES static void bias_gelu_kernel(float *restrict o, float *restrict p, const float *restrict b, int O)
+{
+#pragma omp simd
+    for (int j = 0; j < O; j++) {
+        float x = p[j] + b[j];
+        p[j] = x;
+        o[j] = 0.5f * x * ops_one_plus_erf(x * SQRT1_2);
+    }
+}
+
 int tb_gelu_forward(float *out, const float *in, size_t n)
 {
     int rc = ew_check("tb_gelu_forward", out, in, in);
     if (rc != TB_OK) return rc;
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float x = in[i];
-        out[i] = 0.5f * x * ops_one_plus_erf(x * SQRT1_2);
+    const size_t nchunks = (n + OPS_CHUNK - 1) / OPS_CHUNK;
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < nchunks; c++) {
+        size_t i0 = c * OPS_CHUNK, m = n - i0 < OPS_CHUNK ? n - i0 : OPS_CHUNK;
+        gelu_fwd_kernel(out + i0, in + i0, m);
     }
     return TB_OK;
 }
@@ -32,12 +65,11 @@ int tb_gelu_backward(float *din, const float *in, const float *dout, size_t n)
 {
     int rc = ew_check("tb_gelu_backward", din, in, dout);
     if (rc != TB_OK) return rc;
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float x = in[i];
-        float cdf = 0.5f * ops_one_plus_erf(x * SQRT1_2);
-        float pdf = INV_SQRT_2PI * ops_expf(-0.5f * x * x);
-        din[i] += dout[i] * (cdf + x * pdf);
+    const size_t nchunks = (n + OPS_CHUNK - 1) / OPS_CHUNK;
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < nchunks; c++) {
+        size_t i0 = c * OPS_CHUNK, m = n - i0 < OPS_CHUNK ? n - i0 : OPS_CHUNK;
+        gelu_bwd_kernel(din + i0, in + i0, dout + i0, m);
     }
     return TB_OK;
 }
@@ -49,16 +81,7 @@ int tb_bias_gelu_forward(float *out, float *pre, const float *b, int N, int O)
     if (N <= 0 || O <= 0)
         return TB_ERR(TB_EINVAL, "tb_bias_gelu_forward: N and O must be > 0, got N=%d O=%d", N, O);
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < N; r++) {
-        float *restrict p = pre + (size_t)r * O;
-        float *restrict o = out + (size_t)r * O;
-#pragma omp simd
-        for (int j = 0; j < O; j++) {
-            float x = p[j] + b[j];
-            p[j] = x;
-            o[j] = 0.5f * x * ops_one_plus_erf(x * SQRT1_2);
-        }
-    }
+    for (int r = 0; r < N; r++) bias_gelu_kernel(out + (size_t)r * O, pre + (size_t)r * O, b, O);
     return TB_OK;
 }
 

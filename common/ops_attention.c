@@ -57,8 +57,66 @@ static void gemm1(rntm_t *rntm, trans_t ta, trans_t tb, int m, int n, int k, flo
                  c, rsc, csc, NULL, rntm);
 }
 
+/* Softmax over each of the T rows of s[T,T] (raw scores) with the key offsets moff[T]
+ * (madd_j - madd_max): p = softmax(s + moff); then s becomes the saved scores raw + madd. */
+OPS_CLONES static void softmax_rows(float *restrict s, float *restrict p, const float *restrict moff,
+                                    float madd_max, int T)
+{
+    for (int t = 0; t < T; t++) {
+        float *restrict sr = s + (size_t)t * T;
+        float *restrict pr = p + (size_t)t * T;
+        float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+        for (int j = 0; j < T; j++) {
+            float v = sr[j] + moff[j]; /* a shift only: any value near the max works */
+            mx = v > mx ? v : mx;
+        }
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < T; j++) {
+            float e = ops_expf((sr[j] - mx) + moff[j]);
+            pr[j] = e;
+            sum += e;
+        }
+        const float inv = 1.0f / sum;
+#pragma omp simd
+        for (int j = 0; j < T; j++) {
+            pr[j] *= inv;
+            sr[j] += moff[j] + madd_max; /* the saved scores: raw + madd */
+        }
+    }
+}
+
+/* Softmax backward through the dropout, in place on ds[T,T] (holding dPd = d dropout(P)):
+ * dP_i = dPd_i keep_i scale and dS_i = p_i (dP_i - sum_j dP_j p_j). Since pd_i = p_i keep_i
+ * scale, p_i dP_i = dPd_i pd_i =: y_i, so dS_i = y_i - p_i sum_j y_j (no mask needed).
+ * pd == p without dropout. extra (may be NULL) is added to dS. */
+OPS_CLONES static void softmax_backward_rows(float *restrict ds, const float *p, const float *pd,
+                                             const float *restrict extra, int T)
+{
+    for (int t = 0; t < T; t++) {
+        float *restrict dr = ds + (size_t)t * T;
+        const float *restrict pr = p + (size_t)t * T;
+        const float *restrict qr = pd + (size_t)t * T;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int j = 0; j < T; j++) {
+            float y = dr[j] * qr[j];
+            dr[j] = y;
+            dot += y;
+        }
+#pragma omp simd
+        for (int j = 0; j < T; j++) dr[j] -= pr[j] * dot;
+        if (extra) {
+            const float *restrict ex = extra + (size_t)t * T;
+#pragma omp simd
+            for (int j = 0; j < T; j++) dr[j] += ex[j];
+        }
+    }
+}
+
 /* Writes dropout(P) of head block `off` (element index off + t*T + s) into pd. */
-static void drop_probs(float *restrict pd, const float *restrict p, size_t tt, size_t off,
+OPS_CLONES static void drop_probs(float *restrict pd, const float *restrict p, size_t tt, size_t off,
                        const tb_dropout *drop)
 {
     const float pr = drop->p, scale = 1.0f / (1.0f - drop->p);
@@ -111,29 +169,7 @@ int tb_attention_forward(float *ctx, float *scores, float *probs,
             for (int j = 0; j < T; j++) any_kept |= mk ? mk[j] != 0 : 1;
             const float madd_max = any_kept ? 0.0f : MASK_ADD;
             for (int j = 0; j < T; j++) moff[j] = (mk && !mk[j] ? MASK_ADD : 0.0f) - madd_max;
-            for (int t = 0; t < T; t++) {
-                float *restrict sr = s + (size_t)t * T;
-                float *restrict pr = p + (size_t)t * T;
-                float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-                for (int j = 0; j < T; j++) {
-                    float v = sr[j] + moff[j]; /* a shift only: any value near the max works */
-                    mx = v > mx ? v : mx;
-                }
-                float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-                for (int j = 0; j < T; j++) {
-                    float e = ops_expf((sr[j] - mx) + moff[j]);
-                    pr[j] = e;
-                    sum += e;
-                }
-                const float inv = 1.0f / sum;
-#pragma omp simd
-                for (int j = 0; j < T; j++) {
-                    pr[j] *= inv;
-                    sr[j] += moff[j] + madd_max; /* the saved scores: raw + madd */
-                }
-            }
+            softmax_rows(s, p, moff, madd_max, T);
             const float *pv = p;
             if (use_drop) {
                 drop_probs(pd, p, tt, off, drop);
@@ -192,28 +228,8 @@ int tb_attention_backward(float *dq, float *dk, float *dv, int ld_dqkv,
             }
             gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, HS, T, 1.0f, pv, 1, T,
                   dc, C, 1, 1.0f, dv + go, ld_dqkv, 1);
-            /* Softmax backward through the dropout: dP_i = dPd_i keep_i scale, and
-             * dS_i = p_i (dP_i - sum_j dP_j p_j). Since pd_i = p_i keep_i scale,
-             * p_i dP_i = dPd_i pd_i =: y_i, so dS_i = y_i - p_i sum_j y_j (no mask needed). */
-            for (int t = 0; t < T; t++) {
-                float *restrict dr = ds + (size_t)t * T;
-                const float *restrict pr = p + (size_t)t * T;
-                const float *restrict qr = pv + (size_t)t * T;
-                float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-                for (int j = 0; j < T; j++) {
-                    float y = dr[j] * qr[j];
-                    dr[j] = y;
-                    dot += y;
-                }
-#pragma omp simd
-                for (int j = 0; j < T; j++) dr[j] -= pr[j] * dot;
-                if (dscores_extra) {
-                    const float *restrict ex = dscores_extra + off + (size_t)t * T;
-#pragma omp simd
-                    for (int j = 0; j < T; j++) dr[j] += ex[j];
-                }
-            }
+            /* dS[T,T] from dPd, in place */
+            softmax_backward_rows(ds, p, pv, dscores_extra ? dscores_extra + off : NULL, T);
             /* dQ[T,HS] += alpha dS[T,T] K[T,HS];  dK[T,HS] += alpha dS^T Q */
             gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, HS, T, alpha, ds, T, 1,
                   k + qo, ld_qkv, 1, 1.0f, dq + go, ld_dqkv, 1);

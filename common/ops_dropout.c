@@ -10,6 +10,35 @@
 /* Elements drawn per RNG call; chunks are fixed, so masks do not depend on the thread count. */
 #define DROP_CHUNK 1024
 
+/* out[i] = u[i] >= p ? in[i] * scale : 0 (accumulate: out[i] += ...) over one chunk. */
+OPS_CLONES static void dropout_chunk(float *out, const float *in, float *restrict u, size_t m,
+                                     const tb_dropout *d, int accumulate)
+{
+    const float p = d->p, scale = 1.0f / (1.0f - d->p);
+    if (accumulate) {
+#pragma omp simd
+        for (size_t i = 0; i < m; i++) {
+            float g = in[i];
+            out[i] += u[i] >= p ? g * scale : 0.0f;
+        }
+    } else {
+#pragma omp simd
+        for (size_t i = 0; i < m; i++) {
+            float x = in[i];
+            out[i] = u[i] >= p ? x * scale : 0.0f;
+        }
+    }
+}
+
+/* Draws the uniforms of elements [i0, i0 + m) (m <= DROP_CHUNK) and applies the mask. */
+OPS_CLONES static void dropout_draw_apply(float *out, const float *in, size_t i0, size_t m,
+                                          const tb_dropout *d, int accumulate)
+{
+    float u[DROP_CHUNK];
+    ops_uniform(d->key, d->batch_seq, d->site, i0, u, m);
+    dropout_chunk(out + i0, in + i0, u, m, d, accumulate);
+}
+
 static int dropout_check(const char *fn, const void *a, const void *b, const tb_dropout *d)
 {
     if (!a || !b) return TB_ERR(TB_EINVAL, "%s: NULL tensor pointer", fn);
@@ -29,18 +58,11 @@ int tb_dropout_forward(float *out, const float *in, size_t n, const tb_dropout *
         }
         return TB_OK;
     }
-    const float p = d->p, scale = 1.0f / (1.0f - d->p);
     const size_t nchunks = (n + DROP_CHUNK - 1) / DROP_CHUNK;
 #pragma omp parallel for schedule(static)
     for (size_t c = 0; c < nchunks; c++) {
-        float u[DROP_CHUNK];
         size_t i0 = c * DROP_CHUNK, m = n - i0 < DROP_CHUNK ? n - i0 : DROP_CHUNK;
-        ops_uniform(d->key, d->batch_seq, d->site, i0, u, m);
-#pragma omp simd
-        for (size_t i = 0; i < m; i++) {
-            float x = in[i0 + i];
-            out[i0 + i] = u[i] >= p ? x * scale : 0.0f;
-        }
+        dropout_draw_apply(out, in, i0, m, d, 0);
     }
     return TB_OK;
 }
@@ -50,18 +72,11 @@ int tb_dropout_backward(float *din, const float *dout, size_t n, const tb_dropou
     int rc = dropout_check("tb_dropout_backward", din, dout, d);
     if (rc != TB_OK) return rc;
     if (!d || d->p == 0.0f) return tb_accumulate(din, dout, n);
-    const float p = d->p, scale = 1.0f / (1.0f - d->p);
     const size_t nchunks = (n + DROP_CHUNK - 1) / DROP_CHUNK;
 #pragma omp parallel for schedule(static)
     for (size_t c = 0; c < nchunks; c++) {
-        float u[DROP_CHUNK];
         size_t i0 = c * DROP_CHUNK, m = n - i0 < DROP_CHUNK ? n - i0 : DROP_CHUNK;
-        ops_uniform(d->key, d->batch_seq, d->site, i0, u, m);
-#pragma omp simd
-        for (size_t i = 0; i < m; i++) {
-            float g = dout[i0 + i];
-            din[i0 + i] += u[i] >= p ? g * scale : 0.0f;
-        }
+        dropout_draw_apply(din, dout, i0, m, d, 1);
     }
     return TB_OK;
 }

@@ -15,6 +15,22 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
+#if defined(__clang__) /* clang reports `omp simd` loops it leaves scalar; they are still correct */
+#pragma clang diagnostic ignored "-Wpass-failed"
+#endif
+
+/* Kernels marked OPS_CLONES are compiled for AVX-512, AVX2 and baseline x86-64 and the best one
+ * is picked at load time (ifunc), so the default build stays portable. Elementwise results are
+ * the same on every CPU; sums inside a row may round differently between vector widths (the
+ * same CPU always gives the same bits). -DTB_NO_CLONES turns this off. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(TB_NO_CLONES)
+#define OPS_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), noinline))
+#else
+#define OPS_CLONES
+#endif
+
+/* Elements per call of a cloned kernel inside an OpenMP loop (the call is per chunk, not per element). */
+#define OPS_CHUNK 4096
 
 static inline float ops_bits_to_f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline uint32_t ops_f_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
