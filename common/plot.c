@@ -23,6 +23,11 @@
 #define PLOT_MAX_KEYS 16
 #define PLOT_MAX_SIDE 10000
 
+/* Curve colours (fixed, so a picture means the same with any gnuplot version): train curves
+ * cycle through the first list, the dev curve takes the second. */
+static const char *const plot_loss_colors[] = {"#9400d3", "#009e73", "#0072b2", "#e51e10", "#56b4e9", "#000000"};
+static const char *const plot_metric_color = "#e69f00";
+
 static const char *const plot_metric_preference[] = {"mcc", "corr", "accuracy", "f1", "spearman", "pearson"};
 
 /* ---- curves ---------------------------------------------------------------------------------- */
@@ -342,11 +347,13 @@ static int plot_write_script(const tb_plot_data *d, const char *path, const char
         fputc('\n', f);
     }
     fputs("plot ", f);
-    for (int i = 0; i < d->n_series; i++) {
+    for (int i = 0, n_left = 0; i < d->n_series; i++) {
         const tb_plot_series *s = &d->series[i];
         const int on_right = s->axis == 2;
-        fprintf(f, "%s'data.dat' index %d using 1:2 with %s lw 2 title ", i ? ", \\\n     " : "", i,
-                on_right || s->n < 30 ? "linespoints pt 7 ps 0.7" : "lines");
+        const char *color = on_right ? plot_metric_color
+                                     : plot_loss_colors[n_left++ % (int)(sizeof plot_loss_colors / sizeof *plot_loss_colors)];
+        fprintf(f, "%s'data.dat' index %d using 1:2 with %s lw 2 lc rgb '%s' title ", i ? ", \\\n     " : "", i,
+                on_right || s->n < 30 ? "linespoints pt 7 ps 0.7" : "lines", color);
         char label[160];
         snprintf(label, sizeof label, "%s%s", on_right ? "dev " : "", s->name);
         TB_TRY(plot_put_quoted(f, "curve name", label));

@@ -1,6 +1,7 @@
 /* Unit tests: reading curves from a JSON-lines metrics file (events, stages, nulls, resumed runs,
  * malformed lines), and drawing them with gnuplot: a PNG checked by its signature, its IHDR
- * chunk (size, bit depth, CRC computed here) and its IEND trailer; an SVG by its size attributes;
+ * chunk (size, bit depth, CRC computed here), its IEND trailer and, decoded by an independent
+ * Python decoder, the pixels of every curve's colour; an SVG by its size attributes;
  * hostile names and paths; gnuplot missing, failing and hanging; no temporary files left. */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -241,6 +242,24 @@ static void expect_png(const char *path, uint32_t w, uint32_t h)
     free(b);
 }
 
+/* Pixels of each colour (hex "rrggbb") in a PNG, decoded independently by
+ * tests/reference/py/png_pixels.py (zlib + the PNG row filters). */
+static void color_counts(const char *png, int n, const char *const *colors, long *counts)
+{
+    char cmd[1024];
+    int len = snprintf(cmd, sizeof cmd, "%s %s/tests/reference/py/png_pixels.py '%s'", TB_PYTHON, TB_SOURCE_DIR, png);
+    for (int i = 0; i < n; i++) len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s", colors[i]);
+    cr_assert(len < (int)sizeof cmd);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p, "cannot run %s", cmd);
+    for (int i = 0; i < n; i++) {
+        char hex[16];
+        cr_assert_eq(fscanf(p, " %6[0-9a-f]:%ld", hex, &counts[i]), 2, "bad output of %s", cmd);
+        cr_assert_str_eq(hex, colors[i]);
+    }
+    cr_assert_eq(pclose(p), 0, "%s failed", cmd);
+}
+
 /* With TB_PLOT_KEEP=<dir> in the environment, copies an image there to look at it. */
 static void keep_copy(const char *path, const char *as)
 {
@@ -277,6 +296,14 @@ Test(plot, png_from_metrics)
     cr_assert_eq(tb_plot_metrics(m, out, &o), TB_OK, "%s", tb_err_msg());
     expect_png(out, 800, 500);
     keep_copy(out, "metrics.png");
+    /* every curve was drawn in its colour: loss (6 points), loss_att (1 point), dev mcc (2 points) */
+    static const char *const colors[] = {"9400d3", "009e73", "e69f00", "ffffff"};
+    long c[4];
+    color_counts(out, 4, colors, c);
+    cr_expect(c[0] >= 200, "loss curve: %ld pixels", c[0]);
+    cr_expect(c[1] >= 10, "loss_att point: %ld pixels", c[1]);
+    cr_expect(c[2] >= 100, "dev mcc curve: %ld pixels", c[2]);
+    cr_expect(c[3] >= 800 * 500 / 2, "white background: %ld pixels", c[3]);
     expect_no_leftovers();
 }
 
@@ -294,6 +321,11 @@ Test(plot, png_default_size_and_many_points)
     cr_assert_eq(tb_plot_render(&d, out, &o), TB_OK, "%s", tb_err_msg());
     expect_png(out, 1000, 600);
     keep_copy(out, "long.png");
+    static const char *const colors[] = {"9400d3", "009e73", "e69f00"};
+    long c[3];
+    color_counts(out, 3, colors, c);
+    cr_expect(c[0] >= 500 && c[1] >= 500 && c[2] >= 200, "curve pixels: loss %ld, loss_hidden %ld, dev %ld", c[0],
+              c[1], c[2]);
     tb_plot_data_free(&d);
 }
 

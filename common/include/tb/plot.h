@@ -20,7 +20,10 @@
  * and renamed, so a reader never sees half a file). No user string reaches gnuplot unescaped:
  * titles and key names are quoted and control characters refused. gnuplot missing is
  * TB_EUNSUPPORTED (install gnuplot-nox); gnuplot failing is TB_EIO with its error output;
- * gnuplot taking longer than the timeout is killed (TB_ETIMEOUT).
+ * gnuplot taking longer than the timeout is killed (TB_ETIMEOUT). The caller must not reap
+ * children it did not start (SIGCHLD ignored, or a handler calling waitpid(-1)): the plot would
+ * then fail with TB_EIO. Curve colours are fixed (train curves #9400d3, #009e73, #0072b2, ...;
+ * the dev curve #e69f00), so a picture reads the same with any gnuplot version.
  */
 #ifndef TB_PLOT_H
 #define TB_PLOT_H
