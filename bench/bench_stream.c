@@ -9,7 +9,9 @@
  * its first message to its last: GB/s = (n - 1) * bytes / elapsed. Finally the producer's peak
  * RSS while one of two consumers stalls. One JSON object per line on stdout.
  *
- * Usage: bench_stream [--quick]
+ * Usage: bench_stream [--quick] [--reps N] [--transport ipc|tcp] [--size-mb 4|40]
+ *                     [--consumers 1|4] [--messages N] [--no-stall]
+ * TB_BENCH_CREDIT=n sets the lossless consumers' credit window (default 4).
  */
 #include "tb/codec.h"
 #include "tb/error.h"
@@ -151,7 +153,7 @@ static void opts_for(tb_stream_opts *o, const run *r)
     tb_stream_opts_default(o);
     o->consumers = r->consumers;
     o->retain_max = 16;
-    o->credit = 4;
+    o->credit = getenv("TB_BENCH_CREDIT") ? atoi(getenv("TB_BENCH_CREDIT")) : 4;
     o->hwm = 8;
     o->peer_timeout_ms = 60000;
     o->finish_timeout_ms = 120000;
@@ -297,14 +299,40 @@ static void print_load(const char *when)
     fflush(stdout);
 }
 
-#define REPS 3
+#define REPS_MAX 15
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench_stream [--quick] [--reps N] [--transport ipc|tcp] [--size-mb M] "
+                    "[--consumers 1|4] [--messages N] [--no-stall]\n");
+}
 
 int main(int argc, char **argv)
 {
-    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    int quick = 0, REPS = 3, only_t = -1, only_nc = 0, stall = 1;
+    long only_mb = 0, msgs = 0;
+    for (int i = 1; i < argc; i++) {
+        int more = i + 1 < argc;
+        if (strcmp(argv[i], "--quick") == 0) quick = 1;
+        else if (strcmp(argv[i], "--no-stall") == 0) stall = 0;
+        else if (more && strcmp(argv[i], "--reps") == 0) REPS = atoi(argv[++i]);
+        else if (more && strcmp(argv[i], "--transport") == 0) only_t = strcmp(argv[++i], "tcp") == 0;
+        else if (more && strcmp(argv[i], "--size-mb") == 0) only_mb = atol(argv[++i]);
+        else if (more && strcmp(argv[i], "--consumers") == 0) only_nc = atoi(argv[++i]);
+        else if (more && strcmp(argv[i], "--messages") == 0) msgs = atol(argv[++i]);
+        else {
+            usage();
+            return 2;
+        }
+    }
+    if (REPS < 1 || REPS > REPS_MAX) {
+        usage();
+        return 2;
+    }
     tb_log_set_level(TB_LOG_WARN);
     const size_t sizes[2] = {(size_t)4 << 20, (size_t)40 << 20};
-    const uint64_t counts[2] = {quick ? 24 : 64, quick ? 8 : 12};
+    uint64_t counts[2] = {quick ? 24 : 48, quick ? 8 : 10};
+    if (msgs > 1) counts[0] = counts[1] = (uint64_t)msgs;
     const char *transports[2] = {"ipc", "tcp"};
     int port = 20000 + (int)(getpid() % 20000);
     char eps[MAXC][128];
@@ -312,7 +340,10 @@ int main(int argc, char **argv)
     for (int t = 0; t < 2; t++)
         for (int si = 0; si < 2; si++)
             for (int nc = 1; nc <= MAXC; nc += MAXC - 1) {
-                double gb[2][REPS], slow[2][REPS], mps[2][REPS];
+                if ((only_t >= 0 && only_t != t) || (only_mb && (size_t)only_mb << 20 != sizes[si]) ||
+                    (only_nc && only_nc != nc))
+                    continue;
+                double gb[2][REPS_MAX], slow[2][REPS_MAX], mps[2][REPS_MAX];
                 int fails[2] = {0, 0};
                 /* raw and lossless alternate, so that load from other processes hits both alike */
                 for (int rep = 0; rep < REPS; rep++)
@@ -343,6 +374,10 @@ int main(int argc, char **argv)
                     fflush(stdout);
                 }
             }
+    if (!stall) {
+        print_load("end");
+        return 0;
+    }
     /* Peak RSS of a producer whose second consumer stalls for 3 s after its first message. */
     char ep[128];
     snprintf(ep, sizeof ep, "ipc:///tmp/tb-bench-%ld-stall", (long)getpid());
