@@ -2,20 +2,24 @@
  * zero_division=0, matthews_corrcoef) and SciPy (pearsonr, spearmanr) on the cases that
  * tests/reference/py/taskmetrics_ref.py generates: MRPC/QQP/CoLA/MNLI/SST-2-like logits (with
  * rows whose top two logits tie), degenerate F1 and MCC, STS-B-like scores with many ties, and
- * constant gold values (NaN in SciPy, NaN here). Every case is fed in batches of 64 through the
- * accumulator. Tolerance 1e-10 absolute (both sides compute in double; the difference is
- * summation order). */
+ * constant gold values (NaN in SciPy, NaN here), and the real GLUE dev labels of ../shared/data
+ * (majority-class predictions on MRPC, SST-2, CoLA; CoLA with every fifth label flipped). Every
+ * case is fed in batches of 64 through the accumulator. Tolerance 1e-10 absolute (both sides
+ * compute in double; the difference is summation order). The MRPC dev majority baseline is also
+ * checked against the figure published with GLUE (F1 81.2, accuracy 68.4). */
 #include <cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tb/error.h"
 #include "tb/taskmetrics.h"
 
 #define BATCH 64
+#define SHARED TB_SOURCE_DIR "/../shared/data"
 
 static char tmpdir[256];
 static cJSON *cases;
@@ -41,7 +45,10 @@ static void setup(void)
     snprintf(tmpdir, sizeof tmpdir, "/tmp/tb-taskmetrics-XXXXXX");
     cr_assert_not_null(mkdtemp(tmpdir));
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s/tests/reference/py/taskmetrics_ref.py %s", TB_PYTHON, TB_SOURCE_DIR, tmpdir);
+    cr_assert_eq(access(SHARED "/glue/MRPC/dev.tsv", R_OK), 0,
+                 "%s is missing: tests read real data from ../shared/data beside the clone", SHARED "/glue/MRPC/dev.tsv");
+    snprintf(cmd, sizeof cmd, "%s %s/tests/reference/py/taskmetrics_ref.py %s %s", TB_PYTHON, TB_SOURCE_DIR, tmpdir,
+             SHARED);
     cr_assert_eq(system(cmd), 0, "reference script failed (needs python3-scipy and python3-sklearn, see "
                  "scripts/install-deps): %s", cmd);
     char path[512];
@@ -166,8 +173,29 @@ Test(taskmetrics_python, against_sklearn_and_scipy, .init = setup, .fini = teard
         by_kind[r.kind]++;
         n++;
     }
-    cr_expect(n >= 15, "only %d reference cases", n);
+    cr_expect(n >= 19, "only %d reference cases", n);
     for (int k = 0; k < TB_TM_KIND_COUNT; k++)
         cr_expect(by_kind[k] >= 2, "kind %s has %d reference cases", tb_taskmetrics_kind_name((tb_taskmetrics_kind)k),
                   by_kind[k]);
+}
+
+/* Predicting the majority class (1) on MRPC dev: 279 of the 408 pairs are paraphrases
+ * (shared/data/README.md), so tp = 279, fp = 129, fn = 0: accuracy 279/408, F1 = 558/687 -
+ * GLUE's published most-frequent-class baseline for MRPC, 81.2 / 68.4. */
+Test(taskmetrics_python, mrpc_majority_baseline, .init = setup, .fini = teardown)
+{
+    const cJSON *c, *found = NULL;
+    cJSON_ArrayForEach(c, cases)
+    {
+        if (strcmp(item(c, "name")->valuestring, "mrpc_dev_majority") == 0) found = c;
+    }
+    cr_assert_not_null(found, "no mrpc_dev_majority case");
+    tb_taskmetrics_result r;
+    run_case(found, &r);
+    cr_expect_eq(r.examples, 408);
+    cr_expect(fabs(tb_taskmetrics_get(&r, "accuracy") - 279.0 / 408.0) <= 1e-12, "accuracy");
+    cr_expect(fabs(tb_taskmetrics_get(&r, "f1") - 558.0 / 687.0) <= 1e-12, "f1");
+    cr_expect(fabs(round(1000 * tb_taskmetrics_get(&r, "f1")) / 10 - 81.2) < 1e-9, "F1 %.4f is not GLUE's 81.2",
+              tb_taskmetrics_get(&r, "f1"));
+    cr_expect(fabs(round(1000 * tb_taskmetrics_get(&r, "accuracy")) / 10 - 68.4) < 1e-9, "accuracy is not 68.4");
 }
