@@ -356,6 +356,34 @@ Test(ops, dropout_mask_statistics_and_backward)
     free(in); free(out); free(out2); free(din); free(dout);
 }
 
+/* dropout with a fixed mask is linear in its input; its backward must be that linear map's
+ * transpose (checked by finite differences, p = 0.3), and add's backward is the identity twice */
+typedef struct { size_t n; tb_dropout d; float *in, *b, *out, *r; } drop_ctx;
+
+static double drop_obj(void *p)
+{
+    drop_ctx *c = p;
+    cr_assert_eq(tb_dropout_forward(c->out, c->in, c->n, &c->d), TB_OK);
+    cr_assert_eq(tb_add_forward(c->out, c->out, c->b, c->n), TB_OK);
+    return tb_fd_dot(c->r, c->out, c->n);
+}
+
+Test(ops, dropout_and_add_fd)
+{
+    const size_t n = 301;
+    drop_ctx c = {n, {0.3f, tb_rng_key_make(5, TB_RNG_DROPOUT), 2, 9}, fa(n), fa(n), fa(n), fa(n)};
+    tb_fd_fill(c.in, n, 90, -1, 1);
+    tb_fd_fill(c.b, n, 91, -1, 1);
+    tb_fd_fill(c.r, n, 92, -1, 1);
+    float *din = fa(n), *db = fa(n);
+    drop_obj(&c);
+    cr_assert_eq(tb_dropout_backward(din, c.r, n, &c.d), TB_OK);
+    cr_assert_eq(tb_accumulate(db, c.r, n), TB_OK);
+    expect_fd("dropout din", drop_obj, &c, c.in, din, n);
+    expect_fd("add db", drop_obj, &c, c.b, db, n);
+    free(c.in); free(c.b); free(c.out); free(c.r); free(din); free(db);
+}
+
 /* ---- attention --------------------------------------------------------------------------- */
 typedef struct {
     int B, T, NH, HS;
