@@ -367,10 +367,10 @@ Test(stream, busy_applications_do_not_look_dead)
 {
     char ep[128];
     tb_proc_ipc_endpoint(ep, sizeof ep);
-    pcfg p = {.ep = ep, .consumers = 1, .count = 4, .peer_timeout_ms = 500, .send_sleep_us = 1000 * 1000};
-    ccfg c = consumer_cfg(ep, "sleepy", 4);
-    c.peer_timeout_ms = 500;
-    c.sleep_us = 1000 * 1000;
+    pcfg p = {.ep = ep, .consumers = 1, .count = 3, .peer_timeout_ms = 800, .send_sleep_us = 1300 * 1000};
+    ccfg c = consumer_cfg(ep, "sleepy", 3);
+    c.peer_timeout_ms = 800;
+    c.sleep_us = 1300 * 1000;
     c.credit = 1;
     pid_t cp = tb_proc_fork(consumer_main, &c);
     pid_t pp = tb_proc_fork(producer_main, &p);
@@ -384,7 +384,7 @@ Test(stream, killed_consumer_is_dropped_and_others_finish)
     tb_proc_ipc_endpoint(ep, sizeof ep);
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
-    pcfg p = {.ep = ep, .consumers = 3, .count = 1500, .policy = TB_PEER_DROP, .peer_timeout_ms = 700,
+    pcfg p = {.ep = ep, .consumers = 3, .count = 1500, .policy = TB_PEER_DROP, .peer_timeout_ms = 1500,
               .report_fd = fds[1]};
     ccfg c0 = consumer_cfg(ep, "keep0", 1500), c1 = consumer_cfg(ep, "keep1", 1500),
          dead = consumer_cfg(ep, "doomed", 1500);
@@ -406,7 +406,7 @@ Test(stream, killed_consumer_fails_the_stream_under_fail_policy)
 {
     char ep[128];
     tb_proc_ipc_endpoint(ep, sizeof ep);
-    pcfg p = {.ep = ep, .consumers = 2, .count = 100000, .policy = TB_PEER_FAIL, .peer_timeout_ms = 700};
+    pcfg p = {.ep = ep, .consumers = 2, .count = 100000, .policy = TB_PEER_FAIL, .peer_timeout_ms = 1500};
     ccfg c0 = consumer_cfg(ep, "ok", 100000), dead = consumer_cfg(ep, "doomed", 100000);
     dead.die_at = 100;
     pid_t a = tb_proc_fork(consumer_main, &c0);
@@ -428,7 +428,7 @@ static void wait_and_resume(int regen)
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
     const uint64_t n = 1000;
-    pcfg p = {.ep = ep, .consumers = 2, .count = n, .policy = TB_PEER_WAIT, .peer_timeout_ms = 700,
+    pcfg p = {.ep = ep, .consumers = 2, .count = n, .policy = TB_PEER_WAIT, .peer_timeout_ms = 1500,
               .retain_max = regen ? 8 : 128, .regen = regen, .report_fd = fds[1]};
     ccfg other = consumer_cfg(ep, "other", n), a = consumer_cfg(ep, "phoenix", n);
     a.ack_every = 50;
@@ -444,7 +444,7 @@ static void wait_and_resume(int regen)
     cr_assert_eq(fscanf(f, "%llu", &pos), 1);
     fclose(f);
     cr_assert_eq(pos, 200);
-    sleep_us(1000 * 1000); /* past peer_timeout: the producer notices the death and waits */
+    sleep_us(2000 * 1000); /* past peer_timeout: the producer notices the death and waits */
     ccfg back = a;
     back.resume = pos;
     back.die_at = -1;
@@ -497,10 +497,10 @@ Test(stream, consumer_that_never_acknowledges_is_an_error_not_a_hang)
 {
     char ep[128];
     tb_proc_ipc_endpoint(ep, sizeof ep);
-    pcfg p = {.ep = ep, .consumers = 1, .count = 100, .retain_max = 8, .peer_timeout_ms = 700};
+    pcfg p = {.ep = ep, .consumers = 1, .count = 100, .retain_max = 8, .peer_timeout_ms = 1500};
     ccfg c = consumer_cfg(ep, "hoarder", 100);
     c.ack_every = 1000000; /* manual acks, never given */
-    c.peer_timeout_ms = 3000;
+    c.peer_timeout_ms = 5000;
     pid_t cp = tb_proc_fork(consumer_main, &c);
     pid_t pp = tb_proc_fork(producer_main, &p);
     wait_ok(pp, 10000, 5, "producer (TB_ETIMEOUT: retain buffer full of unacknowledged messages)");
@@ -534,7 +534,7 @@ Test(stream, consumer_notices_missing_and_dead_producer)
     tb_stream_opts o;
     tb_stream_opts_default(&o);
     o.heartbeat_ms = 100;
-    o.peer_timeout_ms = 800;
+    o.peer_timeout_ms = 1500;
     o.consumer_id = "watcher";
     tb_stream *s;
     cr_assert_eq(tb_stream_open(&s, ep, TB_STREAM_READ, &o), TB_OK, "%s", tb_err_msg());
