@@ -14,7 +14,9 @@
 #include <unistd.h>
 
 #include "tb/error.h"
+#include "tb/metrics.h"
 #include "tb/plot.h"
+#include "tb/taskmetrics.h"
 
 static char dir[128];
 
@@ -120,6 +122,44 @@ Test(plot, load_curves)
     cr_assert_eq(tb_plot_data_load(&d, p, &o), TB_OK, "%s", tb_err_msg());
     expect_points(&d, "loss", 1, 1, (const int64_t[]){20}, (const double[]){1.5});
     cr_expect_eq(d.n_series, 1);
+    tb_plot_data_free(&d);
+}
+
+/* What a stage writes (tb/metrics.h lines, eval fields from tb/taskmetrics.h naming their main
+ * metric, a NaN loss written as null) is what the plot reads. */
+Test(plot, reads_the_metrics_writer)
+{
+    const char *p = path_in("stage.jsonl");
+    tb_metrics w;
+    cr_assert_eq(tb_metrics_open(&w, "tb-finetune", p), TB_OK, "%s", tb_err_msg());
+    const float losses[5] = {0.75f, 0.5f, NAN, 0.25f, 0.125f};
+    for (int s = 0; s < 5; s++) {
+        tb_metric f[] = {TB_MF("loss", losses[s]), TB_MF("lr", 1e-5)};
+        cr_assert_eq(tb_metrics_write(&w, "step", 10 * (s + 1), f, 2), TB_OK, "%s", tb_err_msg());
+    }
+    /* dev: CoLA-like, 4 examples: pred {1,1,0,1}, gold {1,0,0,1} -> tp 2, fp 1, tn 1:
+     * MCC = (2 - 0) / sqrt(3 * 2 * 1 * 2) = 2 / sqrt(12) */
+    tb_taskmetrics tm;
+    tb_taskmetrics_result r;
+    cr_assert_eq(tb_taskmetrics_init(&tm, TB_TM_MCC, 2), TB_OK);
+    cr_assert_eq(tb_taskmetrics_add_classes(&tm, (const int32_t[]){1, 1, 0, 1}, (const int32_t[]){1, 0, 0, 1}, 4),
+                 TB_OK);
+    cr_assert_eq(tb_taskmetrics_compute(&tm, &r), TB_OK);
+    tb_taskmetrics_free(&tm);
+    tb_metric f[TB_TM_MAX_FIELDS];
+    int n = 0;
+    cr_assert_eq(tb_taskmetrics_fields(&r, f, TB_TM_MAX_FIELDS, &n), TB_OK);
+    cr_assert_eq(tb_metrics_write(&w, "eval", 50, f, n), TB_OK, "%s", tb_err_msg());
+    tb_metrics_close(&w);
+
+    tb_plot_data d;
+    cr_assert_eq(tb_plot_data_load(&d, p, NULL), TB_OK, "%s", tb_err_msg());
+    expect_points(&d, "loss", 1, 4, (const int64_t[]){10, 20, 40, 50}, (const double[]){0.75, 0.5, 0.25, 0.125});
+    const tb_plot_series *m = tb_plot_data_find(&d, "mcc");
+    cr_assert_not_null(m, "the dev curve follows the eval line's main metric");
+    cr_assert_eq(m->n, 1);
+    cr_expect(fabs(m->value[0] - 2.0 / sqrt(12.0)) < 1e-8, "mcc %g", m->value[0]);
+    cr_expect_eq(d.n_series, 2);
     tb_plot_data_free(&d);
 }
 
