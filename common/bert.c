@@ -155,6 +155,15 @@ error:
     return rc;
 }
 
+/* Zeroed, 64-byte aligned memory from calloc: large blocks come as fresh zero pages that cost no
+ * resident memory until written (an inference-only model never touches its gradients). */
+static float *zalloc_aligned(size_t bytes, void **raw)
+{
+    *raw = calloc(1, bytes + TB_ALIGN);
+    if (!*raw) return NULL;
+    return (float *)(((uintptr_t)*raw + TB_ALIGN - 1) & ~(uintptr_t)(TB_ALIGN - 1));
+}
+
 int tb_bert_init(tb_bert_model *m, const tb_bert_config *cfg)
 {
     int rc = TB_OK;
@@ -183,12 +192,10 @@ int tb_bert_init(tb_bert_model *m, const tb_bert_config *cfg)
     }
     total = (total + 15) / 16 * 16;
     TB_CHECK(total < ((size_t)1 << 40), TB_ENOMEM, "model too large: %zu parameters", total);
-    m->params.values = tb_aligned_alloc(total * sizeof(float));
-    m->params.grads = tb_aligned_alloc(total * sizeof(float));
+    m->params.values = zalloc_aligned(total * sizeof(float), &m->values_raw);
+    m->params.grads = zalloc_aligned(total * sizeof(float), &m->grads_raw);
     TB_CHECK(m->params.values && m->params.grads, TB_ENOMEM,
              "out of memory for %zu parameters (%.1f MB twice)", total, total * 4.0 / 1e6);
-    memset(m->params.values, 0, total * sizeof(float));
-    memset(m->params.grads, 0, total * sizeof(float));
     m->params.total = total;
     m->params.items = pb.items;
     m->params.count = pb.count;
@@ -213,8 +220,8 @@ void tb_bert_free(tb_bert_model *m)
 {
     if (!m) return;
     tb_bert_arena_release(m);
-    tb_aligned_free(m->params.values);
-    tb_aligned_free(m->params.grads);
+    free(m->values_raw);
+    free(m->grads_raw);
     free(m->params.items);
     free(m->layer);
     memset(m, 0, sizeof *m);

@@ -127,6 +127,7 @@ typedef struct tb_bert_model {
     int fit_w, fit_b;
     int threads;                /* 0: library default */
     tb_bert_arena *arena;
+    void *values_raw, *grads_raw; /* allocations behind params.values / params.grads */
 } tb_bert_model;
 
 /* Checks a configuration (sizes > 0, hidden divisible by heads, head/labels consistent);
