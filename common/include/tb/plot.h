@@ -9,9 +9,9 @@
  * writes it), or else the first of mcc, corr, accuracy, f1, spearman, pearson present.
  * Rules: blank lines are skipped; a line that is not a JSON object is TB_EFORMAT naming
  * file:line, except an unterminated last line (a writer may be mid-line), which is skipped with
- * a warning; lines of other events or stages, lines without a numeric "step", and null values
- * (non-finite numbers, see tb/metrics.h) are skipped; a requested key holding a string or a bool
- * is TB_EFORMAT. When a curve's step goes back (a run resumed from a checkpoint appends to the
+ * a warning; lines of other events or stages, lines without a "step", and null values
+ * (non-finite numbers, see tb/metrics.h) are skipped; a "step" that is not a non-negative
+ * integer, or a requested key holding a string or a bool, is TB_EFORMAT naming file:line. When a curve's step goes back (a run resumed from a checkpoint appends to the
  * same file), the points at and after that step are replaced by the resumed run's.
  *
  * Output: PNG (pngcairo when gnuplot has it, else gd's png) or SVG. gnuplot runs as a child

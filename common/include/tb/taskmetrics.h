@@ -110,11 +110,13 @@ double tb_taskmetrics_get(const tb_taskmetrics_result *r, const char *name);
 /* The main metric's value and name (name may be NULL). */
 double tb_taskmetrics_main(const tb_taskmetrics_result *r, const char **name);
 
-/* A human-readable table (malloc'd, caller frees), values with 4 decimals, "n/a" for NaN:
+/* A human-readable table (malloc'd, caller frees), values with 4 decimals, "n/a" for NaN, the
+ * main metric marked with " *":
  *   <title>                (line left out when title is NULL)
  *   metric      value
- *   accuracy    0.8125
- *   f1          0.8571 *   (the * marks the main metric)
+ *   accuracy    0.8125 *
+ *   f1          0.8571
+ *   acc_and_f1  0.8348
  *   examples    16
  */
 int tb_taskmetrics_format_table(const tb_taskmetrics_result *r, const char *title, char **out);
