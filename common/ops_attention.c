@@ -14,13 +14,12 @@
 #define MASK_ADD (-10000.0f) /* additive mask of padding keys, as Hugging Face BERT */
 #define SCRATCH_ALIGN 16     /* floats: keeps each thread's slice 64-byte aligned */
 
-/* Floats of one thread's scratch: two [T,T] matrices, rounded up. */
-static size_t per_thread_floats(int T)
-{
-    size_t tt = (size_t)T * (size_t)T;
-    tt = (tt + SCRATCH_ALIGN - 1) / SCRATCH_ALIGN * SCRATCH_ALIGN;
-    return 2 * tt;
-}
+/* One thread's scratch: three [T,T] matrices and one [T] vector, each rounded up to 64 bytes.
+ *   forward:  [0] dropout(P)   [1] P when not saved            [3] key mask offsets
+ *   backward: [0] dP, then dS  [1] dropout(P)  [2] P recomputed from the scores */
+static size_t round_up(size_t n) { return (n + SCRATCH_ALIGN - 1) / SCRATCH_ALIGN * SCRATCH_ALIGN; }
+static size_t tt_floats(int T) { return round_up((size_t)T * (size_t)T); }
+static size_t per_thread_floats(int T) { return 3 * tt_floats(T) + round_up((size_t)T); }
 
 size_t tb_attention_scratch_floats(int T, int nthreads)
 {
@@ -87,6 +86,28 @@ OPS_CLONES static void softmax_rows(float *restrict s, float *restrict p, const 
     }
 }
 
+/* p = softmax over each row of the saved scores s[T,T] (masked keys sit near -10000 and get 0). */
+OPS_CLONES static void softmax_plain_rows(float *restrict p, const float *restrict s, int T)
+{
+    for (int t = 0; t < T; t++) {
+        const float *restrict sr = s + (size_t)t * T;
+        float *restrict pr = p + (size_t)t * T;
+        float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+        for (int j = 0; j < T; j++) mx = sr[j] > mx ? sr[j] : mx;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < T; j++) {
+            float e = ops_expf(sr[j] - mx);
+            pr[j] = e;
+            sum += e;
+        }
+        const float inv = 1.0f / sum;
+#pragma omp simd
+        for (int j = 0; j < T; j++) pr[j] *= inv;
+    }
+}
+
 /* Softmax backward through the dropout, in place on ds[T,T] (holding dPd = d dropout(P)):
  * dP_i = dPd_i keep_i scale and dS_i = p_i (dP_i - sum_j dP_j p_j). Since pd_i = p_i keep_i
  * scale, p_i dP_i = dPd_i pd_i =: y_i, so dS_i = y_i - p_i sum_j y_j (no mask needed).
@@ -134,13 +155,13 @@ int tb_attention_forward(float *ctx, float *scores, float *probs,
                          const tb_dropout *drop, float *scratch, size_t scratch_floats)
 {
     int nthreads = 1;
-    if (!ctx || !scores || !probs || !q || !k || !v || !scratch)
-        return TB_ERR(TB_EINVAL, "tb_attention_forward: NULL ctx, scores, probs, q, k, v or scratch");
+    if (!ctx || !scores || !q || !k || !v || !scratch)
+        return TB_ERR(TB_EINVAL, "tb_attention_forward: NULL ctx, scores, q, k, v or scratch");
     int rc = attn_check("tb_attention_forward", ld_qkv, B, T, NH, HS, drop, scratch_floats, &nthreads);
     if (rc != TB_OK) return rc;
     const int C = NH * HS;
     const float alpha = 1.0f / sqrtf((float)HS);
-    const size_t tt = (size_t)T * T, per = per_thread_floats(T);
+    const size_t tt = (size_t)T * T, per = per_thread_floats(T), A = tt_floats(T);
     const int use_drop = drop && drop->p > 0.0f;
 
 #pragma omp parallel num_threads(nthreads)
@@ -149,6 +170,8 @@ int tb_attention_forward(float *ctx, float *scores, float *probs,
         bli_rntm_init(&rntm);
         bli_rntm_set_num_threads(1, &rntm);
         float *pd = scratch + per * (size_t)omp_get_thread_num();
+        float *pbuf = pd + A;                /* P when the caller does not keep it */
+        float *restrict moff = pd + 3 * A;   /* [T]: madd_j - madd_max */
 #pragma omp for schedule(static)
         for (int bh = 0; bh < B * NH; bh++) {
             const int b = bh / NH, h = bh % NH;
@@ -156,14 +179,13 @@ int tb_attention_forward(float *ctx, float *scores, float *probs,
             const float *qb = q + (size_t)b * T * ld_qkv + (size_t)h * HS;
             const float *kb = k + (size_t)b * T * ld_qkv + (size_t)h * HS;
             const float *vb = v + (size_t)b * T * ld_qkv + (size_t)h * HS;
-            float *s = scores + off, *p = probs + off;
+            float *s = scores + off, *p = probs ? probs + off : pbuf;
             /* S[T,T] = alpha Q[T,HS] K^T  (K^T: element (d, s) at s*ld + d -> rs 1, cs ld) */
             gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, T, HS, alpha, qb, ld_qkv, 1,
                   kb, 1, ld_qkv, 0.0f, s, T, 1);
             /* Softmax of raw + madd over keys, computed as exp((raw_j - mx) + (madd_j - madd_max))
              * so that no score passes through fp32 near -10000 (where its ulp is 1e-3): a
              * fully masked sequence then gets the exact softmax of its raw scores. */
-            float *restrict moff = pd + per / 2; /* [T]: madd_j - madd_max */
             const int32_t *mk = mask ? mask + (size_t)b * T : NULL;
             int any_kept = 0;
             for (int j = 0; j < T; j++) any_kept |= mk ? mk[j] != 0 : 1;
@@ -183,23 +205,23 @@ int tb_attention_forward(float *ctx, float *scores, float *probs,
     return TB_OK;
 }
 
-int tb_attention_backward(float *dq, float *dk, float *dv, int ld_dqkv,
-                          const float *dctx, const float *dscores_extra, const float *probs,
-                          const float *q, const float *k, const float *v, int ld_qkv,
-                          int B, int T, int NH, int HS,
-                          const tb_dropout *drop, float *scratch, size_t scratch_floats)
+/* The backward of both public variants: P from `probs` (saved) or recomputed from `scores`. */
+static int attention_backward(const char *fn, float *dq, float *dk, float *dv, int ld_dqkv,
+                              const float *dctx, const float *dscores_extra, const float *probs,
+                              const float *scores, const float *q, const float *k, const float *v,
+                              int ld_qkv, int B, int T, int NH, int HS, const tb_dropout *drop,
+                              float *scratch, size_t scratch_floats)
 {
     int nthreads = 1;
-    if (!dq || !dk || !dv || !dctx || !probs || !q || !k || !v || !scratch)
-        return TB_ERR(TB_EINVAL, "tb_attention_backward: NULL dq, dk, dv, dctx, probs, q, k, v or scratch");
-    int rc = attn_check("tb_attention_backward", ld_qkv, B, T, NH, HS, drop, scratch_floats, &nthreads);
+    if (!dq || !dk || !dv || !dctx || !(probs || scores) || !q || !k || !v || !scratch)
+        return TB_ERR(TB_EINVAL, "%s: NULL dq, dk, dv, dctx, %s, q, k, v or scratch", fn, probs ? "probs" : "scores");
+    int rc = attn_check(fn, ld_qkv, B, T, NH, HS, drop, scratch_floats, &nthreads);
     if (rc != TB_OK) return rc;
     if (ld_dqkv < NH * HS)
-        return TB_ERR(TB_EINVAL, "tb_attention_backward: gradient row stride %d is smaller than NH*HS = %d",
-                      ld_dqkv, NH * HS);
+        return TB_ERR(TB_EINVAL, "%s: gradient row stride %d is smaller than NH*HS = %d", fn, ld_dqkv, NH * HS);
     const int C = NH * HS;
     const float alpha = 1.0f / sqrtf((float)HS);
-    const size_t tt = (size_t)T * T, per = per_thread_floats(T);
+    const size_t tt = (size_t)T * T, per = per_thread_floats(T), A = tt_floats(T);
     const int use_drop = drop && drop->p > 0.0f;
 
 #pragma omp parallel num_threads(nthreads)
@@ -208,7 +230,8 @@ int tb_attention_backward(float *dq, float *dk, float *dv, int ld_dqkv,
         bli_rntm_init(&rntm);
         bli_rntm_set_num_threads(1, &rntm);
         float *ds = scratch + per * (size_t)omp_get_thread_num(); /* dP, then dS */
-        float *pd = ds + per / 2;                                 /* dropout(P) */
+        float *pd = ds + A;                                       /* dropout(P) */
+        float *pbuf = ds + 2 * A;                                 /* P recomputed */
 #pragma omp for schedule(static)
         for (int bh = 0; bh < B * NH; bh++) {
             const int b = bh / NH, h = bh % NH;
@@ -216,7 +239,11 @@ int tb_attention_backward(float *dq, float *dk, float *dv, int ld_dqkv,
             const size_t qo = (size_t)b * T * ld_qkv + (size_t)h * HS;
             const size_t go = (size_t)b * T * ld_dqkv + (size_t)h * HS;
             const float *dc = dctx + (size_t)b * T * C + (size_t)h * HS;
-            const float *p = probs + off;
+            const float *p = probs ? probs + off : NULL;
+            if (!probs) {
+                softmax_plain_rows(pbuf, scores + off, T);
+                p = pbuf;
+            }
             /* dPd[T,T] = dctx[T,HS] V^T */
             gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, T, HS, 1.0f, dc, C, 1,
                   v + qo, 1, ld_qkv, 0.0f, ds, T, 1);
@@ -238,4 +265,27 @@ int tb_attention_backward(float *dq, float *dk, float *dv, int ld_dqkv,
         }
     }
     return TB_OK;
+}
+
+int tb_attention_backward(float *dq, float *dk, float *dv, int ld_dqkv,
+                          const float *dctx, const float *dscores_extra, const float *probs,
+                          const float *q, const float *k, const float *v, int ld_qkv,
+                          int B, int T, int NH, int HS,
+                          const tb_dropout *drop, float *scratch, size_t scratch_floats)
+{
+    if (!probs) return TB_ERR(TB_EINVAL, "tb_attention_backward: NULL probs (use tb_attention_backward_scores "
+                              "to recompute them from the saved scores)");
+    return attention_backward("tb_attention_backward", dq, dk, dv, ld_dqkv, dctx, dscores_extra, probs, NULL,
+                              q, k, v, ld_qkv, B, T, NH, HS, drop, scratch, scratch_floats);
+}
+
+int tb_attention_backward_scores(float *dq, float *dk, float *dv, int ld_dqkv,
+                                 const float *dctx, const float *dscores_extra, const float *scores,
+                                 const float *q, const float *k, const float *v, int ld_qkv,
+                                 int B, int T, int NH, int HS,
+                                 const tb_dropout *drop, float *scratch, size_t scratch_floats)
+{
+    if (!scores) return TB_ERR(TB_EINVAL, "tb_attention_backward_scores: NULL scores");
+    return attention_backward("tb_attention_backward_scores", dq, dk, dv, ld_dqkv, dctx, dscores_extra, NULL,
+                              scores, q, k, v, ld_qkv, B, T, NH, HS, drop, scratch, scratch_floats);
 }

@@ -247,6 +247,14 @@ static void case_attention(const char *cs, int B, int T, int NH, int HS, const i
     expect(cs, "scores", sc, ns);
     expect(cs, "probs", pr, ns);
     expect(cs, "dqkv", dqkv, nqkv);
+    int fully_masked = 0;
+    for (int b = 0; b < B; b++) fully_masked |= pad[b] >= T;
+    if (!fully_masked) { /* the same gradient with probs recomputed from the saved scores */
+        float *dqkv2 = fa(nqkv);
+        cr_assert_eq(tb_attention_backward_scores(dqkv2, dqkv2 + C, dqkv2 + 2 * C, 3 * C, dctx, dsc, sc, qkv, qkv + C,
+                                                  qkv + 2 * C, 3 * C, B, T, NH, HS, dp, scr, nsc), TB_OK);
+        expect(cs, "dqkv", dqkv2, nqkv);
+    }
     free(qkv); free(dctx); free(dsc); free(mask); free(keep); free(scr);
 }
 

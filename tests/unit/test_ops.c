@@ -486,6 +486,41 @@ Test(ops, attention_mask_null_equals_all_ones_and_split_qkv_equals_fused)
     free(qkv); free(q); free(k); free(v); free(c1); free(c2); free(s1); free(s2); free(p1); free(p2); free(scr);
 }
 
+/* probs == NULL in the forward + tb_attention_backward_scores give the same bits as saving probs
+ * (every sequence has an unmasked key), with and without dropout */
+Test(ops, attention_backward_from_scores_equals_saved_probs)
+{
+    enum { B = 3, T = 11, NH = 2, HS = 6, C = NH * HS };
+    const size_t nqkv = (size_t)B * T * 3 * C, nctx = (size_t)B * T * C, ns = (size_t)B * NH * T * T;
+    float *qkv = fa(nqkv), *dctx = fa(nctx), *dsc = fa(ns);
+    int32_t mask[B * T];
+    for (int i = 0; i < B * T; i++) mask[i] = i % T < T - 3 * (i / T);
+    tb_fd_fill(qkv, nqkv, 900, -2, 2);
+    tb_fd_fill(dctx, nctx, 901, -1, 1);
+    tb_fd_fill(dsc, ns, 902, -1, 1);
+    size_t nsc = tb_attention_scratch_floats(T, tb_ops_threads());
+    float *scr = fa(nsc);
+    for (int pass = 0; pass < 2; pass++) {
+        tb_dropout d = {0.25f, tb_rng_key_make(8, TB_RNG_DROPOUT), 4, 33};
+        const tb_dropout *dp = pass ? &d : NULL;
+        float *c1 = fa(nctx), *c2 = fa(nctx), *s1 = fa(ns), *s2 = fa(ns), *p1 = fa(ns), *g1 = fa(nqkv), *g2 = fa(nqkv);
+        cr_assert_eq(tb_attention_forward(c1, s1, p1, qkv, qkv + C, qkv + 2 * C, 3 * C, mask, B, T, NH, HS, dp, scr, nsc), TB_OK);
+        cr_assert_eq(tb_attention_forward(c2, s2, NULL, qkv, qkv + C, qkv + 2 * C, 3 * C, mask, B, T, NH, HS, dp, scr, nsc), TB_OK);
+        cr_assert_eq(memcmp(c1, c2, nctx * sizeof(float)), 0);
+        cr_assert_eq(memcmp(s1, s2, ns * sizeof(float)), 0);
+        cr_assert_eq(tb_attention_backward(g1, g1 + C, g1 + 2 * C, 3 * C, dctx, dsc, p1, qkv, qkv + C, qkv + 2 * C, 3 * C,
+                                           B, T, NH, HS, dp, scr, nsc), TB_OK);
+        cr_assert_eq(tb_attention_backward_scores(g2, g2 + C, g2 + 2 * C, 3 * C, dctx, dsc, s2, qkv, qkv + C, qkv + 2 * C,
+                                                  3 * C, B, T, NH, HS, dp, scr, nsc), TB_OK, "%s", tb_err_msg());
+        cr_assert_eq(memcmp(g1, g2, nqkv * sizeof(float)), 0, "dropout pass %d", pass);
+        free(c1); free(c2); free(s1); free(s2); free(p1); free(g1); free(g2);
+    }
+    cr_assert_eq(tb_attention_backward(qkv, qkv, qkv, 3 * C, dctx, NULL, NULL, qkv, qkv, qkv, 3 * C, B, T, NH, HS,
+                                       NULL, scr, nsc), TB_EINVAL);
+    cr_assert_neq(strstr(tb_err_msg(), "tb_attention_backward_scores"), NULL, "%s", tb_err_msg());
+    free(qkv); free(dctx); free(dsc); free(scr);
+}
+
 Test(ops, bad_arguments_are_rejected)
 {
     float x[16] = {0}, y[16] = {0}, m[2], r[2];

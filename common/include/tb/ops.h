@@ -110,7 +110,8 @@ int tb_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *do
  * v = qkv + 2C, ld_qkv = 3C (no copy); three separate [B,T,C] tensors with ld_qkv = C.
  *   scores[B,NH,T,T] = Q K^T / sqrt(HS) + (1 - mask[b,s]) * (-10000)   (PRE-softmax, saved: the
  *                      TinyBERT attention loss reads these; mask NULL = all ones)
- *   probs [B,NH,T,T] = softmax over s of scores (before dropout, saved for the backward)
+ *   probs [B,NH,T,T] = softmax over s of scores (before dropout, saved for the backward; may be
+ *                      NULL when the backward recomputes it: tb_attention_backward_scores)
  *   ctx   [B,T,C]    = dropout(probs) V, heads concatenated (ctx[b,t,h*HS + d])
  * Attention-probs dropout element index = position in [B,NH,T,T]; `drop` may be NULL (off).
  * Runs an OpenMP loop over (batch, head) with single-threaded BLIS GEMMs. `scratch` is per
@@ -129,5 +130,13 @@ int tb_attention_backward(float *dq, float *dk, float *dv, int ld_dqkv,
                           const float *q, const float *k, const float *v, int ld_qkv,
                           int B, int T, int NH, int HS,
                           const tb_dropout *drop, float *scratch, size_t scratch_floats);
+/* The same, recomputing probs from the saved scores (saves [B,NH,T,T] floats per layer; costs one
+ * softmax). Identical results unless a sequence has no unmasked key at all, where the recomputed
+ * probabilities carry the fp32 rounding of scores near -10000 (~1e-3 relative). */
+int tb_attention_backward_scores(float *dq, float *dk, float *dv, int ld_dqkv,
+                                 const float *dctx, const float *dscores_extra, const float *scores,
+                                 const float *q, const float *k, const float *v, int ld_qkv,
+                                 int B, int T, int NH, int HS,
+                                 const tb_dropout *drop, float *scratch, size_t scratch_floats);
 
 #endif
