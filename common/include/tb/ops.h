@@ -12,7 +12,11 @@
  *   message naming the argument; nothing is read or written in that case.
  * - Nothing allocates: buffers are the caller's (an activation arena), so a training step does
  *   no malloc. Elementwise kernels run OpenMP `parallel for` over rows; GEMMs are BLIS.
- * - Deterministic: for a fixed thread count the same inputs give bit-identical outputs.
+ * - Deterministic: the same inputs give bit-identical outputs on the same CPU, whatever the
+ *   thread count (each output element is computed by one thread in a fixed order; BLIS GEMMs
+ *   in tb_linear_* follow BLIS's own partitioning for the thread count). Hot kernels exist in
+ *   AVX-512 / AVX2 / baseline versions picked at load time; row sums (softmax, LayerNorm) may
+ *   round differently between those vector widths.
  */
 #ifndef TB_OPS_H
 #define TB_OPS_H
@@ -113,6 +117,9 @@ int tb_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *do
  *   probs [B,NH,T,T] = softmax over s of scores (before dropout, saved for the backward; may be
  *                      NULL when the backward recomputes it: tb_attention_backward_scores)
  *   ctx   [B,T,C]    = dropout(probs) V, heads concatenated (ctx[b,t,h*HS + d])
+ * The softmax is computed from the raw scores and the mask separately, so probs are exact even
+ * for a sequence with no unmasked key; the saved fp32 scores of masked keys (~ -10000) carry
+ * their fp32 rounding (ulp 1e-3), which the attention loss ignores (entries <= -100 -> 0).
  * Attention-probs dropout element index = position in [B,NH,T,T]; `drop` may be NULL (off).
  * Runs an OpenMP loop over (batch, head) with single-threaded BLIS GEMMs. `scratch` is per
  * thread working memory: at least tb_attention_scratch_floats(T, 1) floats; with
