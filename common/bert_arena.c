@@ -42,14 +42,44 @@ static void layout(tb_bert_model *m, tb_bert_arena *a, cursor *c)
     a->emb_sum = take(c, N * C);
     a->e_mean = take(c, N);
     a->e_rstd = take(c, N);
+    float *rot[2] = {NULL, NULL}; /* INFER: the two buffers of hidden states not kept */
+    int have_rot[2] = {0, 0};
     for (int j = 0; j <= L; j++) {
-        float *h = take(c, N * C);
+        float *h;
+        if (train || (j < 64 && (a->keep_hidden >> j & 1))) {
+            h = take(c, N * C);
+        } else {
+            if (!have_rot[j % 2]) {
+                rot[j % 2] = take(c, N * C);
+                have_rot[j % 2] = 1;
+            }
+            h = rot[j % 2];
+        }
         if (c->base) a->hidden[j] = h;
     }
     tb_bert_layer_act shared = {0};
     for (int l = 0; l < L; l++) {
         tb_bert_layer_act x;
-        if (train || l == 0) {
+        if (!train && l == 0) {
+            /* One set of work buffers for every layer, aliased where lifetimes allow:
+             * a (attention LayerNorm output) over ctx, res2 over res1, GELU in place. */
+            x.qkv = take(c, N * 3 * C);
+            x.scores = take(c, S);
+            x.probs = take(c, S);
+            x.ctx = take(c, N * C);
+            x.res1 = take(c, N * C);
+            x.a = x.ctx;
+            x.a_mean = take(c, N);
+            x.a_rstd = take(c, N);
+            x.ffn_pre = take(c, N * F);
+            x.ffn_act = x.ffn_pre;
+            x.res2 = x.res1;
+            x.o_mean = take(c, N);
+            x.o_rstd = take(c, N);
+            a->gelu_scratch = take(c, (size_t)TB_BERT_GELU_ROWS * F);
+            shared = x;
+            if (a->keep_scores & 1) x.scores = take(c, S);
+        } else if (train) {
             x.qkv = take(c, N * 3 * C);
             x.scores = take(c, S);
             x.probs = take(c, S);
@@ -63,7 +93,6 @@ static void layout(tb_bert_model *m, tb_bert_arena *a, cursor *c)
             x.res2 = take(c, N * C);
             x.o_mean = take(c, N);
             x.o_rstd = take(c, N);
-            if (l == 0) shared = x;
         } else {
             x = shared;
             if (a->keep_scores >> l & 1) x.scores = take(c, S);
@@ -126,9 +155,19 @@ void tb_bert_arena_release(tb_bert_model *m)
 int tb_bert_arena_reserve(tb_bert_model *m, int max_B, int max_T, tb_bert_mode mode,
                           uint64_t keep_scores, int mlm)
 {
+    tb_bert_arena_spec s = {max_B, max_T, mode, keep_scores, TB_BERT_ALL_LAYERS, mlm};
+    return tb_bert_arena_reserve_ex(m, &s);
+}
+
+int tb_bert_arena_reserve_ex(tb_bert_model *m, const tb_bert_arena_spec *spec)
+{
     int rc = TB_OK;
     tb_bert_arena *a = NULL;
     TB_CHECK(m && m->params.values, TB_EINVAL, "tb_bert_arena_reserve: model is not initialised");
+    TB_CHECK(spec, TB_EINVAL, "tb_bert_arena_reserve: spec is NULL");
+    const int max_B = spec->max_B, max_T = spec->max_T, mlm = spec->mlm;
+    const tb_bert_mode mode = spec->mode;
+    uint64_t keep_scores = spec->keep_scores, keep_hidden = spec->keep_hidden;
     const tb_bert_config *cf = &m->config;
     const int L = cf->num_hidden_layers;
     TB_CHECK(max_B > 0 && max_T > 0, TB_EINVAL,
@@ -141,13 +180,19 @@ int tb_bert_arena_reserve(tb_bert_model *m, int max_B, int max_T, tb_bert_mode m
     TB_CHECK(!mlm || cf->mlm_head, TB_EINVAL,
              "tb_bert_arena_reserve: MLM logits requested but the model has no MLM head (config mlm_head = 0)");
     uint64_t all = L >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << L) - 1);
-    if (mode == TB_BERT_TRAIN) keep_scores = all;
+    uint64_t all_hidden = L + 1 >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << (L + 1)) - 1);
+    if (mode == TB_BERT_TRAIN) {
+        keep_scores = all;
+        keep_hidden = all_hidden;
+    }
     keep_scores &= all;
+    keep_hidden &= all_hidden;
     int nt = tb_bert_threads_now(m);
 
     tb_bert_arena *old = m->arena;
     if (old && old->max_B >= max_B && old->max_T >= max_T && old->mode == mode &&
-        (old->keep_scores & keep_scores) == keep_scores && old->mlm >= (mlm != 0) && old->nthreads >= nt)
+        (old->keep_scores & keep_scores) == keep_scores &&
+        (old->keep_hidden & keep_hidden) == keep_hidden && old->mlm >= (mlm != 0) && old->nthreads >= nt)
         return TB_OK;
 
     a = calloc(1, sizeof *a);
@@ -156,6 +201,7 @@ int tb_bert_arena_reserve(tb_bert_model *m, int max_B, int max_T, tb_bert_mode m
     a->max_T = max_T;
     a->mode = mode;
     a->keep_scores = keep_scores;
+    a->keep_hidden = keep_hidden;
     a->mlm = mlm != 0;
     a->nthreads = nt;
     size_t np = (size_t)(L + 1) * 2 + (size_t)L;

@@ -85,7 +85,18 @@ static int layer_forward(tb_bert_model *m, int l, const float *h, float *hout,
     TB_TRY(tb_layernorm_forward(x->a, x->a_mean, x->a_rstd, x->res1, P(m, p->aln_w), P(m, p->aln_b),
                                 N, C, eps));
     TB_TRY(tb_linear_forward(x->ffn_pre, x->a, P(m, p->i_w), NULL, N, C, F));
-    TB_TRY(tb_bias_gelu_forward(x->ffn_act, x->ffn_pre, P(m, p->i_b), N, F));
+    if (x->ffn_act != x->ffn_pre) {
+        TB_TRY(tb_bias_gelu_forward(x->ffn_act, x->ffn_pre, P(m, p->i_b), N, F));
+    } else {
+        /* INFER arena: GELU in place, a block of rows at a time through a small scratch (the same
+         * kernel as training, so both arenas give bit-identical results). */
+        for (int r = 0; r < N; r += TB_BERT_GELU_ROWS) {
+            int rows = N - r < TB_BERT_GELU_ROWS ? N - r : TB_BERT_GELU_ROWS;
+            float *blk = x->ffn_pre + (size_t)r * F;
+            TB_TRY(tb_bias_gelu_forward(a->gelu_scratch, blk, P(m, p->i_b), rows, F));
+            memcpy(blk, a->gelu_scratch, (size_t)rows * F * sizeof(float));
+        }
+    }
     TB_TRY(tb_linear_forward(x->res2, x->ffn_act, P(m, p->o_w), P(m, p->o_b), N, F, C));
     if (d2.p > 0) TB_TRY(tb_dropout_forward(x->res2, x->res2, (size_t)N * C, &d2));
     TB_TRY(tb_add_forward(x->res2, x->res2, x->a, (size_t)N * C));
@@ -176,6 +187,7 @@ const float *tb_bert_hidden(const tb_bert_model *m, int j)
 {
     if (!m || !m->arena || !m->arena->have_forward || j < 0 || j > m->config.num_hidden_layers)
         return NULL;
+    if (j >= 64 || !(m->arena->keep_hidden >> j & 1)) return NULL;
     return m->arena->hidden[j];
 }
 

@@ -24,6 +24,7 @@ struct tb_bert_arena {
     int max_B, max_T;
     tb_bert_mode mode;
     uint64_t keep_scores;    /* layers whose scores survive the forward */
+    uint64_t keep_hidden;    /* hidden states that survive the forward */
     int mlm;
     int nthreads;            /* attention scratch sized for this many threads */
     float *base;             /* the one allocation */
@@ -44,6 +45,8 @@ struct tb_bert_arena {
     float *logits;           /* [B, NL] */
     float *mlm_pre, *mlm_act, *mlm_ln, *mlm_mean, *mlm_rstd; /* [N, C] x3, [N] x2 */
     float *mlm_logits;       /* [N, V] */
+    float *gelu_scratch;     /* INFER: [TB_BERT_GELU_ROWS, F], GELU output before it overwrites
+                              * its input (ffn_act == ffn_pre there) */
     float *attn_scratch;
     size_t attn_scratch_floats;
     /* backward work buffers (TB_BERT_TRAIN) */
@@ -61,6 +64,8 @@ struct tb_bert_arena {
     /* pointer arrays (small, separate allocation) */
     void *ptrs;
 };
+
+#define TB_BERT_GELU_ROWS 64
 
 /* Frees the arena (safe when none). */
 void tb_bert_arena_release(tb_bert_model *m);

@@ -620,3 +620,50 @@ Test(bert, pad_row_gets_no_lookup_gradient)
     cr_assert_gt(other, 0.0);
     fd_teardown(&x);
 }
+
+Test(bert, inference_arena_with_few_kept_states_matches_training_bit_for_bit)
+{
+    /* 12 x 7 = 84 rows: the in-place GELU of the inference arena runs in two row blocks. */
+    enum { BB = 12, TT = 7 };
+    tb_bert_config c = tiny_config();
+    c.num_hidden_layers = 4;
+    tb_bert_model tr, inf;
+    cr_assert_eq(tb_bert_init(&tr, &c), TB_OK, "%s", tb_err_msg());
+    cr_assert_eq(tb_bert_init(&inf, &c), TB_OK, "%s", tb_err_msg());
+    tb_bert_init_random(&tr, 3);
+    for (int i = 0; i < tr.params.count; i++) { /* nonzero biases everywhere */
+        tb_param *p = &tr.params.items[i];
+        if (p->value.ndim == 1 && !strstr(p->name, "LayerNorm.weight"))
+            tb_fd_fill(p->value.data, (size_t)tb_tensor_numel(&p->value), 40 + i, -0.2f, 0.2f);
+    }
+    memcpy(inf.params.values, tr.params.values, tr.params.total * sizeof(float));
+    tb_bert_set_threads(&tr, 2);
+    tb_bert_set_threads(&inf, 2);
+    int32_t ids[BB * TT], mask[BB * TT];
+    for (int i = 0; i < BB * TT; i++) {
+        ids[i] = 1 + (i * 13) % 49;
+        mask[i] = (i % TT) < 3 + (i / TT) % 5;
+    }
+    tb_bert_batch bt = {BB, TT, ids, NULL, mask};
+    tb_bert_run run = {.dropout = 1, .seed = 9, .seq = 2, .logits = 1, .scores_layers = 0xA};
+    cr_assert_eq(tb_bert_arena_reserve(&tr, BB, TT, TB_BERT_TRAIN, 0, 0), TB_OK, "%s", tb_err_msg());
+    tb_bert_arena_spec spec = {BB, TT, TB_BERT_INFER, 0xA, (1u << 0) | (1u << 2) | (1u << 4), 0};
+    cr_assert_eq(tb_bert_arena_reserve_ex(&inf, &spec), TB_OK, "%s", tb_err_msg());
+    cr_assert_lt(tb_bert_arena_bytes(&inf), tb_bert_arena_bytes(&tr) / 2);
+    cr_assert_eq(tb_bert_forward(&tr, &bt, &run), TB_OK, "%s", tb_err_msg());
+    cr_assert_eq(tb_bert_forward(&inf, &bt, &run), TB_OK, "%s", tb_err_msg());
+    const size_t nh = (size_t)BB * TT * 16, ns = (size_t)BB * 4 * TT * TT;
+    for (int j = 0; j <= 4; j++) {
+        if (j % 2) {
+            cr_assert_null(tb_bert_hidden(&inf, j), "hidden state %d was not kept", j);
+            continue;
+        }
+        cr_assert_eq(memcmp(tb_bert_hidden(&tr, j), tb_bert_hidden(&inf, j), nh * sizeof(float)), 0, "hidden %d", j);
+    }
+    for (int l = 1; l < 4; l += 2)
+        cr_assert_eq(memcmp(tb_bert_scores(&tr, l), tb_bert_scores(&inf, l), ns * sizeof(float)), 0, "scores %d", l);
+    cr_assert_null(tb_bert_scores(&inf, 0));
+    cr_assert_eq(memcmp(tb_bert_logits(&tr), tb_bert_logits(&inf), BB * 3 * sizeof(float)), 0);
+    tb_bert_free(&tr);
+    tb_bert_free(&inf);
+}

@@ -159,6 +159,21 @@ void tb_bert_set_threads(tb_bert_model *m, int threads);
  * student (fit_size > 0) in TB_BERT_TRAIN also gets the buffers of tb_bert_distill_loss. */
 int tb_bert_arena_reserve(tb_bert_model *m, int max_B, int max_T, tb_bert_mode mode,
                           uint64_t keep_scores, int mlm);
+/* The same with every option: in TB_BERT_INFER, `keep_hidden` (bit j = hidden state j, j = 0..L)
+ * selects the hidden states that survive the forward (the others share two work buffers and
+ * tb_bert_hidden returns NULL for them), and the per-layer work buffers are shared further, so an
+ * emitter that sends a few layers needs far less memory. TB_BERT_TRAIN keeps everything.
+ * tb_bert_arena_reserve(m, B, T, mode, s, mlm) = this with keep_hidden = TB_BERT_ALL_LAYERS. */
+#define TB_BERT_ALL_LAYERS (~(uint64_t)0)
+typedef struct tb_bert_arena_spec {
+    int max_B, max_T;
+    tb_bert_mode mode;
+    uint64_t keep_scores;  /* bit l: layer l's pre-softmax scores (INFER) */
+    uint64_t keep_hidden;  /* bit j: hidden state j (INFER) */
+    int mlm;               /* room for MLM logits */
+} tb_bert_arena_spec;
+int tb_bert_arena_reserve_ex(tb_bert_model *m, const tb_bert_arena_spec *spec);
+
 /* Bytes held by the arena. */
 size_t tb_bert_arena_bytes(const tb_bert_model *m);
 
@@ -167,7 +182,7 @@ size_t tb_bert_arena_bytes(const tb_bert_model *m);
 int tb_bert_forward(tb_bert_model *m, const tb_bert_batch *batch, const tb_bert_run *run);
 
 /* Results of the last forward (pointers into the arena, valid until the next forward):
- * hidden state j = 0..L [B, T, C] (NULL if j out of range);
+ * hidden state j = 0..L [B, T, C] (NULL if j is out of range or not kept by an INFER arena);
  * pre-softmax scores of layer l [B, NH, T, T] (NULL if not kept);
  * logits [B, NL]; mlm logits [B, T, V]; pooled [B, C]. */
 const float *tb_bert_hidden(const tb_bert_model *m, int j);
