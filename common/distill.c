@@ -5,13 +5,13 @@
 #include "tb/config.h"
 #include "tb/dataset.h"
 #include "tb/error.h"
-#include "tb/evaluate.h"
 #include "tb/log.h"
 #include "tb/metrics.h"
 #include "tb/plot.h"
 #include "tb/safetensors.h"
 #include "tb/signals.h"
 #include "tb/stream.h"
+#include "tb/taskmetrics.h"
 
 #include <cJSON.h>
 #include <dirent.h>
@@ -402,25 +402,69 @@ error:
     return rc;
 }
 
+/* Runs the student over the dev stream (dropout off) and computes the task metrics: correlation
+ * for a 1-output student, accuracy otherwise. */
+static int dev_metrics(run_state *s, tb_taskmetrics_result *out)
+{
+    int rc = TB_OK;
+    tb_stream *in = NULL;
+    tb_taskmetrics tm;
+    tb_msg msg;
+    tb_batch b;
+    memset(&tm, 0, sizeof tm);
+    memset(&b, 0, sizeof b);
+    tb_msg_init(&msg);
+    const int NL = s->m.config.num_labels;
+    TB_TRY(tb_taskmetrics_init(&tm, NL == 1 ? TB_TM_CORR : TB_TM_ACCURACY, NL));
+    TB_TRY(tb_stream_open(&in, s->o->dev_input, TB_STREAM_READ, NULL));
+    for (;;) {
+        tb_msg_free(&msg);
+        rc = tb_stream_recv(in, &msg, s->o->recv_timeout_ms > 0 ? s->o->recv_timeout_ms : -1);
+        if (rc == TB_EEND) {
+            rc = TB_OK;
+            break;
+        }
+        if (rc) {
+            tb_err_wrap(rc, "dev stream %s: ", s->o->dev_input);
+            goto error;
+        }
+        TB_TRY(tb_batch_from_msg(&b, &msg));
+        const int B = (int)b.input_ids.shape[0], T = (int)b.input_ids.shape[1];
+        TB_TRY(tb_bert_arena_reserve(&s->m, B, T, TB_BERT_TRAIN, 0, 0));
+        tb_bert_batch bb = {.B = B, .T = T, .input_ids = b.input_ids.data, .token_type_ids = b.token_type_ids.data,
+                            .attention_mask = b.attention_mask.data};
+        tb_bert_run run;
+        memset(&run, 0, sizeof run);
+        run.logits = 1;
+        TB_TRY(tb_bert_forward(&s->m, &bb, &run));
+        tb_tensor lg;
+        int64_t shape[2] = {B, NL};
+        TB_TRY(tb_tensor_borrow(&lg, TB_F32, 2, shape, (void *)tb_bert_logits(&s->m)));
+        TB_TRY(tb_taskmetrics_add_batch(&tm, &lg, &b.labels));
+        tb_batch_free(&b);
+    }
+    TB_TRY(tb_taskmetrics_compute(&tm, out));
+error:
+    tb_batch_free(&b);
+    tb_msg_free(&msg);
+    tb_stream_close(in);
+    tb_taskmetrics_free(&tm);
+    return rc;
+}
+
 static int evaluate(run_state *s)
 {
     int rc = TB_OK;
     const tb_distill_opts *o = s->o;
     if (o->loss.mode != TB_DISTILL_TASK_STAGE2 || !o->dev_input || s->evaluated_step == s->adam.step) return TB_OK;
-    tb_eval_opts eo;
-    tb_eval_opts_default(&eo);
-    eo.input = o->dev_input;
-    eo.arena_mode = TB_BERT_TRAIN;
-    eo.recv_timeout_ms = o->recv_timeout_ms;
-    tb_eval_result er;
-    TB_TRY(tb_evaluate(&s->m, &eo, &er));
-    s->evaluated_step = s->adam.step;
+    tb_taskmetrics_result er;
+    TB_TRY(dev_metrics(s, &er));
     tb_metric f[TB_TM_MAX_FIELDS];
     int n = 0;
-    TB_TRY(tb_taskmetrics_fields(&er.metrics, f, TB_TM_MAX_FIELDS, &n));
+    TB_TRY(tb_taskmetrics_fields(&er, f, TB_TM_MAX_FIELDS, &n));
     TB_TRY(write_event(s, "eval", s->adam.step, f, n));
     const char *name = NULL;
-    double v = tb_taskmetrics_main(&er.metrics, &name);
+    double v = tb_taskmetrics_main(&er, &name);
     TB_INFO("step %lld: dev %s %.4f", (long long)s->adam.step, name ? name : "?", v);
     if (isfinite(v) && (!isfinite(s->res->best_metric) || v > s->res->best_metric)) {
         char dir[PATH_N], path[PATH_N];
