@@ -1,0 +1,150 @@
+/* tb-eval: evaluates one or two checkpoints on a token stream: task metrics, speed, size. */
+#include "tb/bert.h"
+#include "tb/checkpoint.h"
+#include "tb/cli.h"
+#include "tb/error.h"
+#include "tb/evaluate.h"
+#include "tb/log.h"
+#include "tb/threads.h"
+#include "tb/trainer.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const tb_opt opts[] = {
+    TB_OPTION("model", TB_OPT_STRING, NULL, "checkpoint folder to evaluate (teacher or student)", .required = 1,
+              .metavar = "PATH"),
+    TB_OPTION("compare", TB_OPT_STRING, NULL, "second checkpoint, evaluated on the same data and shown side by side",
+              .metavar = "PATH"),
+    TB_OPTION("input", TB_OPT_ENDPOINT, NULL, "token batches to evaluate on (a message file for --compare)", .required = 1),
+    TB_OPTION("metric", TB_OPT_ENUM, "auto", "metric kind (auto: corr for 1 output, else accuracy)",
+              .choices = "auto|accuracy|acc_f1|mcc|corr"),
+    TB_OPTION("task", TB_OPT_STRING, NULL, "GLUE task name; sets the metric (cola: mcc, mrpc/qqp: acc_f1, sts-b: corr)",
+              .metavar = "NAME"),
+    TB_OPTION("predictions", TB_OPT_STRING, NULL, "GLUE submission TSV of the (first) model's predictions", .metavar = "PATH"),
+    TB_OPTION("json", TB_OPT_STRING, "-", "results as JSON (one object per model per line; \"-\": stdout)", .metavar = "PATH"),
+    TB_OPTION("max-batches", TB_OPT_INT, "0", "evaluate only this many batches (0: all)"),
+    {0},
+};
+
+static const tb_port_field batch_fields[] = {
+    {.name = "input_ids", .dtype = "<i4", .shape = "B,T"},
+    {.name = "token_type_ids", .dtype = "<i4", .shape = "B,T"},
+    {.name = "attention_mask", .dtype = "<i4", .shape = "B,T"},
+    {.name = "labels", .dtype = "<i4", .shape = "B", .help = "class ids (f32 for regression)"},
+    {.name = "example_ids", .dtype = "<i8", .shape = "B"},
+    {0},
+};
+static const tb_port inputs[] = {{.option = "input", .message = "batch", .fields = batch_fields, .help = "batches"}, {0}};
+static const tb_port outputs[] = {{.option = "json", .message = "metrics", .help = "metrics JSON"}, {0}};
+
+static const tb_stage_info info = {
+    .name = "tb-eval",
+    .summary = "Evaluates checkpoints on token batches: GLUE metrics, predictions TSV, examples/s, parameters, size.",
+    .opts = opts,
+    .inputs = inputs,
+    .outputs = outputs,
+    .details = "The table goes to stderr, JSON to --json. With --compare the two models run on the same batches\n"
+               "one after the other and the table shows the speed-up and size ratio of the second.",
+};
+
+typedef struct eval_one {
+    tb_eval_result r;
+    int64_t params;
+    double mb;
+} eval_one;
+
+static int kind_of(const tb_cli *cli, tb_taskmetrics_kind *kind)
+{
+    int rc = TB_OK;
+    const char *task = tb_cli_str(cli, "task");
+    static const tb_taskmetrics_kind kinds[] = {TB_TM_KIND_COUNT, TB_TM_ACCURACY, TB_TM_ACC_F1, TB_TM_MCC, TB_TM_CORR};
+    *kind = kinds[tb_cli_enum_index(cli, "metric")];
+    if (task) {
+        tb_task t;
+        TB_TRY(tb_task_parse(task, &t));
+        TB_TRY(tb_taskmetrics_kind_for_task(t, kind));
+    }
+error:
+    return rc;
+}
+
+static int eval_model(const tb_cli *cli, const char *path, const char *predictions, eval_one *out)
+{
+    int rc = TB_OK;
+    tb_bert_model m = {0};
+    tb_model_source src = {.init_path = path, .mlm_head = 0};
+    TB_TRY(tb_trainer_model_open(&m, &src));
+    tb_bert_set_threads(&m, tb_threads_count());
+    tb_eval_opts eo;
+    tb_eval_opts_default(&eo);
+    eo.input = tb_cli_str(cli, "input");
+    eo.predictions_path = predictions;
+    eo.max_batches = tb_cli_int(cli, "max-batches");
+    TB_TRY(kind_of(cli, &eo.kind));
+    TB_TRY(tb_evaluate(&m, &eo, &out->r));
+    tb_eval_model_size(&m, &out->params, &out->mb);
+error:
+    if (rc != TB_OK) tb_err_wrap(rc, "evaluating %s", path);
+    tb_bert_free(&m);
+    return rc;
+}
+
+static int write_json(const tb_cli *cli, const eval_one *e, const char *const *names, int n)
+{
+    int rc = TB_OK;
+    const char *path = tb_cli_str(cli, "json");
+    FILE *f = NULL;
+    char *line = NULL;
+    if (!path || !*path) return TB_OK;
+    f = strcmp(path, "-") == 0 ? stdout : fopen(path, "w");
+    TB_CHECK(f, TB_EIO, "cannot create %s: %s", path, strerror(errno));
+    for (int i = 0; i < n; i++) {
+        TB_TRY(tb_eval_format_json(&e[i].r, names[i], e[i].params, e[i].mb, &line));
+        TB_CHECK(fprintf(f, "%s\n", line) > 0, TB_EIO, "cannot write %s: %s", path, strerror(errno));
+        free(line);
+        line = NULL;
+    }
+    TB_CHECK(fflush(f) == 0, TB_EIO, "cannot write %s: %s", path, strerror(errno));
+error:
+    free(line);
+    if (f && f != stdout) fclose(f);
+    return rc;
+}
+
+static int run(const tb_cli *cli)
+{
+    int rc = TB_OK;
+    eval_one e[2];
+    const char *names[2] = {tb_cli_str(cli, "model"), tb_cli_str(cli, "compare")};
+    int n = names[1] ? 2 : 1;
+    char *table = NULL;
+    for (int i = 0; i < n; i++) TB_TRY(eval_model(cli, names[i], i == 0 ? tb_cli_str(cli, "predictions") : NULL, &e[i]));
+    const tb_eval_result *rs[2] = {&e[0].r, &e[1].r};
+    int64_t params[2] = {e[0].params, n > 1 ? e[1].params : 0};
+    double mb[2] = {e[0].mb, n > 1 ? e[1].mb : 0};
+    TB_TRY(tb_eval_format_table(rs, names, params, mb, n, &table));
+    fprintf(stderr, "%s", table);
+    TB_TRY(write_json(cli, e, names, n));
+error:
+    free(table);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    tb_cli cli;
+    int code = tb_cli_stage_start(&cli, &info, argc, argv);
+    if (code >= 0) return code;
+    int rc = run(&cli);
+    if (rc != TB_OK) {
+        fprintf(stderr, "tb-eval: %s\n", tb_err_msg());
+        code = rc == TB_EINTR ? TB_EXIT_INTERRUPTED : TB_EXIT_FAILURE;
+    } else {
+        code = TB_EXIT_OK;
+    }
+    tb_cli_free(&cli);
+    return code;
+}

@@ -1,0 +1,201 @@
+/* tb-finetune: fine-tunes a BERT checkpoint on token batches (classification, regression) or
+ * pre-trains it with masked-LM; the loop, checkpoints and evaluation are libtb's (tb/trainer.h). */
+#include "tb/bert.h"
+#include "tb/cli.h"
+#include "tb/config.h"
+#include "tb/error.h"
+#include "tb/evaluate.h"
+#include "tb/log.h"
+#include "tb/optim.h"
+#include "tb/threads.h"
+#include "tb/trainer.h"
+#include "tb/vocab.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const tb_opt opts[] = {
+    TB_OPTION("input", TB_OPT_ENDPOINT, NULL, "training token batches (a message file is read once per epoch)", .required = 1),
+    TB_OPTION("dev", TB_OPT_ENDPOINT, NULL, "dev token batches (a message file) to evaluate on; keeps the best checkpoint"),
+    TB_OPTION("output", TB_OPT_STRING, NULL, "checkpoint folder: step-N/, latest, best/, metrics.jsonl, loss.png",
+              .required = 1, .metavar = "DIR"),
+    TB_OPTION("init", TB_OPT_STRING, NULL, "checkpoint folder to start from (Hugging Face layout)", .metavar = "PATH"),
+    TB_OPTION("config", TB_OPT_STRING, NULL, "config.json of a randomly initialised model (with --seed)", .metavar = "PATH"),
+    TB_OPTION("task", TB_OPT_ENUM, "classification", "objective on the gold labels", .choices = "classification|regression"),
+    TB_OPTION("mlm", TB_OPT_BOOL, "false", "masked-LM pre-training instead (needs --vocab; adds the MLM head)"),
+    TB_OPTION("head", TB_OPT_ENUM, "relu", "classification head: relu (TinyBERT reference) or hf (BertForSequenceClassification)",
+              .choices = "relu|hf"),
+    TB_OPTION("num-labels", TB_OPT_INT, "0", "classes (0: from the batches' label order; needed for ipc:// or tcp:// input)"),
+    TB_OPTION("vocab", TB_OPT_STRING, NULL, "vocab.txt: copied into checkpoints; gives the special ids for --mlm", .metavar = "PATH"),
+    TB_OPTION("epochs", TB_OPT_INT, "3", "passes over a message-file input (a live ipc:// or tcp:// stream is read once)"),
+    TB_OPTION("max-steps", TB_OPT_INT, "0", "stop after this many updates (0: no limit)"),
+    TB_OPTION("total-steps", TB_OPT_INT, "0", "schedule length (0: batches x epochs, capped by --max-steps)"),
+    TB_OPTION("lr", TB_OPT_FLOAT, "5e-5", "peak learning rate"),
+    TB_OPTION("warmup", TB_OPT_FLOAT, "0.1", "warm-up fraction of the schedule"),
+    TB_OPTION("schedule", TB_OPT_ENUM, "warmup_linear", "learning-rate schedule", .choices = "warmup_linear|warmup_constant|none"),
+    TB_OPTION("weight-decay", TB_OPT_FLOAT, "0.01", "decoupled weight decay (not on biases and LayerNorm)"),
+    TB_OPTION("max-grad-norm", TB_OPT_FLOAT, "1.0", "per-tensor gradient clipping (<= 0: off)"),
+    TB_OPTION("dropout", TB_OPT_BOOL, "true", "dropout during training (--no-dropout for exact comparisons)"),
+    TB_OPTION("mlm-prob", TB_OPT_FLOAT, "0.15", "fraction of tokens chosen for masked LM"),
+    TB_OPTION("save-every", TB_OPT_INT, "0", "checkpoint every N steps (0: at the end and on SIGTERM only)"),
+    TB_OPTION("keep", TB_OPT_INT, "2", "periodic checkpoints kept"),
+    TB_OPTION("eval-every", TB_OPT_INT, "0", "evaluate on --dev every N steps (0: at the end only)"),
+    TB_OPTION("resume", TB_OPT_BOOL, "false", "continue exactly from the newest checkpoint in --output"),
+    TB_OPTION("plot", TB_OPT_STRING, NULL, "loss-curve image (.png or .svg; default OUTPUT/loss.png; \"\" none)", .metavar = "PATH"),
+    {0},
+};
+
+static const tb_port_field batch_fields[] = {
+    {.name = "input_ids", .dtype = "<i4", .shape = "B,T"},
+    {.name = "token_type_ids", .dtype = "<i4", .shape = "B,T"},
+    {.name = "attention_mask", .dtype = "<i4", .shape = "B,T"},
+    {.name = "labels", .dtype = "<i4", .shape = "B", .help = "class ids (f32 for regression)"},
+    {.name = "example_ids", .dtype = "<i8", .shape = "B"},
+    {0},
+};
+static const tb_port inputs[] = {
+    {.option = "input", .message = "batch", .fields = batch_fields, .help = "training batches"},
+    {.option = "dev", .message = "batch", .fields = batch_fields, .help = "dev batches"},
+    {0},
+};
+static const tb_port outputs[] = {{.option = "output", .message = "checkpoint", .help = "checkpoint folders"}, {0}};
+
+static const tb_stage_info info = {
+    .name = "tb-finetune",
+    .summary = "Fine-tunes BERT on token batches (classification, regression) or pre-trains it with masked LM.",
+    .opts = opts,
+    .inputs = inputs,
+    .outputs = outputs,
+    .details = "BertAdam with the TinyBERT reference's defaults (lr 5e-5, warmup_linear 0.1, weight decay 0.01,\n"
+               "per-tensor clipping 1.0). One batch per update. Checkpoints hold the optimiser state, so\n"
+               "--resume continues bit-identically (same seed and --threads). SIGTERM writes a checkpoint and\n"
+               "exits 130. docs/finetune.md has the details.",
+};
+
+static int setup_model(const tb_cli *cli, tb_bert_model *m, int mlm, int regress)
+{
+    int rc = TB_OK;
+    tb_model_source src = {.init_path = tb_cli_str(cli, "init"), .config_path = tb_cli_str(cli, "config"),
+                           .seed = (uint64_t)tb_cli_int(cli, "seed"), .mlm_head = mlm ? 1 : 0};
+    if (!mlm) {
+        int nl = (int)tb_cli_int(cli, "num-labels");
+        if (regress) {
+            nl = 1;
+        } else if (nl <= 0) {
+            char order[1024];
+            TB_TRY(tb_trainer_peek_label_order(tb_cli_str(cli, "input"), order, sizeof order));
+            TB_CHECK(order[0] && strcmp(order, "none") && strcmp(order, "regression"), TB_EINVAL,
+                     "%s: the batches carry no class label order (\"%s\"); give --num-labels", tb_cli_str(cli, "input"), order);
+            nl = 1;
+            for (const char *c = order; *c; c++) nl += *c == ',';
+        }
+        src.num_labels = nl;
+        TB_TRY(tb_head_kind_parse(strcmp(tb_cli_str(cli, "head"), "hf") == 0 ? "hf" : "relu", &src.head));
+    }
+    TB_TRY(tb_trainer_model_open(m, &src));
+error:
+    return rc;
+}
+
+static int mlm_setup(const tb_cli *cli, const tb_bert_model *m, tb_ft_loss *loss)
+{
+    int rc = TB_OK;
+    tb_vocab v = {0};
+    const char *vp = tb_cli_str(cli, "vocab");
+    TB_CHECK(vp, TB_EINVAL, "--mlm needs --vocab (the [MASK], [CLS], [SEP], [PAD], [UNK] ids)");
+    TB_TRY(tb_vocab_load(&v, vp));
+    TB_CHECK(v.mask_id >= 0, TB_EINVAL, "%s has no [MASK] token", vp);
+    TB_CHECK((int)v.count == m->config.vocab_size, TB_EINVAL, "%s has %d tokens, the model's vocab_size is %d", vp,
+             (int)v.count, m->config.vocab_size);
+    loss->mlm = tb_mlm_opts_default(v.mask_id, m->config.vocab_size);
+    loss->mlm.prob = tb_cli_float(cli, "mlm-prob");
+    int32_t special[] = {v.pad_id, v.unk_id, v.cls_id, v.sep_id, v.mask_id};
+    for (size_t i = 0; i < sizeof special / sizeof *special; i++)
+        if (special[i] >= 0) TB_TRY(tb_mlm_add_special(&loss->mlm, special[i]));
+    TB_TRY(tb_mlm_opts_check(&loss->mlm));
+error:
+    tb_vocab_free(&v);
+    return rc;
+}
+
+static int adam_opts(const tb_cli *cli, tb_adam_options *a)
+{
+    tb_adam_options_default(a);
+    a->lr = tb_cli_float(cli, "lr");
+    a->warmup = tb_cli_float(cli, "warmup");
+    a->weight_decay = tb_cli_float(cli, "weight-decay");
+    a->max_grad_norm = tb_cli_float(cli, "max-grad-norm");
+    return tb_lr_schedule_parse(tb_cli_str(cli, "schedule"), &a->schedule);
+}
+
+static int run(const tb_cli *cli, tb_trainer_result *res)
+{
+    int rc = TB_OK;
+    tb_bert_model m = {0};
+    tb_ft_loss loss;
+    int mlm = tb_cli_bool(cli, "mlm"), regress = strcmp(tb_cli_str(cli, "task"), "regression") == 0;
+    uint64_t seed = (uint64_t)tb_cli_int(cli, "seed");
+    tb_ft_loss_init(&loss, mlm ? TB_FT_MLM : regress ? TB_FT_REGRESS : TB_FT_CLASSIFY, tb_cli_bool(cli, "dropout"), seed);
+    TB_TRY(setup_model(cli, &m, mlm, regress));
+    tb_bert_set_threads(&m, tb_threads_count());
+    if (mlm) TB_TRY(mlm_setup(cli, &m, &loss));
+    tb_trainer_opts o;
+    tb_trainer_opts_default(&o);
+    o.stage = "tb-finetune";
+    o.input = tb_cli_str(cli, "input");
+    o.out_dir = tb_cli_str(cli, "output");
+    /* a live stream is read once (its producer sends every epoch): the default 3 applies to files */
+    o.epochs = tb_trainer_is_live(o.input) && !tb_cli_given(cli, "epochs") ? 1 : (int)tb_cli_int(cli, "epochs");
+    o.max_steps = tb_cli_int(cli, "max-steps");
+    o.total_steps = tb_cli_int(cli, "total-steps");
+    TB_TRY(adam_opts(cli, &o.adam));
+    o.save_every = tb_cli_int(cli, "save-every");
+    o.keep = (int)tb_cli_int(cli, "keep");
+    o.eval_every = tb_cli_int(cli, "eval-every");
+    o.metrics_path = tb_cli_str(cli, "metrics");
+    TB_TRY(tb_progress_parse_mode(tb_cli_str(cli, "progress"), &o.progress));
+    o.plot_path = tb_cli_str(cli, "plot");
+    o.vocab_path = tb_cli_str(cli, "vocab");
+    o.seed = seed;
+    o.resume = tb_cli_bool(cli, "resume");
+    o.loss = tb_ft_loss_step;
+    o.loss_ctx = &loss;
+    tb_eval_opts eo;
+    tb_eval_opts_default(&eo);
+    eo.input = tb_cli_str(cli, "dev");
+    eo.arena_mode = TB_BERT_TRAIN;
+    if (eo.input && !mlm) {
+        o.eval = tb_trainer_eval_stream;
+        o.eval_ctx = &eo;
+    } else if (eo.input) {
+        TB_WARN("--dev is ignored with --mlm (no task metric to evaluate)");
+    }
+    TB_TRY(tb_trainer_run(&o, &m, res));
+error:
+    tb_ft_loss_free(&loss);
+    tb_bert_free(&m);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    tb_cli cli;
+    int code = tb_cli_stage_start(&cli, &info, argc, argv);
+    if (code >= 0) return code;
+    tb_trainer_result res;
+    int rc = run(&cli, &res);
+    if (rc == TB_OK) {
+        fprintf(stderr, "tb-finetune: %lld steps, last loss %.6f; checkpoint %s", (long long)res.steps, res.last_loss,
+                res.last_checkpoint);
+        if (res.best_step >= 0)
+            fprintf(stderr, "; best %s %.4f at step %lld (%s)", res.best_metric_name, res.best_metric,
+                    (long long)res.best_step, res.best_checkpoint);
+        fputc('\n', stderr);
+        code = TB_EXIT_OK;
+    } else {
+        fprintf(stderr, "tb-finetune: %s\n", tb_err_msg());
+        code = rc == TB_EINTR ? TB_EXIT_INTERRUPTED : TB_EXIT_FAILURE;
+    }
+    tb_cli_free(&cli);
+    return code;
+}
