@@ -22,7 +22,7 @@
 #define TD_EMIT TB_BIN_DIR "/tb-emit"
 #define TD_DISTILL TB_BIN_DIR "/tb-distill"
 
-static tb_bert_config td_config(int vocab, int hidden, int layers, int heads, int inter, tb_head_kind head,
+static inline tb_bert_config td_config(int vocab, int hidden, int layers, int heads, int inter, tb_head_kind head,
                                 int num_labels, int fit_size)
 {
     tb_bert_config c;
@@ -46,7 +46,7 @@ static tb_bert_config td_config(int vocab, int hidden, int layers, int heads, in
 }
 
 /* Saves a randomly initialised model as DIR/step-0 (path into `path`). */
-static void td_model(const char *dir, const tb_bert_config *cfg, uint64_t seed, char *path, size_t n)
+static inline void td_model(const char *dir, const tb_bert_config *cfg, uint64_t seed, char *path, size_t n)
 {
     tb_bert_model m;
     memset(&m, 0, sizeof m);
@@ -58,7 +58,7 @@ static void td_model(const char *dir, const tb_bert_config *cfg, uint64_t seed, 
 
 /* Writes `count` token batches of B x T (random ids in [1, vocab), rows of shrinking length padded
  * with 0, labels in [0, num_labels)) as a message file. */
-static void td_batches(const char *path, int count, int B, int T, int vocab, int num_labels, uint32_t seed)
+static inline void td_batches(const char *path, int count, int B, int T, int vocab, int num_labels, uint32_t seed)
 {
     tb_stream *s = NULL;
     cr_assert_eq(tb_stream_open(&s, path, TB_STREAM_WRITE, NULL), TB_OK, "%s", tb_err_msg());
@@ -100,7 +100,7 @@ static void td_batches(const char *path, int count, int B, int T, int vocab, int
 }
 
 /* Starts a program with stderr redirected to `err_path` (NULL: inherited). */
-static pid_t td_spawn(char *const argv[], const char *err_path)
+static inline pid_t td_spawn(char *const argv[], const char *err_path)
 {
     pid_t pid = fork();
     if (pid == 0) {
@@ -114,7 +114,7 @@ static pid_t td_spawn(char *const argv[], const char *err_path)
     return pid;
 }
 
-static int td_wait(pid_t pid, int timeout_ms)
+static inline int td_wait(pid_t pid, int timeout_ms)
 {
     int code = -1000;
     if (tb_proc_wait(pid, timeout_ms, &code) != 0) {
@@ -144,7 +144,7 @@ static char *td_slurp(const char *path, size_t *len)
 }
 
 /* 1 when both files exist and have the same bytes. */
-static int td_same_file(const char *a, const char *b)
+static inline int td_same_file(const char *a, const char *b)
 {
     size_t na = 0, nb = 0;
     char *x = td_slurp(a, &na), *y = td_slurp(b, &nb);
@@ -155,7 +155,7 @@ static int td_same_file(const char *a, const char *b)
 }
 
 /* Removes a folder tree two levels deep (OUT/step-N/files, OUT/files). */
-static void td_rmtree(const char *dir)
+static inline void td_rmtree(const char *dir)
 {
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
