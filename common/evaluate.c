@@ -288,7 +288,7 @@ int tb_eval_format_table(const tb_eval_result *const *r, const char *const *name
     for (int j = 0; j < n; j++) TB_TRY(tb_strbuf_printf(&b, " %14lld", (long long)params[j]));
     if (n == 2 && params[1] > 0) TB_TRY(tb_strbuf_printf(&b, " %6.2fx smaller", (double)params[0] / (double)params[1]));
     TB_TRY(tb_strbuf_printf(&b, "\n%-20s", "size (MB, fp32)"));
-    for (int j = 0; j < n; j++) TB_TRY(tb_strbuf_printf(&b, " %14.2f", megabytes[j]));
+    for (int j = 0; j < n; j++) TB_TRY(tb_strbuf_printf(&b, " %14.3f", megabytes[j]));
     TB_TRY(tb_strbuf_puts(&b, "\n"));
     TB_TRY(tb_strbuf_take(&b, out));
 error:

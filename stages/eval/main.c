@@ -125,7 +125,9 @@ static int run(const tb_cli *cli)
     const tb_eval_result *rs[2] = {&e[0].r, &e[1].r};
     int64_t params[2] = {e[0].params, n > 1 ? e[1].params : 0};
     double mb[2] = {e[0].mb, n > 1 ? e[1].mb : 0};
-    TB_TRY(tb_eval_format_table(rs, names, params, mb, n, &table));
+    static const char *const columns[2] = {"model", "compare"};
+    TB_TRY(tb_eval_format_table(rs, columns, params, mb, n, &table));
+    for (int i = 0; i < n; i++) fprintf(stderr, "%s: %s\n", columns[i], names[i]);
     fprintf(stderr, "%s", table);
     TB_TRY(write_json(cli, e, names, n));
 error:
