@@ -19,6 +19,8 @@ typedef struct cons {
     int in_app;          /* delivered to the application thread, not yet taken */
     int resync;          /* a gap was seen; a new hello asked to resume from `expected` */
     int ended, failed, heard;
+    int has_acked;       /* an ack was sent; acked = its seq */
+    uint64_t acked;
     int64_t last_seen, last_hb, t_open;
 } cons;
 
@@ -92,6 +94,8 @@ error:
     return rc;
 }
 
+static void send_heartbeat(cons *c);
+
 static void resync(cons *c, const char *what, uint64_t got)
 {
     if (c->resync) return;
@@ -147,6 +151,7 @@ static void on_message(cons *c, zmq_msg_t *m)
                 tb_stream_pipe_send(c->pipe, &cmd, NULL);
             }
             c->ended = 1;
+            send_heartbeat(c); /* confirms the END at once */
         } else if (h.count > c->expected) {
             resync(c, "end after", h.count);
         } else {
@@ -194,6 +199,26 @@ static void drain_socket(cons *c)
     }
 }
 
+static void send_ack(cons *c, uint64_t seq)
+{
+    tb_wire_hdr h = {.kind = TB_WIRE_ACK, .has_seq = 1, .seq = seq};
+    send_ctl(c, &h);
+    if (!c->has_acked || seq > c->acked) c->acked = seq;
+    c->has_acked = 1;
+}
+
+/* A heartbeat states the consumer's whole position, so that credit, acks or an END lost with a
+ * broken connection are repaired: resume = next seq expected, credit = room left for messages
+ * from `resume` on, seq = highest acknowledged, count = the END count once seen. */
+static void send_heartbeat(cons *c)
+{
+    int64_t room = c->s->o.credit - c->in_app;
+    tb_wire_hdr h = {.kind = TB_WIRE_HEARTBEAT, .has_resume = 1, .resume = c->expected, .has_credit = 1,
+                     .credit = room > 0 ? room : 0, .has_seq = c->has_acked, .seq = c->acked,
+                     .has_count = c->ended, .count = c->expected};
+    send_ctl(c, &h);
+}
+
 static void drain_pipe(cons *c)
 {
     for (;;) {
@@ -205,13 +230,9 @@ static void drain_pipe(cons *c)
         if (cmd.cmd == CMD_TOOK) {
             c->in_app--;
             send_credit(c, 1);
-            if (!c->s->o.manual_ack) {
-                tb_wire_hdr h = {.kind = TB_WIRE_ACK, .has_seq = 1, .seq = cmd.a};
-                send_ctl(c, &h);
-            }
+            if (!c->s->o.manual_ack) send_ack(c, cmd.a);
         } else if (cmd.cmd == CMD_ACK) {
-            tb_wire_hdr h = {.kind = TB_WIRE_ACK, .has_seq = 1, .seq = cmd.a};
-            send_ctl(c, &h);
+            send_ack(c, cmd.a);
         } else if (cmd.cmd == CMD_BAD) {
             send_error(c, 0, "message %llu does not decode: %s", (unsigned long long)cmd.a, cmd.text);
         }
@@ -234,10 +255,7 @@ static void timers(cons *c)
                       c->s->endpoint, o->peer_timeout_ms);
         return;
     }
-    if (now - c->last_hb >= o->heartbeat_ms) {
-        tb_wire_hdr h = {.kind = TB_WIRE_HEARTBEAT};
-        send_ctl(c, &h);
-    }
+    if (now - c->last_hb >= o->heartbeat_ms) send_heartbeat(c);
 }
 
 static int open_dealer(cons *c)
@@ -276,6 +294,7 @@ void *tb_stream_consumer_main(void *arg)
         timers(c);
     }
     if (c->sock) {
+        drain_pipe(c); /* acknowledgements the application queued just before closing */
         int st = atomic_load(&s->quit_status);
         if (st != TB_OK && !c->ended)
             send_error(c, 1, "consumer '%s' left at message %llu before the end (%s)", s->consumer_id,

@@ -24,8 +24,11 @@ typedef struct peer {
     uint64_t next;   /* next sequence number to send */
     uint64_t acked;  /* every message < acked is acknowledged */
     int end_sent;
+    int end_seen;    /* its heartbeat confirmed the END */
     int64_t last_seen, last_hb, dead_since;
     int64_t window;  /* the credit it granted in its hello */
+    uint64_t stall_at;  /* heartbeats keep saying "next is stall_at" although more was sent */
+    int64_t stall_since, end_sent_at;
 } peer;
 
 typedef struct prod {
@@ -128,7 +131,7 @@ static void update_stats(prod *p)
 
 static int peer_is_done(const prod *p, const peer *c)
 {
-    return p->ended && c->end_sent && c->acked >= p->end_count;
+    return p->ended && c->end_seen && c->acked >= p->end_count;
 }
 
 /* A peer holds the retain buffer while it may still need a message: live, or dead under the
@@ -277,6 +280,8 @@ static void on_hello(prod *p, const char *id, size_t idn, const tb_wire_hdr *h, 
     c->credit = credit;
     c->window = credit;
     c->end_sent = 0;
+    c->end_seen = 0;
+    c->stall_since = 0;
     c->last_seen = c->last_hb = tb_stream_now_ms();
     tb_wire_hdr hb = hdr_of(p, TB_WIRE_HEARTBEAT);
     send_ctl(p, c->id, c->id_len, &hb);
@@ -284,6 +289,47 @@ static void on_hello(prod *p, const char *id, size_t idn, const tb_wire_hdr *h, 
         p->ready = 1;
         send_app(p, CMD_READY, 0, 0, NULL);
     }
+}
+
+/* A consumer's heartbeat states its position (docs/protocol.md, section 5): it repairs credit
+ * and acknowledgements lost with a broken connection, sends messages again that never arrived,
+ * and repeats an END that was lost. */
+static void on_heartbeat(prod *p, peer *c, const tb_wire_hdr *h)
+{
+    tb_stream_opts *o = &p->s->o;
+    int64_t now = tb_stream_now_ms();
+    if (h->has_seq && h->seq < c->next && h->seq + 1 > c->acked) {
+        c->acked = h->seq + 1;
+        advance_base(p);
+    }
+    if (!h->has_resume || !h->has_credit || h->resume > c->next) return;
+    uint64_t in_flight = c->next - h->resume;
+    c->credit = h->credit > (int64_t)in_flight ? h->credit - (int64_t)in_flight : 0;
+    if (in_flight == 0) {
+        c->stall_since = 0;
+    } else if (!c->stall_since || c->stall_at != h->resume) {
+        c->stall_at = h->resume;
+        c->stall_since = now;
+    } else if (now - c->stall_since > o->peer_timeout_ms) {
+        if (h->resume < p->base && !o->regen) {
+            char why[128];
+            snprintf(why, sizeof why, "lost messages from %llu on, which are no longer kept",
+                     (unsigned long long)h->resume);
+            peer_gone(p, c, why);
+            return;
+        }
+        TB_WARN("stream %s: consumer '%s' still waits for message %llu, sent %lld ms ago: sending "
+                "again from there (connection reset?)", p->s->stream_id, c->id, (unsigned long long)h->resume,
+                (long long)(now - c->stall_since));
+        c->next = h->resume;
+        c->credit = h->credit;
+        c->end_sent = 0;
+        c->stall_since = 0;
+    }
+    if (p->ended && h->has_count && h->count == p->end_count && h->resume == p->end_count) c->end_seen = 1;
+    if (p->ended && c->end_sent && !h->has_count && h->resume == p->end_count &&
+        now - c->end_sent_at > o->peer_timeout_ms)
+        c->end_sent = 0; /* the END was lost: pump sends it again */
 }
 
 static void on_peer_msg(prod *p, const char *id, size_t idn, const void *data, size_t len)
@@ -332,7 +378,7 @@ static void on_peer_msg(prod *p, const char *id, size_t idn, const void *data, s
             advance_base(p);
         }
         break;
-    case TB_WIRE_HEARTBEAT: break;
+    case TB_WIRE_HEARTBEAT: on_heartbeat(p, c, &h); break;
     case TB_WIRE_ERROR:
         TB_WARN("stream %s: consumer '%s' reports: %.*s", sid, c->id, (int)(h.error_len > 512 ? 512 : h.error_len),
                 h.error ? h.error : "");
@@ -462,7 +508,10 @@ static void pump(prod *p)
             tb_wire_hdr h = hdr_of(p, TB_WIRE_END);
             h.has_seq = h.has_count = 1;
             h.seq = h.count = p->end_count;
-            if (send_ctl(p, c->id, c->id_len, &h) == 0) c->end_sent = 1;
+            if (send_ctl(p, c->id, c->id_len, &h) == 0) {
+                c->end_sent = 1;
+                c->end_sent_at = now;
+            }
         }
     }
     advance_base(p);
