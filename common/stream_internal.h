@@ -111,7 +111,7 @@ struct tb_stream {
     tb_buf *peer_hellos;     /* encoded hellos, for tb_stream_consumer_hello */
 };
 
-/* Pipe helpers (stream.c). */
+/* The inproc pipe between the application and I/O threads (stream.c). */
 int tb_stream_pipe_send(void *sock, const tb_pipe_cmd *c, void *zmsg /* zmq_msg_t* or NULL */);
 /* Receives a command (and its message frame into zmsg when it has one; zmsg is then
  * initialised). Returns 1 when a message frame came, 0 when not, -1 on error. */
