@@ -382,6 +382,14 @@ static int save(run_state *s, const char *reason)
     const int64_t step = s->adam.step;
     if (step == s->saved_step) return TB_OK;
     TB_TRY(extra_json(s, &extra));
+    /* A step-N folder newer than the checkpoint this run resumed from was written by a run that
+     * died before it moved OUT/latest: nothing acknowledged it, so it is replaced. */
+    char old[PATH_N];
+    TB_TRY(pathf(old, sizeof old, "%s/step-%lld", o->out_dir, (long long)step));
+    if (file_exists(old)) {
+        TB_WARN("replacing %s, left by an interrupted run after its last acknowledged checkpoint", old);
+        TB_TRY(remove_flat_dir(old));
+    }
     tb_train_state st = {.step = step,
                          .seed = o->loss.seed,
                          .rng_position = (uint64_t)s->res->messages,
