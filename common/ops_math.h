@@ -36,7 +36,7 @@ static inline float ops_bits_to_f(uint32_t u) { float f; memcpy(&f, &u, 4); retu
 static inline uint32_t ops_f_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 
 /* e^x for fp32, max relative error ~2 ulp; x < -87.3 gives 0, x > 88.7 is clamped. */
-static inline float ops_expf(float x)
+static inline __attribute__((always_inline)) float ops_expf(float x)
 {
     const float big = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     float xc = x > 88.7f ? 88.7f : x;
@@ -62,7 +62,7 @@ static inline float ops_expf(float x)
 /* 1 + erf(a), accurate in RELATIVE terms also for a << 0 (the left tail of GELU), where it is
  * computed as exp(r) instead of 1 - (1 - exp(r)). Two minimax pieces (|a| below / above 0.927734375),
  * both evaluated and one selected, so loops over it vectorise. */
-static inline float ops_one_plus_erf(float a)
+static inline __attribute__((always_inline)) float ops_one_plus_erf(float a)
 {
     const float t = a < 0.0f ? -a : a, s = a * a;
     /* |a| <= 0.927734375: erf(a) = a + a * P(a^2) */
@@ -89,7 +89,7 @@ static inline float ops_one_plus_erf(float a)
 /* Uniform floats in [0, 1) for elements [first, first + n) of a Philox stream, bit-identical to
  * tb_rng_uniform (same counters and words), but 16 counters at a time so the rounds vectorise. */
 #define OPS_PHILOX_LANES 16
-static inline void ops_uniform(tb_rng_key key, uint32_t hi, uint32_t lo, uint64_t first, float *out, size_t n)
+static inline __attribute__((always_inline)) void ops_uniform(tb_rng_key key, uint32_t hi, uint32_t lo, uint64_t first, float *out, size_t n)
 {
     size_t head = (size_t)((4 - (first & 3)) & 3);
     if (head > n) head = n;
