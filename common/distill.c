@@ -467,6 +467,7 @@ static int evaluate(run_state *s)
     if (o->loss.mode != TB_DISTILL_TASK_STAGE2 || !o->dev_input || s->evaluated_step == s->adam.step) return TB_OK;
     tb_taskmetrics_result er;
     TB_TRY(dev_metrics(s, &er));
+    s->evaluated_step = s->adam.step;
     tb_metric f[TB_TM_MAX_FIELDS];
     int n = 0;
     TB_TRY(tb_taskmetrics_fields(&er, f, TB_TM_MAX_FIELDS, &n));
