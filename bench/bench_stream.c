@@ -11,7 +11,8 @@
  *
  * Usage: bench_stream [--quick] [--reps N] [--transport ipc|tcp] [--size-mb 4|40]
  *                     [--consumers 1|4] [--messages N] [--no-stall]
- * TB_BENCH_CREDIT=n sets the lossless consumers' credit window (default 4).
+ * TB_BENCH_CREDIT=n sets the lossless consumers' credit window (default 4), TB_BENCH_RAW_HWM=n
+ * the raw sockets' high-water marks (default 8, as the lossless sockets').
  */
 #include "tb/codec.h"
 #include "tb/error.h"
@@ -82,11 +83,18 @@ static void buf_release(void *data, void *hint)
     tb_aligned_free(data);
 }
 
+/* Raw high-water mark: TB_BENCH_RAW_HWM, default 8 (the lossless sockets' hwm). */
+static int raw_hwm(void)
+{
+    const char *e = getenv("TB_BENCH_RAW_HWM");
+    return e && atoi(e) > 0 ? atoi(e) : 8;
+}
+
 static int raw_producer(const run *r)
 {
     void *ctx = zmq_ctx_new();
     void *push[MAXC];
-    int hwm = 4, linger = 10000;
+    int hwm = raw_hwm(), linger = 10000;
     for (int i = 0; i < r->consumers; i++) {
         push[i] = zmq_socket(ctx, ZMQ_PUSH);
         zmq_setsockopt(push[i], ZMQ_SNDHWM, &hwm, sizeof hwm);
@@ -120,7 +128,7 @@ static int raw_consumer(const run *r)
 {
     void *ctx = zmq_ctx_new();
     void *pull = zmq_socket(ctx, ZMQ_PULL);
-    int hwm = 4;
+    int hwm = raw_hwm();
     zmq_setsockopt(pull, ZMQ_RCVHWM, &hwm, sizeof hwm);
     if (zmq_connect(pull, r->ep[r->index])) return 2;
     result res = {0};
