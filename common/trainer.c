@@ -153,7 +153,7 @@ static int cmp_i64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Keeps the newest `keep` step-N folders of `dir`. */
+/* Keeps the newest `keep` step-N folders of `dir` (N > 0; step-0 is never removed). */
 static int prune_checkpoints(const char *dir, int keep)
 {
     int rc = TB_OK;
@@ -167,6 +167,7 @@ static int prune_checkpoints(const char *dir, int keep)
         if (strncmp(e->d_name, "step-", 5) != 0) continue;
         long long v = strtoll(e->d_name + 5, &end, 10);
         if (*end || end == e->d_name + 5) continue; /* step-N.tmp and others */
+        if (v == 0) continue;                        /* the initial point (save_initial) stays */
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
             int64_t *ns = realloc(steps, cap * sizeof *ns);
@@ -489,6 +490,7 @@ int tb_trainer_run(const tb_trainer_opts *o, tb_bert_model *m, tb_trainer_result
                          (tb_metric[]){TB_MI("t_total", t.t_total), TB_MI("messages_per_epoch", t.per_epoch),
                                        TB_MI("epochs", o->epochs), TB_MB("resumed", res->steps > 0)},
                          4));
+    if (o->save_initial && res->steps == 0) TB_TRY(save(&t, "initial"));
     TB_TRY(tb_progress_init(&t.prog, stderr, o->progress, o->stage, o->max_steps > 0 && o->max_steps < t.t_total ? o->max_steps : t.t_total,
                             o->progress_interval));
     t.prog_ready = 1;

@@ -41,6 +41,7 @@ static const tb_opt opts[] = {
     TB_OPTION("keep", TB_OPT_INT, "2", "periodic checkpoints kept"),
     TB_OPTION("eval-every", TB_OPT_INT, "0", "evaluate on --dev every N steps (0: at the end only)"),
     TB_OPTION("resume", TB_OPT_BOOL, "false", "continue exactly from the newest checkpoint in --output"),
+    TB_OPTION("save-init", TB_OPT_BOOL, "false", "also save the starting point as OUTPUT/step-0 (for comparisons)"),
     TB_OPTION("plot", TB_OPT_STRING, NULL, "loss-curve image (.png or .svg; default OUTPUT/loss.png; \"\" none)", .metavar = "PATH"),
     {0},
 };
@@ -158,6 +159,7 @@ static int run(const tb_cli *cli, tb_trainer_result *res)
     o.vocab_path = tb_cli_str(cli, "vocab");
     o.seed = seed;
     o.resume = tb_cli_bool(cli, "resume");
+    o.save_initial = tb_cli_bool(cli, "save-init");
     o.loss = tb_ft_loss_step;
     o.loss_ctx = &loss;
     tb_eval_opts eo;

@@ -12,7 +12,7 @@
  *     "step" is the number of updates done, the logged loss the one of the batch of that update;
  *   - checkpoints OUT/step-N (model + BertAdam state + tb_train_state) every save_every steps, at
  *     the end and on SIGINT/SIGTERM (then tb_trainer_run returns TB_EINTR), keeping the newest
- *     `keep` of them (OUT/latest points at the newest);
+ *     `keep` of them (OUT/latest points at the newest; an initial OUT/step-0 is never pruned);
  *   - evaluation every eval_every steps and at the end through the stage's eval function; the
  *     best model by the task's main metric is saved as OUT/best/step-N (OUT/best/latest), older
  *     best folders removed;
@@ -80,6 +80,8 @@ typedef struct tb_trainer_opts {
     const char *vocab_path;       /* copied into every checkpoint (NULL: none) */
     uint64_t seed;                /* the run's seed (stored in the checkpoints) */
     int resume;                   /* continue from the newest checkpoint in out_dir */
+    int save_initial;             /* a fresh run first saves OUT/step-0 (the exact starting point,
+                                     e.g. for a comparison with another implementation) */
     int recv_timeout_ms;          /* per message; <= 0: wait */
     tb_trainer_loss_fn loss;
     void *loss_ctx;
