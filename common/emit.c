@@ -84,7 +84,7 @@ int tb_emit_load_model(const char *path, tb_bert_model *m, char *vocab_hash, siz
 error:
     tb_vocab_free(&v);
     if (rc) {
-        tb_err_wrap(rc, "loading checkpoint %s: ", path);
+        tb_err_wrap(rc, "loading checkpoint %s", path);
         tb_bert_free(m);
     }
     return rc;
@@ -178,7 +178,7 @@ static int forward(emitter *e, const tb_batch *b, uint64_t seq)
     tb_bert_run run = {.dropout = e->o->teacher_dropout, .seed = e->o->seed, .seq = seq};
     tb_features_run_flags(&e->uni, &run);
     rc = tb_bert_forward(&e->teacher, &bb, &run);
-    if (rc) tb_err_wrap(rc, "teacher forward of batch %llu: ", (unsigned long long)seq);
+    if (rc) tb_err_wrap(rc, "teacher forward of batch %llu", (unsigned long long)seq);
 error:
     return rc;
 }
@@ -295,7 +295,7 @@ static int refresh_union(emitter *e)
         rc = tb_features_request_from_hello(&h, &r);
         if (!rc) rc = tb_features_request_resolve(&r, &e->meta, who, &res);
         if (rc) {
-            tb_err_wrap(rc, "student '%s': ", who);
+            tb_err_wrap(rc, "student '%s'", who);
             goto error;
         }
         tb_features_request_union(&u, &res);
@@ -465,7 +465,7 @@ static int emit_loop(emitter *e, tb_emit_result *res, tb_metrics *mx, tb_progres
             break;
         }
         if (rc) {
-            tb_err_wrap(rc, "reading token batch %llu from %s: ", (unsigned long long)seq, o->input);
+            tb_err_wrap(rc, "reading token batch %llu from %s", (unsigned long long)seq, o->input);
             goto error;
         }
         if (!e->out_is_file) TB_TRY(refresh_union(e));
@@ -485,7 +485,7 @@ static int emit_loop(emitter *e, tb_emit_result *res, tb_metrics *mx, tb_progres
         rc = tb_stream_send(e->out, &m, NULL);
         e->in_send = 0;
         if (rc) {
-            tb_err_wrap(rc, "sending batch %llu: ", (unsigned long long)seq);
+            tb_err_wrap(rc, "sending batch %llu", (unsigned long long)seq);
             goto error;
         }
         double t2 = now_s();
@@ -501,7 +501,7 @@ static int emit_loop(emitter *e, tb_emit_result *res, tb_metrics *mx, tb_progres
                          6);
     }
     rc = tb_stream_finish(e->out);
-    if (rc) tb_err_wrap(rc, "finishing the feature stream: ");
+    if (rc) tb_err_wrap(rc, "finishing the feature stream");
 error:
     e->in_send = 0;
     tb_msg_free(&m);
@@ -543,7 +543,7 @@ int tb_emit_run(const tb_emit_opts *o, tb_emit_result *res)
                 o->teacher_dropout ? "on" : "off", o->students, o->output);
         rc = tb_stream_wait_consumers(e.out);
         if (rc) {
-            tb_err_wrap(rc, "waiting for %d student(s) on %s: ", o->students, o->output);
+            tb_err_wrap(rc, "waiting for %d student(s) on %s", o->students, o->output);
             goto error;
         }
         TB_TRY(refresh_union(&e));

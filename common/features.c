@@ -309,7 +309,7 @@ static int meta_int(const tb_msg *m, const char *key, int lo, int hi, int *out)
     int rc = TB_OK;
     int64_t v;
     rc = tb_msg_get_int(m, key, &v);
-    if (rc) return tb_err_wrap(rc, "feature message: ");
+    if (rc) return tb_err_wrap(rc, "feature message");
     TB_CHECK(v >= lo && v <= hi, TB_EFORMAT, "feature message: %s = %lld is outside [%d, %d]", key, (long long)v, lo,
              hi);
     *out = (int)v;
@@ -349,7 +349,7 @@ static int view_tensor(tb_features_view *v, const tb_msg *m, const char *key, in
     tb_tensor conv = {0};
     rc = tb_msg_get_tensor(m, key, &t);
     if (rc) {
-        tb_err_wrap(rc, "feature message lacks a feature the student asked for: ");
+        tb_err_wrap(rc, "feature message lacks a feature the student asked for");
         goto error;
     }
     TB_TRY(tb_tensor_expect(t, key, v->meta.dtype, ndim, shape));
@@ -400,7 +400,7 @@ int tb_features_view_init(tb_features_view *v, const tb_msg *m, const tb_feature
     const tb_tensor *ids;
     rc = tb_msg_get_tensor(m, "input_ids", &ids);
     if (rc) {
-        tb_err_wrap(rc, "feature message: ");
+        tb_err_wrap(rc, "feature message");
         goto error;
     }
     TB_CHECK(ids->ndim == 2 && ids->shape[0] > 0 && ids->shape[1] > 0, TB_ESHAPE,

@@ -146,10 +146,12 @@ typedef struct student {
     const char *log;       /* file: one line per seq received */
     uint64_t want_hidden, want_attn; int want_logits; /* exact sets expected in each message */
     tb_dtype dtype;
+    int dropout;           /* the emitter runs the teacher with dropout (seed 42) */
 } student;
 
 /* Compares the features of `v` (message of batch seq) with a forward of the teacher run here. */
-static int compare_with_forward(tb_bert_model *t, const tb_msg *m, const tb_features_view *v, const student *st)
+static int compare_with_forward(tb_bert_model *t, const tb_msg *m, const tb_features_view *v, const student *st,
+                                uint64_t seq)
 {
     tb_batch b = {0};
     int rc = 0;
@@ -157,6 +159,21 @@ static int compare_with_forward(tb_bert_model *t, const tb_msg *m, const tb_feat
     tb_bert_batch bb = {.B = v->B, .T = v->T, .input_ids = b.input_ids.data,
                         .token_type_ids = b.token_type_ids.data, .attention_mask = b.attention_mask.data};
     tb_bert_run run = {.scores_layers = 0xf, .logits = 1};
+    if (st->dropout) {
+        /* dropout must show: the features differ from an evaluation-mode forward */
+        if (tb_bert_forward(t, &bb, &run)) {
+            rc = 21;
+            goto done;
+        }
+        if (!memcmp(tb_bert_hidden(t, 4), v->hidden[4], (size_t)v->B * v->T * 16 * 4)) {
+            fprintf(stderr, "student %s: batch %llu carries no dropout\n", st->id, (unsigned long long)seq);
+            rc = 25;
+            goto done;
+        }
+        run.dropout = 1;
+        run.seed = 42;
+        run.seq = seq;
+    }
     if (tb_bert_forward(t, &bb, &run)) {
         fprintf(stderr, "student %s: %s\n", st->id, tb_err_msg());
         rc = 21;
@@ -267,7 +284,7 @@ static int student_main(void *arg)
                         (unsigned long long)h, (unsigned long long)a, lg);
                 rc = 17;
             }
-            if (!rc) rc = compare_with_forward(&t, &m, &v, st);
+            if (!rc) rc = compare_with_forward(&t, &m, &v, st, (uint64_t)seq);
             tb_features_view_free(&v);
         }
         tb_msg_free(&m);
@@ -408,6 +425,35 @@ Test(emit, killed_student_resumes_exactly_once)
     for (int g = 0; g < NB; g++) cr_expect_eq(count[g], 1, "batch %d counted %d times", g, count[g]);
     free(l1);
     free(l2);
+}
+
+/* With --teacher-dropout the features of a regenerated batch are the same bits as the first
+ * time (masks keyed by seed and batch number): a student dies after batch 2 having checkpointed
+ * batch 0 only, resumes from 1, and both lives compare with their own dropout forward. */
+Test(emit, teacher_dropout_regenerates_identical_features)
+{
+    char ep[128], cmd[2048], err[300];
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    student a = {.endpoint = ep, .id = "d", .req = {.student_layers = 4}, .manual_ack = 1, .ack_upto = 0,
+                 .die_after = 2, .want_hidden = 0x1f, .want_attn = 0xf, .dtype = TB_F32, .dropout = 1};
+    pid_t pa = tb_proc_fork(student_main, &a);
+    snprintf(err, sizeof err, "%s/emit.err", g_dir);
+    snprintf(cmd, sizeof cmd,
+             "exec %s --teacher %s --input %s --output %s --students 1 --threads 1 --teacher-dropout --seed 42 "
+             "--on-student-death wait --peer-timeout-ms 1500 --dead-wait-ms 30000 --retain-max 1 2>%s",
+             EMIT, g_teacher, g_batches, ep, err);
+    pid_t pe = spawn_sh(cmd);
+    cr_assert_eq(wait_code(pa, 60000), -SIGKILL, "the student should have died by SIGKILL");
+    student a2 = a;
+    a2.resume_from = 1;
+    a2.die_after = -1;
+    a2.ack_upto = NB;
+    cr_expect_eq(wait_code(tb_proc_fork(student_main, &a2), 120000), 0, "restarted student failed");
+    int code = wait_code(pe, 60000);
+    char *e = slurp(err);
+    cr_expect_eq(code, 0, "tb-emit: %s", e);
+    cr_expect(strstr(e, "regenerated") && !strstr(e, " 0 regenerated"), "nothing was regenerated: %s", e);
+    free(e);
 }
 
 /* File output: the estimate is printed first; a limit below it is refused before anything is
