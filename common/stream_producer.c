@@ -541,7 +541,8 @@ static void check_ack_stall(prod *p, int64_t now)
 {
     tb_stream_opts *o = &p->s->o;
     peer *culprit = NULL;
-    int full = p->have_pending && p->head > p->base &&
+    /* With a regenerate callback only unsent messages are kept: a full buffer is flow control. */
+    int full = !o->regen && p->have_pending && p->head > p->base &&
                (p->head - p->base >= (uint64_t)o->retain_max ||
                 (o->retain_max_bytes && p->ring_bytes + zmq_msg_size(&p->pending) > o->retain_max_bytes));
     for (int i = 0; full && i < p->npeers; i++) {
