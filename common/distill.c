@@ -237,7 +237,6 @@ typedef struct run_state {
     char vocab[PATH_N];         /* "" : none */
     int64_t saved_step;         /* step of the newest checkpoint (-1: none) */
     int64_t evaluated_step;
-    uint64_t start_position;    /* resume_from */
     int64_t t_total;
     char resume_path[PATH_N];   /* "" : fresh start */
 } run_state;
@@ -575,6 +574,9 @@ static int find_resume(run_state *s, char *cfg_hash, char *vocab_hash)
     memset(&st, 0, sizeof st);
     char latest[PATH_N];
     TB_TRY(pathf(latest, sizeof latest, "%s/%s", o->out_dir, TB_CKPT_LATEST));
+    TB_CHECK(o->resume || !file_exists(latest), TB_EINVAL,
+             "%s already holds checkpoints (%s): continue them with --resume, or write to another folder",
+             o->out_dir, latest);
     if (!o->resume || !file_exists(latest)) {
         if (o->resume) TB_WARN("--resume: no checkpoint in %s yet, starting from the beginning", o->out_dir);
         return TB_OK;
@@ -584,7 +586,6 @@ static int find_resume(run_state *s, char *cfg_hash, char *vocab_hash)
     TB_CHECK(st.seed == o->loss.seed, TB_EINVAL,
              "%s was trained with seed %llu, this run has seed %llu: resume with the same seed", s->resume_path,
              (unsigned long long)st.seed, (unsigned long long)o->loss.seed);
-    s->start_position = st.data_position;
     s->res->messages = (int64_t)st.data_position;
     if (st.extra_json && (extra = cJSON_Parse(st.extra_json))) {
         const cJSON *md = cJSON_GetObjectItem(extra, "mode"), *ch = cJSON_GetObjectItem(extra, "teacher_config_hash"),
@@ -611,6 +612,7 @@ static int open_stream(run_state *s)
     int rc = TB_OK;
     const tb_distill_opts *o = s->o;
     char id[64];
+    tb_msg_free(&s->hello);
     tb_msg_init(&s->hello);
     TB_TRY(tb_features_request_to_hello(&s->req, &s->hello));
     TB_TRY(tb_msg_set_str(&s->hello, "student.mode", tb_distill_mode_name(o->loss.mode)));
@@ -624,7 +626,7 @@ static int open_stream(run_state *s)
     }
     if (o->credit > 0) so.credit = o->credit;
     if (o->peer_timeout_ms > 0) so.peer_timeout_ms = o->peer_timeout_ms;
-    so.resume_from = s->start_position;
+    so.resume_from = (uint64_t)s->res->messages;
     so.hello = &s->hello;
     so.manual_ack = 1;
     TB_TRY(tb_stream_open(&s->in, o->input, TB_STREAM_READ, &so));
@@ -670,11 +672,11 @@ static int write_check(run_state *s, const tb_msg *msg, const tb_distill_step_re
     const tb_param_table *p = &s->m.params;
     if (mkdir(o->check_dir, 0777) != 0 && errno != EEXIST)
         TB_CHECK(0, TB_EIO, "cannot create %s: %s", o->check_dir, strerror(errno));
-    items = calloc((size_t)p->count + 3, sizeof *items);
+    items = calloc((size_t)p->count + 4, sizeof *items);
     names = calloc((size_t)p->count, sizeof *names);
     TB_CHECK(items && names, TB_ENOMEM, "out of memory");
-    static const char *const inputs[] = {"input_ids", "token_type_ids", "attention_mask"};
-    for (int i = 0; i < 3; i++) {
+    static const char *const inputs[] = {"input_ids", "token_type_ids", "attention_mask", "labels"};
+    for (int i = 0; i < 4; i++) {
         const tb_tensor *t;
         TB_TRY(tb_msg_get_tensor(msg, inputs[i], &t));
         items[n].name = inputs[i];
@@ -774,6 +776,38 @@ error:
     return rc;
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The emitter is gone (status `why`): with emitter_wait_ms, re-opens the stream at the next
+ * message, until the deadline of this outage passes. */
+static int reconnect(run_state *s, int why, double *deadline)
+{
+    int rc = why;
+    const tb_distill_opts *o = s->o;
+    if (o->emitter_wait_ms <= 0 || o->check_dir || (why != TB_EPEER && why != TB_ETIMEOUT)) return why;
+    double now = now_s();
+    if (*deadline == 0) {
+        *deadline = now + o->emitter_wait_ms / 1000.0;
+        TB_WARN("the emitter is gone (%s); waiting up to %d ms for one at %s to serve message %lld on", tb_err_msg(),
+                o->emitter_wait_ms, o->input, (long long)s->res->messages);
+    }
+    if (now >= *deadline) {
+        tb_err_wrap(why, "no emitter came back within %d ms: ", o->emitter_wait_ms);
+        return why;
+    }
+    tb_err_clear();
+    tb_stream_close(s->in);
+    s->in = NULL;
+    TB_TRY(open_stream(s));
+error:
+    return rc;
+}
+
 static int loop(run_state *s)
 {
     int rc = TB_OK;
@@ -781,6 +815,7 @@ static int loop(run_state *s)
     tb_msg msg;
     tb_msg_init(&msg);
     int done_check = 0;
+    double outage = 0; /* deadline of the current emitter outage (0: none) */
     for (;;) {
         if (!o->check_dir && o->max_steps > 0 && s->res->steps >= o->max_steps) break;
         if (tb_signals_pending()) {
@@ -793,10 +828,12 @@ static int loop(run_state *s)
             rc = TB_OK;
             break;
         }
+        if ((rc == TB_EPEER || rc == TB_ETIMEOUT) && reconnect(s, rc, &outage) == TB_OK) continue;
         if (rc != TB_OK) {
             if (rc != TB_EINTR) tb_err_wrap(rc, "reading teacher features from %s: ", o->input);
             break;
         }
+        outage = 0;
         if (done_check) continue; /* check mode: drain to the end so the producer finishes */
         uint64_t seq = 0;
         TB_TRY(msg_seq(&msg, &seq));

@@ -42,6 +42,8 @@ static const tb_opt opts[] = {
     TB_OPTION("recv-timeout-ms", TB_OPT_INT, "0", "fail when no message arrives for this long (0: wait)"),
     TB_OPTION("peer-timeout-ms", TB_OPT_INT, "0", "an emitter silent this long counts as dead (0: stream default "
                                                   "10000)"),
+    TB_OPTION("emitter-wait-ms", TB_OPT_INT, "0", "when the emitter dies: 0 fail; N > 0 wait up to N ms for a "
+                                                   "restarted one and continue from the next message"),
     TB_OPTION("expect-config-hash", TB_OPT_STRING, NULL, "teacher config hash required (default: pinned from the "
                                                          "first message)"),
     TB_OPTION("expect-vocab-hash", TB_OPT_STRING, NULL, "vocabulary hash required (default: pinned from the first "
@@ -114,6 +116,7 @@ static int opts_from_cli(const tb_cli *cli, tb_distill_opts *o)
     o->credit = (int)tb_cli_int(cli, "credit");
     o->recv_timeout_ms = (int)tb_cli_int(cli, "recv-timeout-ms");
     o->peer_timeout_ms = (int)tb_cli_int(cli, "peer-timeout-ms");
+    o->emitter_wait_ms = (int)tb_cli_int(cli, "emitter-wait-ms");
     o->expect_config_hash = tb_cli_str(cli, "expect-config-hash");
     o->expect_vocab_hash = tb_cli_str(cli, "expect-vocab-hash");
     o->vocab_path = tb_cli_str(cli, "vocab");

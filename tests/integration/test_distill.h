@@ -57,7 +57,7 @@ static inline void td_model(const char *dir, const tb_bert_config *cfg, uint64_t
 }
 
 /* Writes `count` token batches of B x T (random ids in [1, vocab), rows of shrinking length padded
- * with 0, labels in [0, num_labels)) as a message file. */
+ * with 0, labels in [0, num_labels), or f32 values in [0, 5) when num_labels is 1) as a message file. */
 static inline void td_batches(const char *path, int count, int B, int T, int vocab, int num_labels, uint32_t seed)
 {
     tb_stream *s = NULL;
@@ -70,7 +70,7 @@ static inline void td_batches(const char *path, int count, int B, int T, int voc
         cr_assert_eq(tb_tensor_alloc(&b.input_ids, TB_I32, 2, bt), TB_OK);
         cr_assert_eq(tb_tensor_alloc(&b.token_type_ids, TB_I32, 2, bt), TB_OK);
         cr_assert_eq(tb_tensor_alloc(&b.attention_mask, TB_I32, 2, bt), TB_OK);
-        cr_assert_eq(tb_tensor_alloc(&b.labels, TB_I32, 1, bb), TB_OK);
+        cr_assert_eq(tb_tensor_alloc(&b.labels, num_labels == 1 ? TB_F32 : TB_I32, 1, bb), TB_OK);
         cr_assert_eq(tb_tensor_alloc(&b.example_ids, TB_I64, 1, bb), TB_OK);
         int32_t *ids = b.input_ids.data, *tt = b.token_type_ids.data, *am = b.attention_mask.data,
                 *lab = b.labels.data;
@@ -84,13 +84,16 @@ static inline void td_batches(const char *path, int count, int B, int T, int voc
                 tt[i * T + t] = t < len && t >= len / 2;
             }
             r = r * 1664525u + 1013904223u;
-            lab[i] = (int32_t)((r >> 8) % (uint32_t)num_labels);
+            if (num_labels == 1)
+                ((float *)b.labels.data)[i] = (float)((r >> 8) % 5000u) / 1000.0f;
+            else
+                lab[i] = (int32_t)((r >> 8) % (uint32_t)num_labels);
             ex[i] = (int64_t)k * B + i;
         }
         b.index = k;
         tb_msg m;
         tb_msg_init(&m);
-        cr_assert_eq(tb_batch_to_msg(&b, NULL, num_labels == 3 ? "a,b,c" : NULL, &m), TB_OK, "%s", tb_err_msg());
+        cr_assert_eq(tb_batch_to_msg(&b, NULL, num_labels == 3 ? "a,b,c" : num_labels == 1 ? "regression" : NULL, &m), TB_OK, "%s", tb_err_msg());
         cr_assert_eq(tb_stream_send(s, &m, NULL), TB_OK, "%s", tb_err_msg());
         tb_msg_free(&m);
         tb_batch_free(&b);

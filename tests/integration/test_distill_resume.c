@@ -246,3 +246,84 @@ Test(distill_resume, message_without_the_requested_features_is_refused, .timeout
     free(text);
     td_rmtree(f.dir);
 }
+
+/* Features from another teacher than the student expects (its config hash) are refused. */
+Test(distill_resume, features_from_an_unexpected_teacher_are_refused, .timeout = 120)
+{
+    fixture f;
+    setup(&f);
+    char feats[4400], out[4200], err[4200];
+    snprintf(feats, sizeof feats, "%s/features.msg", f.dir);
+    char *eargv[] = {TD_EMIT, "--teacher", f.teacher, "--input", f.batches, "--output", feats, "--student-layers", "2",
+                     "--max-batches", "1", "--threads", "1", "--progress", "none", "--log-level", "warn", NULL};
+    cr_assert_eq(td_wait(td_spawn(eargv, NULL), 60000), 0, "tb-emit to a file failed");
+    snprintf(out, sizeof out, "%s/out", f.dir);
+    snprintf(err, sizeof err, "%s/student.err", f.dir);
+    char *argv[] = {TD_DISTILL, "--input", feats, "--out", out, "--mode", "general", "--config", f.cfg,
+                    "--expect-config-hash", "fnv1a64:0123456789abcdef", "--total-steps", "1", "--threads", "1",
+                    "--progress", "none", "--log-level", "warn", NULL};
+    int code = td_wait(td_spawn(argv, err), 60000);
+    cr_assert_eq(code, 1, "the student should refuse features of another teacher, got exit %d", code);
+    char *text = td_slurp(err, NULL);
+    cr_assert(text && strstr(text, "fnv1a64:0123456789abcdef") && strstr(text, "message 0"),
+              "the error should name the message and the expected hash: %s", text ? text : "(none)");
+    free(text);
+    /* the same file with the right expectation trains */
+    char *ok[] = {TD_DISTILL, "--input", feats, "--out", out, "--mode", "general", "--config", f.cfg,
+                  "--total-steps", "1", "--threads", "1", "--progress", "none", "--log-level", "warn", "--plot", "",
+                  NULL};
+    cr_assert_eq(td_wait(td_spawn(ok, NULL), 60000), 0, "the student should train on the feature file");
+    td_rmtree(f.dir);
+}
+
+/* --emitter-wait-ms: the emitter stops answering for longer than the student's peer timeout
+ * (SIGSTOP: a hung host or a broken link), the student's stream gives up, and the student
+ * reconnects (same consumer id, resume_from = its next message) until the emitter answers again;
+ * it ends with the uninterrupted weights, every message trained on once. */
+Test(distill_resume, student_waits_for_a_silent_emitter, .timeout = 240)
+{
+    fixture f;
+    setup(&f);
+    char ep[256], ref_out[4200], out[4200], err[4200], a[4400], b[4400];
+    snprintf(ref_out, sizeof ref_out, "%s/ref", f.dir);
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    pid_t em = emitter(&f, ep, "fail", NULL);
+    pid_t st = student(&f, ep, ref_out, 0, NULL);
+    cr_assert_eq(td_wait(st, 120000), 0, "uninterrupted student failed");
+    cr_assert_eq(td_wait(em, 60000), 0, "emitter failed");
+
+    snprintf(out, sizeof out, "%s/waiting", f.dir);
+    snprintf(err, sizeof err, "%s/waiting.err", f.dir);
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    em = emitter(&f, ep, "wait", NULL);
+    char *argv[] = {TD_DISTILL, "--input", ep, "--out", out, "--mode", "general", "--config", f.cfg, "--seed", "5",
+                    "--total-steps", "24", "--save-every", "2", "--threads", "1", "--progress", "none", "--log-level",
+                    "warn", "--plot", "", "--consumer-id", "student-a", "--peer-timeout-ms", "1000",
+                    "--emitter-wait-ms", "30000", NULL};
+    st = td_spawn(argv, err);
+    char step4[4400];
+    snprintf(step4, sizeof step4, "%s/step-4", out);
+    for (int i = 0; i < 60000 && !exists(step4); i++) sleep_ms(1);
+    cr_assert(exists(step4), "the student never wrote step-4");
+    kill(em, SIGSTOP);
+    char last[4400];
+    snprintf(last, sizeof last, "%s/step-%d", out, NB);
+    sleep_ms(2500); /* > the student's peer timeout */
+    int alive = tb_proc_wait(st, 0, NULL) != 0;
+    kill(em, SIGCONT);
+    cr_assert(alive, "the student should wait for the emitter, not fail");
+    cr_assert_eq(td_wait(st, 120000), 0, "the student did not finish after the emitter came back");
+    cr_assert_eq(td_wait(em, 60000), 0, "the emitter failed");
+    char *text = td_slurp(err, NULL);
+    cr_assert(text && strstr(text, "waiting up to 30000 ms"), "the student should say it waits: %s",
+              text ? text : "(none)");
+    free(text);
+    snprintf(a, sizeof a, "%s/step-%d/model.safetensors", ref_out, NB);
+    snprintf(b, sizeof b, "%s/step-%d/model.safetensors", out, NB);
+    cr_assert(exists(last), "no final checkpoint");
+    cr_assert(td_same_file(a, b), "weights after the outage differ from the uninterrupted run");
+    for (int s = 0; s < NB; s++)
+        cr_assert_eq(step_lines(out, s), 1, "message %d trained on %d times", s, step_lines(out, s));
+    td_rmtree(f.dir);
+}
+

@@ -18,18 +18,23 @@ typedef struct fixture {
     char dir[4096], teacher[4200], student[4200], batches[4200];
 } fixture;
 
-static void setup_models(fixture *f, int student_layers)
+static void setup_models_labels(fixture *f, int student_layers, int num_labels)
 {
     tb_proc_tmpdir(f->dir, sizeof f->dir);
     char d[4200];
-    tb_bert_config tc = td_config(VOCAB, 32, 4, 4, 64, TB_HEAD_TINYBERT, 3, 0);
+    tb_bert_config tc = td_config(VOCAB, 32, 4, 4, 64, TB_HEAD_TINYBERT, num_labels, 0);
     snprintf(d, sizeof d, "%s/teacher", f->dir);
     td_model(d, &tc, 5, f->teacher, sizeof f->teacher);
-    tb_bert_config sc = td_config(VOCAB, 16, student_layers, 4, 32, TB_HEAD_TINYBERT, 3, 32);
+    tb_bert_config sc = td_config(VOCAB, 16, student_layers, 4, 32, TB_HEAD_TINYBERT, num_labels, 32);
     snprintf(d, sizeof d, "%s/student", f->dir);
     td_model(d, &sc, 9, f->student, sizeof f->student);
     snprintf(f->batches, sizeof f->batches, "%s/batch.msg", f->dir);
-    td_batches(f->batches, 1, B, T, VOCAB, 3, 4);
+    td_batches(f->batches, 1, B, T, VOCAB, num_labels, 4);
+}
+
+static void setup_models(fixture *f, int student_layers)
+{
+    setup_models_labels(f, student_layers, 3);
 }
 
 /* tb-emit --output ipc://... | tb-distill --check CHECK; returns tb-distill's exit code. */
@@ -193,6 +198,28 @@ Test(distill_torch, stage2_losses_and_gradients_match_torch, .timeout = 180)
     static const char *const frozen[] = {"fit_dense.weight", "fit_dense.bias", NULL};
     int n = check_grads(check, frozen);
     cr_assert_eq(n, 5 + 2 * 16 + 4, "trainable tensors compared: %d (embeddings, 2 layers, pooler, classifier)", n);
+    td_rmtree(f.dir);
+}
+
+/* Regression (one output): stage 2 is the MSE of the student's output against the gold value. */
+Test(distill_torch, stage2_regression_matches_torch, .timeout = 180)
+{
+    fixture f;
+    setup_models_labels(&f, 2, 1);
+    char check[4400], losses[4500], ref_path[4500];
+    snprintf(check, sizeof check, "%s/check-reg", f.dir);
+    cr_assert_eq(run_check(&f, "task-stage2", "f32", check, "--pred-weight"), 0, "tb-distill --check failed");
+    run_reference(&f, check);
+    snprintf(losses, sizeof losses, "%s/losses.json", check);
+    snprintf(ref_path, sizeof ref_path, "%s/ref.safetensors", check);
+    tb_st_file ref;
+    cr_assert_eq(tb_st_open(&ref, ref_path), TB_OK, "%s", tb_err_msg());
+    check_loss(losses, &ref, "pred");
+    double got = json_num(losses, "loss"), want = ref_scalar(&ref, "loss.total");
+    cr_assert(fabs(got - want) <= 1e-4 * fabs(want), "weighted total %.9g vs torch %.9g", got, want);
+    tb_st_close(&ref);
+    static const char *const frozen[] = {"fit_dense.weight", NULL};
+    check_grads(check, frozen);
     td_rmtree(f.dir);
 }
 

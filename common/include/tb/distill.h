@@ -128,6 +128,10 @@ typedef struct tb_distill_opts {
     int credit;                   /* stream credit (4) */
     int recv_timeout_ms;          /* per message; <= 0: wait (the dead-producer check applies) */
     int peer_timeout_ms;          /* producer silent this long counts as dead (0: stream default) */
+    int emitter_wait_ms;          /* 0: a dead emitter fails the run; > 0: reconnect (same consumer
+                                     id, resume_from = the next message) until one answers, for up
+                                     to this long - a restarted emitter that can regenerate batches
+                                     serves the student from where it stands */
     const char *metrics_path;     /* extra JSON-lines destination (NULL: none, "-": stdout) */
     tb_progress_mode progress;
     const char *plot_path;        /* NULL: OUT/loss.png; "": none */

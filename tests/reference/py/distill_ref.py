@@ -4,7 +4,7 @@
 Usage: distill_ref.py TEACHER_DIR STUDENT_DIR CHECK_DIR
   TEACHER_DIR, STUDENT_DIR: checkpoint folders (config.json + model.safetensors, Hugging Face names)
   CHECK_DIR: the output of `tb-distill --check`: losses.json (mode, weights, temperature) and
-             grads.safetensors (input_ids, token_type_ids, attention_mask of the batch, and
+             grads.safetensors (input_ids, token_type_ids, attention_mask, labels of the batch, and
              "grad/<name>" for every parameter tb-distill trains in that mode)
 Writes CHECK_DIR/ref.safetensors (f64): loss.att, loss.hidden, loss.emb, loss.pred, loss.total ([1]
 each) and "grad/<name>" for every parameter of the student (the C test compares the trainable ones
@@ -58,7 +58,12 @@ def main(teacher_dir, student_dir, check_dir):
     so = student.forward(ids, types, mask, logits=stage2)
     zero = torch.zeros(())
     att = hid = emb = pred = zero
-    if stage2:
+    if stage2 and student.cfg.get("num_labels", 0) == 1:
+        # regression: MSE of the single output against the gold value, not the teacher's
+        gold = torch.from_numpy(batch["labels"].astype(np.float64))
+        pred = tbref.mse(so["logits"][:, 0], gold)
+        total = run["w_pred"] * pred
+    elif stage2:
         pred = tbref.soft_ce(so["logits"], to["logits"], run["temperature"])
         total = run["w_pred"] * pred
     else:
