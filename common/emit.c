@@ -121,6 +121,7 @@ typedef struct emitter {
     uint64_t regenerated;
     uint64_t feature_bytes;
     int logged_union;
+    int remove_output;           /* a feature file refused part-way is removed, not left truncated */
 } emitter;
 
 static int reserve(emitter *e, int B, int T)
@@ -478,7 +479,11 @@ static int emit_loop(emitter *e, tb_emit_result *res, tb_metrics *mx, tb_progres
         uint64_t fb = tb_features_bytes(&e->uni, &e->meta, B, T);
         if (e->out_is_file && !res->estimate_bytes) {
             written += tb_emit_file_estimate(&e->uni, &e->meta, 1, B, T);
-            TB_TRY(check_space(e, written, "so far"));
+            rc = check_space(e, written, "so far");
+            if (rc) {
+                e->remove_output = 1;
+                goto error;
+            }
         }
         e->in_send = 1;
         e->pending_msg = &m;
@@ -571,6 +576,8 @@ error:
     if (have_pr) tb_progress_free(&pr);
     tb_stream_close(e.out);
     tb_stream_close(e.in);
+    if (e.remove_output && unlink(file_path(o->output)) == 0)
+        TB_INFO("removed the incomplete feature file %s", file_path(o->output));
     tb_batch_free(&e.pending);
     tb_bert_free(&e.teacher);
     tb_metrics_close(&mx);

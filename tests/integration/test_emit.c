@@ -550,6 +550,110 @@ Test(emit, bad_requests_fail_clearly)
     free(e);
 }
 
+/* A live input: token batches from a ZeroMQ producer (as tb-tokenize sends them) into a feature
+ * file; the size limit is then checked batch by batch. */
+static char g_live_ep[128];
+
+static int live_producer(void *arg)
+{
+    (void)arg;
+    tb_stream_opts o;
+    tb_stream_opts_default(&o);
+    o.consumers = 1;
+    o.hello_timeout_ms = 30000;
+    tb_stream *w;
+    if (tb_stream_open(&w, g_live_ep, TB_STREAM_WRITE, &o)) return 1;
+    int rc = 0;
+    for (int64_t g = 0; g < NB && !rc; g++) {
+        tb_batch b;
+        fill_batch(&b, g);
+        tb_msg m;
+        tb_msg_init(&m);
+        if (tb_batch_to_msg(&b, "fnv1a64:00000000000000aa", "0,1", &m) || tb_stream_send(w, &m, NULL)) rc = 2;
+        tb_msg_free(&m);
+        tb_batch_free(&b);
+    }
+    if (!rc && tb_stream_finish(w)) rc = 3;
+    tb_stream_close(w);
+    return rc;
+}
+
+Test(emit, live_input_to_file)
+{
+    char cmd[2048], err[300], out[300];
+    tb_proc_ipc_endpoint(g_live_ep, sizeof g_live_ep);
+    snprintf(err, sizeof err, "%s/emit.err", g_dir);
+    snprintf(out, sizeof out, "%s/live.tbm", g_dir);
+    pid_t pp = tb_proc_fork(live_producer, NULL);
+    snprintf(cmd, sizeof cmd, "exec %s --teacher %s --input %s --output file:%s --student-layers 4 --threads 1 2>%s",
+             EMIT, g_teacher, g_live_ep, out, err);
+    int code = wait_code(spawn_sh(cmd), 60000);
+    char *e = slurp(err);
+    cr_expect_eq(code, 0, "%s", e);
+    cr_expect(strstr(e, "checked batch by batch"), "%s", e);
+    free(e);
+    cr_expect_eq(wait_code(pp, 30000), 0, "producer failed");
+    student st = {.endpoint = out, .id = "f", .req = {.student_layers = 4}, .die_after = -1, .want_hidden = 0x1f,
+                  .want_attn = 0xf, .dtype = TB_F32};
+    cr_expect_eq(wait_code(tb_proc_fork(file_reader_child, &st), 60000), 0, "live file content");
+
+    /* the same with a limit that the third batch crosses: two batches fit, then a clear refusal */
+    tb_proc_ipc_endpoint(g_live_ep, sizeof g_live_ep);
+    pp = tb_proc_fork(live_producer, NULL);
+    snprintf(out, sizeof out, "%s/live2.tbm", g_dir);
+    uint64_t one = 0;
+    {
+        tb_features_meta mt = {.layers = 4, .heads = 2, .hidden_size = 16, .num_labels = 2, .dtype = TB_F32};
+        tb_features_request r = {.hidden = 0x1f, .attn = 0xf};
+        one = tb_emit_file_estimate(&r, &mt, 1, BB, TT);
+    }
+    snprintf(cmd, sizeof cmd,
+             "exec %s --teacher %s --input %s --output file:%s --student-layers 4 --threads 1 "
+             "--max-output-bytes %llu 2>%s",
+             EMIT, g_teacher, g_live_ep, out, (unsigned long long)(2 * one + one / 2), err);
+    code = wait_code(spawn_sh(cmd), 60000);
+    e = slurp(err);
+    cr_expect_eq(code, 1, "%s", e);
+    cr_expect(strstr(e, "more than --max-output-bytes") && strstr(e, "so far"), "%s", e);
+    free(e);
+    struct stat sb;
+    cr_expect_neq(stat(out, &sb), 0, "the incomplete file must be removed");
+    tb_proc_reap(pp);
+}
+
+/* f16 transport's effect on the losses, against f32 (reported on stderr). */
+Test(emit, f16_features_change_losses_little)
+{
+    double tot[2][2];
+    const char *kinds[2] = {"intermediate", "prediction"}, *dts[2] = {"f32", "f16"};
+    for (int k = 0; k < 2; k++)
+        for (int d = 0; d < 2; d++) {
+            char out[300], cmd[2048], path[700];
+            snprintf(out, sizeof out, "%s/check-%s-%s", g_dir, kinds[k], dts[d]);
+            snprintf(cmd, sizeof cmd,
+                     "exec %s --check --teacher %s --student %s --input %s --check-index 2 --check-kind %s "
+                     "--feature-dtype %s --check-out %s --threads 1 --log-level warn",
+                     EMIT, g_teacher, g_student, g_batches, kinds[k], dts[d], out);
+            cr_assert_eq(wait_code(spawn_sh(cmd), 60000), 0);
+            snprintf(path, sizeof path, "%s/losses.json", out);
+            char *js = slurp(path);
+            cJSON *j = cJSON_Parse(js);
+            cr_assert(j);
+            cr_expect_str_eq(cJSON_GetObjectItem(j, "feature_dtype")->valuestring, dts[d]);
+            tot[k][d] = cJSON_GetObjectItem(j, "total")->valuedouble;
+            cJSON_Delete(j);
+            free(js);
+        }
+    for (int k = 0; k < 2; k++) {
+        double rel = fabs(tot[k][1] - tot[k][0]) / fabs(tot[k][0]);
+        fprintf(stderr, "f16 features, %s loss: f32 %.9g f16 %.9g relative difference %.3g\n", kinds[k], tot[k][0],
+                tot[k][1], rel);
+        /* f16 keeps 11 significant bits: a relative change of the loss well below 1e-2 */
+        cr_expect(rel < 1e-2, "%s: %.3g", kinds[k], rel);
+        cr_expect(tot[k][1] != tot[k][0] || k == 1, "f16 left the %s loss bit-identical: was it applied?", kinds[k]);
+    }
+}
+
 /* ---- check mode against PyTorch ------------------------------------------------------------ */
 
 static const char *check_py =
