@@ -184,25 +184,35 @@ static int bench_student(const opts *o, tb_bert_config c, int teacher_layers, in
     TB_TRY(tb_adam_init(&adam, &m.params, &ao));
     tb_bert_batch bt = {B, T, ids, types, mask};
     tb_bert_run run = {.dropout = 1, .seed = 42, .logits = kind == TB_DISTILL_PREDICTION};
-    double secs = 0, best = 1e30, cpu = 0;
+    double secs = 0, best = 1e30, cpu = 0, phase[4] = {0}; /* CPU s: forward, loss, backward, adam */
     for (int i = 0; i < o->warmup + o->iters; i++) {
-        double t0 = now(), c0 = cpu_now();
+        double t0 = now(), c0 = cpu_now(), c[5];
         run.seq = (uint64_t)i;
         tb_bert_distill_losses dl;
         tb_bert_grads g;
+        c[0] = c0;
         tb_bert_zero_grad(&m);
         TB_TRY(tb_bert_forward(&m, &bt, &run));
+        c[1] = cpu_now();
         TB_TRY(tb_bert_distill_loss(&m, &tf, kind, 1.0f, NULL, &dl, &g));
+        c[2] = cpu_now();
         TB_TRY(tb_bert_backward(&m, &g));
+        c[3] = cpu_now();
         TB_TRY(tb_adam_step(&adam, &m.params));
+        c[4] = cpu_now();
         double dt = now() - t0;
         if (i >= o->warmup) {
-            cpu += cpu_now() - c0;
+            cpu += c[4] - c0;
+            for (int k = 0; k < 4; k++) phase[k] += c[k + 1] - c[k];
             secs += dt;
             if (dt < best) best = dt;
         }
     }
     emit(o, name, secs, best, cpu, o->iters, 3.0 * tb_bert_forward_flops(&m, B, T, &run), tb_bert_arena_bytes(&m));
+    printf("{\"bench\":\"bert-%s-phases\",\"impl\":\"tinybert-c\",\"batch\":%d,\"seq\":%d,\"threads\":%d,"
+           "\"cpu_s_per_iter\":{\"forward\":%.4f,\"loss\":%.4f,\"backward\":%.4f,\"adam\":%.4f}}\n",
+           o->bcase, B, T, o->threads, phase[0] / o->iters, phase[1] / o->iters, phase[2] / o->iters,
+           phase[3] / o->iters);
 error:
     tb_adam_free(&adam);
     tb_bert_free(&m);
