@@ -236,6 +236,7 @@ typedef struct run_state {
     char metrics_file[PATH_N];
     char vocab[PATH_N];         /* "" : none */
     int64_t saved_step;         /* step of the newest checkpoint (-1: none) */
+    int64_t saved_messages;     /* messages the newest checkpoint holds */
     int64_t evaluated_step;
     int64_t t_total;
     char resume_path[PATH_N];   /* "" : fresh start */
@@ -397,6 +398,7 @@ static int save(run_state *s, const char *reason)
     TB_TRY(tb_checkpoint_save(o->out_dir, step, &s->m.config, &s->m.params, &s->adam, &st,
                               s->vocab[0] ? s->vocab : NULL, path, sizeof path));
     s->saved_step = step;
+    s->saved_messages = s->res->messages;
     snprintf(s->res->last_checkpoint, sizeof s->res->last_checkpoint, "%s", path);
     /* the update fed by every message up to res->messages - 1 is now safe */
     if (s->res->messages > 0 && s->in) TB_TRY(tb_stream_ack(s->in, (uint64_t)s->res->messages - 1));
@@ -587,6 +589,7 @@ static int find_resume(run_state *s, char *cfg_hash, char *vocab_hash)
              "%s was trained with seed %llu, this run has seed %llu: resume with the same seed", s->resume_path,
              (unsigned long long)st.seed, (unsigned long long)o->loss.seed);
     s->res->messages = (int64_t)st.data_position;
+    s->saved_messages = (int64_t)st.data_position;
     if (st.extra_json && (extra = cJSON_Parse(st.extra_json))) {
         const cJSON *md = cJSON_GetObjectItem(extra, "mode"), *ch = cJSON_GetObjectItem(extra, "teacher_config_hash"),
                     *vh = cJSON_GetObjectItem(extra, "vocab_hash"), *b = cJSON_GetObjectItem(extra, "best"),
@@ -607,7 +610,8 @@ error:
     return rc;
 }
 
-static int open_stream(run_state *s)
+/* Opens the feature stream at message `from`. */
+static int open_stream(run_state *s, uint64_t from)
 {
     int rc = TB_OK;
     const tb_distill_opts *o = s->o;
@@ -626,7 +630,7 @@ static int open_stream(run_state *s)
     }
     if (o->credit > 0) so.credit = o->credit;
     if (o->peer_timeout_ms > 0) so.peer_timeout_ms = o->peer_timeout_ms;
-    so.resume_from = (uint64_t)s->res->messages;
+    so.resume_from = from;
     so.hello = &s->hello;
     so.manual_ack = 1;
     TB_TRY(tb_stream_open(&s->in, o->input, TB_STREAM_READ, &so));
@@ -803,7 +807,27 @@ static int reconnect(run_state *s, int why, double *deadline)
     tb_err_clear();
     tb_stream_close(s->in);
     s->in = NULL;
-    TB_TRY(open_stream(s));
+    TB_TRY(open_stream(s, (uint64_t)s->res->messages));
+error:
+    return rc;
+}
+
+/* A producer that started after this student's checkpoint (a restarted emitter) refuses to resume
+ * beyond what it has produced. The student then re-opens the stream from message 0 and skips
+ * (acknowledges without training) the messages its checkpoint already holds: the emitter
+ * recomputes them - teacher forwards spent, results unchanged. Returns TB_OK when it re-opened. */
+static int replay_from_start(run_state *s, int why, int *replaying)
+{
+    int rc = why;
+    if (why != TB_EPEER || *replaying || s->res->messages == 0 || !strstr(tb_err_msg(), "were produced so far"))
+        return why;
+    TB_WARN("%s; the emitter started after this student's checkpoint: reading from message 0 and skipping the "
+            "%lld messages the checkpoint holds", tb_err_msg(), (long long)s->res->messages);
+    tb_err_clear();
+    *replaying = 1;
+    tb_stream_close(s->in);
+    s->in = NULL;
+    TB_TRY(open_stream(s, 0));
 error:
     return rc;
 }
@@ -816,6 +840,7 @@ static int loop(run_state *s)
     tb_msg_init(&msg);
     int done_check = 0;
     double outage = 0; /* deadline of the current emitter outage (0: none) */
+    int replaying = 0;  /* re-reading from message 0 after a producer restart */
     for (;;) {
         if (!o->check_dir && o->max_steps > 0 && s->res->steps >= o->max_steps) break;
         if (tb_signals_pending()) {
@@ -828,7 +853,11 @@ static int loop(run_state *s)
             rc = TB_OK;
             break;
         }
-        if ((rc == TB_EPEER || rc == TB_ETIMEOUT) && reconnect(s, rc, &outage) == TB_OK) continue;
+        if (rc == TB_EPEER && replay_from_start(s, rc, &replaying) == TB_OK) continue;
+        if ((rc == TB_EPEER || rc == TB_ETIMEOUT) && reconnect(s, rc, &outage) == TB_OK) {
+            replaying = 0;
+            continue;
+        }
         if (rc != TB_OK) {
             if (rc != TB_EINTR) tb_err_wrap(rc, "reading teacher features from %s: ", o->input);
             break;
@@ -837,6 +866,11 @@ static int loop(run_state *s)
         if (done_check) continue; /* check mode: drain to the end so the producer finishes */
         uint64_t seq = 0;
         TB_TRY(msg_seq(&msg, &seq));
+        if (replaying && seq < (uint64_t)s->res->messages) {
+            /* trained on already; acknowledged once a checkpoint holds it */
+            if (seq < (uint64_t)s->saved_messages) TB_TRY(tb_stream_ack(s->in, seq));
+            continue;
+        }
         TB_TRY(train_one(s, &msg, seq));
         if (o->check_dir) {
             done_check = 1;
@@ -934,7 +968,7 @@ static int run_stage(run_state *s)
     TB_CHECK(o->check_dir || s->t_total > 0 || o->adam.schedule == TB_SCHEDULE_CONSTANT, TB_EINVAL,
              "the %s schedule needs the number of steps: give --total-steps (or --max-steps)",
              tb_lr_schedule_name(o->adam.schedule));
-    TB_TRY(open_stream(s));
+    TB_TRY(open_stream(s, (uint64_t)s->res->messages));
     if (!o->check_dir) {
         TB_TRY(tb_progress_init(&s->prog, stderr, o->progress, "tb-distill", s->t_total, 0));
         s->have_prog = 1;

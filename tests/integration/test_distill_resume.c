@@ -124,11 +124,20 @@ Test(distill_resume, sigkilled_student_resumes_to_the_uninterrupted_weights, .ti
     td_rmtree(f.dir);
 }
 
-Test(distill_resume, killed_emitter_fails_the_student_clearly, .timeout = 120)
+/* An emitter SIGKILLed mid-run: the student fails with a clear error (no --emitter-wait-ms);
+ * restarted with --resume against a new emitter, it reads from message 0, skips what its
+ * checkpoint holds, and ends with the uninterrupted weights. */
+Test(distill_resume, killed_emitter_fails_the_student_clearly_and_a_new_one_resumes_it, .timeout = 240)
 {
     fixture f;
     setup(&f);
-    char ep[256], out[4200], err[4200];
+    char ep[256], out[4200], err[4200], ref_out[4200], a[4400], b[4400];
+    snprintf(ref_out, sizeof ref_out, "%s/ref", f.dir);
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    pid_t em0 = emitter(&f, ep, "fail", NULL);
+    pid_t st0 = student(&f, ep, ref_out, 0, NULL);
+    cr_assert_eq(td_wait(st0, 120000), 0, "uninterrupted student failed");
+    cr_assert_eq(td_wait(em0, 60000), 0, "emitter failed");
     snprintf(out, sizeof out, "%s/out", f.dir);
     snprintf(err, sizeof err, "%s/student.err", f.dir);
     tb_proc_ipc_endpoint(ep, sizeof ep);
@@ -148,6 +157,15 @@ Test(distill_resume, killed_emitter_fails_the_student_clearly, .timeout = 120)
     cr_assert(strstr(text, "tb-distill: ") && strstr(text, "reading teacher features from"),
               "the error should say what failed: %s", text);
     free(text);
+    /* a new emitter serves the student again from its checkpoint */
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    em = emitter(&f, ep, "fail", NULL);
+    st = student(&f, ep, out, 1, NULL);
+    cr_assert_eq(td_wait(st, 120000), 0, "the student restarted with --resume against a new emitter failed");
+    cr_assert_eq(td_wait(em, 60000), 0, "the new emitter failed");
+    snprintf(a, sizeof a, "%s/step-%d/model.safetensors", ref_out, NB);
+    snprintf(b, sizeof b, "%s/step-%d/model.safetensors", out, NB);
+    cr_assert(td_same_file(a, b), "weights after the emitter crash and resume differ from the uninterrupted run");
     td_rmtree(f.dir);
 }
 
@@ -327,3 +345,49 @@ Test(distill_resume, student_waits_for_a_silent_emitter, .timeout = 240)
     td_rmtree(f.dir);
 }
 
+
+/* --emitter-wait-ms with an emitter that is SIGKILLed and started again on the same endpoint: the
+ * student reconnects, the new emitter cannot resume it beyond what it produced, so the student
+ * reads from message 0 and skips what it already trained on; it ends with the uninterrupted
+ * weights, every message trained on once. */
+Test(distill_resume, student_waits_for_a_restarted_emitter, .timeout = 240)
+{
+    fixture f;
+    setup(&f);
+    char ep[256], ref_out[4200], out[4200], a[4400], b[4400];
+    snprintf(ref_out, sizeof ref_out, "%s/ref", f.dir);
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    pid_t em = emitter(&f, ep, "fail", NULL);
+    pid_t st = student(&f, ep, ref_out, 0, NULL);
+    cr_assert_eq(td_wait(st, 120000), 0, "uninterrupted student failed");
+    cr_assert_eq(td_wait(em, 60000), 0, "emitter failed");
+
+    snprintf(out, sizeof out, "%s/waiting", f.dir);
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    em = emitter(&f, ep, "wait", NULL);
+    char *argv[] = {TD_DISTILL, "--input", ep, "--out", out, "--mode", "general", "--config", f.cfg, "--seed", "5",
+                    "--total-steps", "24", "--save-every", "2", "--threads", "1", "--progress", "none", "--log-level",
+                    "warn", "--plot", "", "--consumer-id", "student-a", "--peer-timeout-ms", "1000",
+                    "--emitter-wait-ms", "30000", NULL};
+    st = td_spawn(argv, NULL);
+    char step4[4400];
+    snprintf(step4, sizeof step4, "%s/step-4", out);
+    for (int i = 0; i < 60000 && !exists(step4); i++) sleep_ms(1);
+    cr_assert(exists(step4), "the student never wrote step-4");
+    kill(em, SIGKILL);
+    int code = 0;
+    cr_assert_eq(tb_proc_wait(em, 10000, &code), 0);
+    char last[4400];
+    snprintf(last, sizeof last, "%s/step-%d", out, NB);
+    cr_assert(!exists(last), "the student had already finished when the emitter was killed");
+    sleep_ms(1500); /* the student notices the silence */
+    em = emitter(&f, ep, "wait", NULL);
+    cr_assert_eq(td_wait(st, 120000), 0, "the student did not finish with the restarted emitter");
+    cr_assert_eq(td_wait(em, 60000), 0, "the restarted emitter failed");
+    snprintf(a, sizeof a, "%s/step-%d/model.safetensors", ref_out, NB);
+    snprintf(b, sizeof b, "%s/step-%d/model.safetensors", out, NB);
+    cr_assert(td_same_file(a, b), "weights after the emitter restart differ from the uninterrupted run");
+    for (int s = 0; s < NB; s++)
+        cr_assert_eq(step_lines(out, s), 1, "message %d trained on %d times", s, step_lines(out, s));
+    td_rmtree(f.dir);
+}
