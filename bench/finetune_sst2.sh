@@ -62,7 +62,8 @@ t0=$(now)
     --output pre --save-every 1000 --threads "$THREADS" --progress plain --log-level warn
 t1=$(now)
 MLM_STEPS=$(grep -c '"event":"step"' pre/metrics.jsonl)
-log "   $MLM_STEPS MLM steps in $((t1 - t0)) s"
+MLM_SECONDS=$((t1 - t0))
+log "   $MLM_STEPS MLM steps in $MLM_SECONDS s"
 
 log "3. fine-tuning on SST-2 train ($FT_EPOCHS epochs, sequence $FT_SEQ, dropout off)"
 rm -rf ft train.tbs dev.tbs
@@ -75,23 +76,26 @@ t0=$(now)
     --save-init --eval-every 500 --output ft --threads "$THREADS" --progress plain --log-level warn
 t1=$(now)
 FT_STEPS=$(grep -c '"event":"step"' ft/metrics.jsonl)
-log "   $FT_STEPS fine-tuning steps in $((t1 - t0)) s"
+FT_SECONDS=$((t1 - t0))
+log "   $FT_STEPS fine-tuning steps in $FT_SECONDS s"
 "$BIN/tb-eval" --model ft --input dev.tbs --json c_eval.json --threads "$THREADS" --log-level warn
 
 log "4. the same fine-tuning in PyTorch from ft/step-0"
 "$PY" "$ROOT/tests/reference/sst2_compare.py" --init ft/step-0 --train train.tbs --dev dev.tbs --lr "$FT_LR" \
     --threads "$THREADS" --out torch.json
 
-"$PY" - "$MLM_STEPS" "$FT_STEPS" "$SMOKE" <<'PYEOF'
+"$PY" - "$MLM_STEPS" "$FT_STEPS" "$SMOKE" "$MLM_SECONDS" "$FT_SECONDS" "$(cat /proc/loadavg)" <<'PYEOF'
 import json, sys
 mlm_steps, ft_steps, smoke = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+mlm_s, ft_s, load = max(int(sys.argv[4]), 1), max(int(sys.argv[5]), 1), sys.argv[6].split()[0]
 c = json.loads(open("c_eval.json").readline())
 t = json.loads(open("torch.json").readline())
 ca, ta = c["accuracy"], t["dev_accuracy"]
 ok = ca >= 0.78 and abs(ca - ta) <= 0.01
 res = {"bench": "finetune_sst2", "smoke": smoke, "mlm_steps": mlm_steps, "ft_steps": ft_steps,
        "params": c["params"], "c_dev_accuracy": ca, "torch_dev_accuracy": ta, "difference": round(ca - ta, 4),
-       "torch_steps_per_s": t["steps_per_s"], "pass": ok}
+       "mlm_steps_per_s": round(mlm_steps / mlm_s, 3), "ft_steps_per_s": round(ft_steps / ft_s, 3),
+       "torch_steps_per_s": t["steps_per_s"], "host_load": float(load), "pass": ok}
 print(json.dumps(res))
 print(f"dev accuracy: tb-finetune {ca:.4f}, PyTorch {ta:.4f} (difference {100 * (ca - ta):+.2f} points); "
       f"{'PASS' if ok else 'FAIL'} (needs >= 0.78 and within 1 point)", file=sys.stderr)

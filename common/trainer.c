@@ -107,6 +107,7 @@ typedef struct trainer {
     int64_t t_total;
     int64_t saved_step;     /* step of the last checkpoint written or loaded (-1: none) */
     int64_t evaluated_step; /* step of the last evaluation (-1: none) */
+    int64_t samples_run;    /* examples trained on by this process (progress rate) */
     char metrics_file[PATH_N];
     char best_dir[PATH_N];
 } trainer;
@@ -394,7 +395,8 @@ static int do_step(trainer *t, const tb_msg *msg, double *dt)
     f[n++] = TB_MI("epoch", t->epoch);
     for (int i = 0; i < l.n_parts; i++) f[n++] = l.parts[i];
     TB_TRY(write_metrics(t, "step", t->res->steps, f, n));
-    tb_progress_update(&t->prog, t->res->steps, -1, l.loss, lr);
+    t->samples_run += l.samples;
+    tb_progress_update(&t->prog, t->res->steps, t->samples_run, l.loss, lr);
 error:
     return rc;
 }
