@@ -659,6 +659,77 @@ Test(emit, f16_features_change_losses_little)
     }
 }
 
+/* Bad input: ids outside the teacher's vocabulary, and a file that is not a message file. */
+static char g_bad_path[512];
+
+static int bad_batch_child(void *arg)
+{
+    (void)arg;
+    tb_stream *w;
+    if (tb_stream_open(&w, g_bad_path, TB_STREAM_WRITE, NULL)) return 1;
+    tb_batch b;
+    fill_batch(&b, 0);
+    ((int32_t *)b.input_ids.data)[1] = VOCAB + 5;
+    tb_msg m;
+    tb_msg_init(&m);
+    int rc = tb_batch_to_msg(&b, NULL, NULL, &m) || tb_stream_send(w, &m, NULL) || tb_stream_finish(w);
+    tb_msg_free(&m);
+    tb_batch_free(&b);
+    tb_stream_close(w);
+    return rc;
+}
+
+Test(emit, bad_input_fails_clearly)
+{
+    char cmd[2048], err[300];
+    snprintf(g_bad_path, sizeof g_bad_path, "%s/bad.tbm", g_dir);
+    cr_assert_eq(wait_code(tb_proc_fork(bad_batch_child, NULL), 30000), 0);
+    snprintf(err, sizeof err, "%s/emit.err", g_dir);
+    snprintf(cmd, sizeof cmd, "exec %s --teacher %s --input %s --output file:%s/o.tbm --hidden 0 2>%s", EMIT,
+             g_teacher, g_bad_path, g_dir, err);
+    int code = wait_code(spawn_sh(cmd), 60000);
+    char *e = slurp(err);
+    cr_expect_eq(code, 1, "%s", e);
+    cr_expect(strstr(e, "teacher forward of batch 0") && strstr(e, "45"), "%s", e);
+    free(e);
+    /* not a message file */
+    FILE *f = fopen(g_bad_path, "w");
+    fputs("input_ids\t1 2 3\n", f);
+    fclose(f);
+    code = wait_code(spawn_sh(cmd), 60000);
+    e = slurp(err);
+    cr_expect_eq(code, 1, "%s", e);
+    cr_expect(strstr(e, "bad.tbm"), "the error should name the file: %s", e);
+    free(e);
+}
+
+/* The emitter killed mid-stream: its student fails with an error (no hang). SIGTERM while the
+ * emitter waits for students: exit code 130 at once. */
+Test(emit, emitter_death_and_sigterm)
+{
+    char ep[128], cmd[2048];
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    student s = {.endpoint = ep, .id = "slow", .req = {.student_layers = 4}, .die_after = -1, .want_hidden = 0x1f,
+                 .want_attn = 0xf, .dtype = TB_F32, .sleep_ms = 400};
+    pid_t ps = tb_proc_fork(student_main, &s);
+    snprintf(cmd, sizeof cmd, "exec %s --teacher %s --input %s --output %s --threads 1 2>/dev/null", EMIT, g_teacher,
+             g_batches, ep);
+    pid_t pe = spawn_sh(cmd);
+    usleep(1500 * 1000);
+    tb_proc_kill(pe, SIGKILL);
+    cr_expect_eq(wait_code(pe, 10000), -SIGKILL);
+    /* the student notices within its peer timeout (5 s) and fails with a stream error (14) */
+    cr_expect_eq(wait_code(ps, 20000), 14, "the student should fail with a stream error");
+
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    snprintf(cmd, sizeof cmd, "exec %s --teacher %s --input %s --output %s --students 2 2>/dev/null", EMIT, g_teacher,
+             g_batches, ep);
+    pe = spawn_sh(cmd);
+    usleep(700 * 1000);
+    tb_proc_kill(pe, SIGTERM);
+    cr_expect_eq(wait_code(pe, 10000), 130);
+}
+
 /* ---- check mode against PyTorch ------------------------------------------------------------ */
 
 static const char *check_py =
