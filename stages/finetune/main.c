@@ -85,7 +85,9 @@ static int setup_model(const tb_cli *cli, tb_bert_model *m, int mlm, int regress
         } else if (nl <= 0) {
             char order[1024];
             TB_TRY(tb_trainer_peek_label_order(tb_cli_str(cli, "input"), order, sizeof order));
-            TB_CHECK(order[0] && strcmp(order, "none") && strcmp(order, "regression"), TB_EINVAL,
+            TB_CHECK(strcmp(order, "regression") != 0, TB_EINVAL,
+                     "%s: the batches hold regression targets; use --task regression", tb_cli_str(cli, "input"));
+            TB_CHECK(order[0] && strcmp(order, "none"), TB_EINVAL,
                      "%s: the batches carry no class label order (\"%s\"); give --num-labels", tb_cli_str(cli, "input"), order);
             nl = 1;
             for (const char *c = order; *c; c++) nl += *c == ',';

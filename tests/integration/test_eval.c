@@ -39,11 +39,11 @@ static void set(tb_bert_model *m, const char *name, int64_t i, float v)
     ((float *)p->value.data)[i] = v;
 }
 
-static void write_model(const char *out)
+static void write_model_labels(const char *out, int labels)
 {
     tb_bert_config c = {.vocab_size = 40, .hidden_size = 4, .num_hidden_layers = 1, .num_attention_heads = 2,
                         .intermediate_size = 8, .max_position_embeddings = 16, .type_vocab_size = 2,
-                        .layer_norm_eps = 1e-12f, .initializer_range = 0.02f, .head = TB_HEAD_TINYBERT, .num_labels = 2};
+                        .layer_norm_eps = 1e-12f, .initializer_range = 0.02f, .head = TB_HEAD_TINYBERT, .num_labels = labels};
     tb_bert_model m = {0};
     cr_assert_eq(tb_bert_init(&m, &c), TB_OK, "%s", tb_err_msg());
     for (int i = 0; i < m.params.count; i++)
@@ -56,14 +56,21 @@ static void write_model(const char *out)
     }
     for (int j = 0; j < 4; j++) set(&m, "bert.pooler.dense.weight", j * 4 + j, 1.0f);
     set(&m, "classifier.weight", 0, 1.0f);
-    set(&m, "classifier.weight", 4 + 1, 1.0f);
+    if (labels > 1) set(&m, "classifier.weight", 4 + 1, 1.0f);
     cr_assert_eq(tb_checkpoint_save(out, 1, &m.config, &m.params, NULL, NULL, NULL, NULL, 0), TB_OK, "%s", tb_err_msg());
     tb_bert_free(&m);
 }
 
-/* Two batches (6 + 4 examples) of [first id] [SEP] [PAD]..., example ids 100.. */
+static void write_model(const char *out) { write_model_labels(out, 2); }
+
+/* Regression gold values of the 10 examples (distinct, so only the predictions have ties). */
+static const float target[10] = {0.9f, 0.15f, 0.8f, 0.2f, 0.3f, 0.05f, 0.1f, 0.7f, 0.4f, 0.6f};
+
+/* Two batches (6 + 4 examples) of [first id] [SEP] [PAD]..., example ids 100.. ("regression":
+ * f32 targets instead of classes) */
 static void write_data(const char *path, const char *label_order)
 {
+    int regression = strcmp(label_order, "regression") == 0;
     tb_stream *s = NULL;
     char ep[600];
     snprintf(ep, sizeof ep, "file:%s", path);
@@ -76,14 +83,17 @@ static void write_data(const char *path, const char *label_order)
         cr_assert_eq(tb_tensor_alloc(&b.input_ids, TB_I32, 2, s2), TB_OK);
         cr_assert_eq(tb_tensor_alloc(&b.token_type_ids, TB_I32, 2, s2), TB_OK);
         cr_assert_eq(tb_tensor_alloc(&b.attention_mask, TB_I32, 2, s2), TB_OK);
-        cr_assert_eq(tb_tensor_alloc(&b.labels, TB_I32, 1, s1), TB_OK);
+        cr_assert_eq(tb_tensor_alloc(&b.labels, regression ? TB_F32 : TB_I32, 1, s1), TB_OK);
         cr_assert_eq(tb_tensor_alloc(&b.example_ids, TB_I64, 1, s1), TB_OK);
         for (int i = 0; i < B; i++) {
             int32_t *row = (int32_t *)b.input_ids.data + i * T, *mk = (int32_t *)b.attention_mask.data + i * T;
             row[0] = first_id[start + i];
             row[1] = 3;
             mk[0] = mk[1] = 1;
-            ((int32_t *)b.labels.data)[i] = gold[start + i];
+            if (regression)
+                ((float *)b.labels.data)[i] = target[start + i];
+            else
+                ((int32_t *)b.labels.data)[i] = gold[start + i];
             ((int64_t *)b.example_ids.data)[i] = 100 + start + i;
         }
         tb_msg m;
@@ -213,4 +223,47 @@ Test(eval, bad_inputs_are_clear_errors)
     tb_bert_free(&m);
     char *a5[] = {EV, "--model", mlm, "--input", data, "--json", "", NULL};
     cr_expect_eq(run(a5), 1, "no classification head");
+}
+
+/* Pearson correlation in double, written out here as the reference for the regression case. */
+static double pearson(const double *x, const double *y, int n)
+{
+    double mx = 0, my = 0, sxy = 0, sxx = 0, syy = 0;
+    for (int i = 0; i < n; i++) mx += x[i] / n, my += y[i] / n;
+    for (int i = 0; i < n; i++) {
+        sxy += (x[i] - mx) * (y[i] - my);
+        sxx += (x[i] - mx) * (x[i] - mx);
+        syy += (y[i] - my) * (y[i] - my);
+    }
+    return sxy / sqrt(sxx * syy);
+}
+
+Test(eval, regression_correlations_and_predicted_values)
+{
+    char reg[600], rdata[600], json[600], pred[600];
+    snprintf(reg, sizeof reg, "%s/reg", dir);
+    snprintf(rdata, sizeof rdata, "%s/reg.tbs", dir);
+    snprintf(json, sizeof json, "%s/r.json", dir);
+    snprintf(pred, sizeof pred, "%s/STS-B.tsv", dir);
+    write_model_labels(reg, 1);
+    write_data(rdata, "regression");
+    char *argv[] = {EV, "--model", reg, "--input", rdata, "--json", json, "--predictions", pred, "--threads", "1", NULL};
+    cr_assert_eq(run(argv), 0);
+    /* one output = W_c relu(pooled) = tanh(1) for a first id < 22, 0 otherwise */
+    double a = tanh(1.0), x[10], y[10], rx[10], ry[10];
+    for (int i = 0; i < 10; i++) x[i] = first_id[i] < 22 ? a : 0.0, y[i] = target[i];
+    /* ranks: the five 0s share (1+2+3+4+5)/5 = 3, the five a's (6+..+10)/5 = 8; targets are distinct */
+    for (int i = 0; i < 10; i++) {
+        rx[i] = x[i] > 0 ? 8.0 : 3.0;
+        ry[i] = 1;
+        for (int j = 0; j < 10; j++) ry[i] += y[j] < y[i];
+    }
+    double p = pearson(x, y, 10), s = pearson(rx, ry, 10);
+    const char *j = slurp(json);
+    cr_expect(fabs(json_num(j, "pearson") - p) < 1e-5, "pearson %s, expected %.9f", j, p);
+    cr_expect(fabs(json_num(j, "spearman") - s) < 1e-9, "spearman %s, expected %.9f", j, s);
+    cr_expect(fabs(json_num(j, "corr") - (p + s) / 2) < 1e-5, "%s", j);
+    cr_expect(strstr(j, "\"main\":\"corr\"") != NULL, "%s", j);
+    cr_expect_str_eq(slurp(pred), "index\tprediction\n100\t0.762\n101\t0.762\n102\t0.762\n103\t0.000\n104\t0.000\n"
+                                  "105\t0.000\n106\t0.000\n107\t0.762\n108\t0.000\n109\t0.762\n");
 }

@@ -321,3 +321,29 @@ Test(finetune, mlm_pretraining_learns_and_saves_the_head)
     cr_expect(c.mlm_head);
     cr_expect_eq(c.head, TB_HEAD_NONE);
 }
+
+Test(finetune, regression_with_correlation_on_dev)
+{
+    char rtrain[512], rdev[512], out[512], met[600];
+    snprintf(rtrain, sizeof rtrain, "%s/rtrain.tbs", dir);
+    snprintf(rdev, sizeof rdev, "%s/rdev.tbs", dir);
+    snprintf(out, sizeof out, "%s/reg", dir);
+    snprintf(met, sizeof met, "%s/reg.jsonl", dir);
+    cr_assert_eq(ft_write_batches(rtrain, 16, 8, 12, 3, 1), TB_OK, "%s", tb_err_msg());
+    cr_assert_eq(ft_write_batches(rdev, 4, 8, 12, 98, 1), TB_OK, "%s", tb_err_msg());
+    char *argv[] = {FT, "--input", rtrain, "--dev", rdev, "--output", out, "--config", cfg, "--task", "regression",
+                    "--epochs", "4", "--lr", "2e-3", "--threads", "1", "--progress", "none", "--metrics", met,
+                    "--log-level", "warn", "--plot", "", NULL};
+    cr_assert_eq(run(argv, 60000), 0);
+    cr_expect(wait_for_line(met, "\"main\":\"corr\"", 1000, 0), "the dev metric of regression is corr");
+    cr_expect(wait_for_line(met, "\"pearson\":", 1000, 0));
+    tb_bert_config c;
+    cr_assert_eq(tb_checkpoint_load_config(out, TB_CKPT_ANY_HEAD, &c), TB_OK, "%s", tb_err_msg());
+    cr_expect_eq(c.num_labels, 1);
+    cr_expect_eq(c.head, TB_HEAD_TINYBERT);
+    /* class batches are refused by a regression model, and the reverse */
+    char out2[512];
+    snprintf(out2, sizeof out2, "%s/reg2", dir);
+    char *a2[] = {FT, "--input", rtrain, "--output", out2, "--config", cfg, "--progress", "none", NULL};
+    cr_expect_eq(run(a2, 30000), 1, "regression batches carry no class label order");
+}
