@@ -553,7 +553,9 @@ int tb_emit_run(const tb_emit_opts *o, tb_emit_result *res)
         }
         TB_TRY(refresh_union(&e));
     }
-    TB_TRY(tb_progress_init(&pr, stderr, o->progress, "tb-emit", 0, 10.0));
+    int64_t total = 0, tB, tT;
+    if (e.input_is_file) TB_TRY(scan_input(&e, &total, &tB, &tT)); /* for the progress total */
+    TB_TRY(tb_progress_init(&pr, stderr, o->progress, "tb-emit", total, 10.0));
     have_pr = 1;
     TB_TRY(emit_loop(&e, res, &mx, &pr));
     tb_progress_finish(&pr);
