@@ -470,6 +470,43 @@ static int file_reader_child(void *arg)
     return student_main(st);
 }
 
+static const char *read_features_py =
+    "import struct, sys\n"
+    "import msgpack, msgpack_numpy, numpy as np\n"
+    "path, dtype, nb, bb = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])\n"
+    "raw = open(path, 'rb').read()\n"
+    "assert raw[:8] == b'TBSTRM\\r\\n', raw[:8]\n"
+    "off, n = 16, 0\n"
+    "while off < len(raw):\n"
+    "    marker, kind, size = struct.unpack_from('<IIQ', raw, off)\n"
+    "    off += 24\n"
+    "    if kind == 1:\n"
+    "        m = msgpack.unpackb(raw[off:off + size], object_hook=msgpack_numpy.decode, raw=False)\n"
+    "        assert m['msg'] == 'batch' and m['seq'] == n, (m['msg'], m['seq'])\n"
+    "        B, T = m['input_ids'].shape\n"
+    "        assert B == bb and m['features.dtype'] == {'<f4': 'f32', '<f2': 'f16'}[dtype]\n"
+    "        L, H, NH = m['teacher.layers'], m['teacher.hidden_size'], m['teacher.heads']\n"
+    "        assert (L, H, NH, m['teacher.num_labels']) == (4, 16, 2, 2)\n"
+    "        names = sorted(k for k in m if k.startswith('teacher.') and isinstance(m[k], np.ndarray))\n"
+    "        assert names == ['teacher.attn.1', 'teacher.attn.3', 'teacher.hidden.0', 'teacher.hidden.2',\n"
+    "                         'teacher.hidden.4', 'teacher.logits'], names\n"
+    "        for j in (0, 2, 4):\n"
+    "            h = m['teacher.hidden.%d' % j]\n"
+    "            assert h.dtype.str == dtype and h.shape == (B, T, H) and np.isfinite(h).all()\n"
+    "        for l in (1, 3):\n"
+    "            a = m['teacher.attn.%d' % l]\n"
+    "            assert a.dtype.str == dtype and a.shape == (B, NH, T, T)\n"
+    "            # padded key positions carry the -10000 mask\n"
+    "            pad = m['attention_mask'] == 0\n"
+    "            for b in range(B):\n"
+    "                for key in np.nonzero(pad[b])[0]:\n"
+    "                    assert (a[b, :, :, key].astype(np.float64) < -9000).all(), (b, key)\n"
+    "        assert m['teacher.logits'].shape == (B, 2)\n"
+    "        n += 1\n"
+    "    off += size\n"
+    "assert n == nb, n\n"
+    "print('python read', n, 'feature messages of', path)\n";
+
 Test(emit, file_output_estimate_refusal_and_content)
 {
     char cmd[2048], err[300], out[300];
@@ -516,6 +553,15 @@ Test(emit, file_output_estimate_refusal_and_content)
         student st = {.endpoint = out, .id = "f", .req = {.student_layers = 2, .logits = 1}, .die_after = -1,
                       .want_hidden = 0x15, .want_attn = 0xa, .want_logits = 1, .dtype = k ? TB_F16 : TB_F32};
         cr_expect_eq(wait_code(tb_proc_fork(file_reader_child, &st), 60000), 0, "%s file content", dt[k]);
+        /* Python with msgpack-numpy reads the same file: numpy dtypes, shapes and metadata */
+        char py[700];
+        snprintf(py, sizeof py, "%s/read_features.py", g_dir);
+        FILE *pf = fopen(py, "w");
+        cr_assert(pf);
+        fputs(read_features_py, pf);
+        fclose(pf);
+        snprintf(cmd, sizeof cmd, "exec %s %s %s '%s' %d %d 1>&2", TB_PYTHON, py, out, k ? "<f2" : "<f4", NB, BB);
+        cr_expect_eq(wait_code(spawn_sh(cmd), 60000), 0, "Python reader rejects the %s file", dt[k]);
     }
     /* f16 halves the payload: the difference is NB x payload / 2 */
     cr_expect_eq(size[0] - size[1] >= NB * payload / 2 - NB * 64 * 8, 1, "f32 %llu f16 %llu",
