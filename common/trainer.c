@@ -102,6 +102,7 @@ typedef struct trainer {
     int prog_ready;
     tb_stream *in;
     int live;
+    int manual_ack;         /* live input with a consumer id: ack after each checkpoint */
     int64_t per_epoch;      /* messages per pass over a file; -1 for a live stream */
     int epoch;
     int64_t t_total;
@@ -221,6 +222,7 @@ static int save(trainer *t, const char *reason)
     TB_TRY(tb_checkpoint_save(t->o->out_dir, t->res->steps, &t->m->config, &t->m->params, &t->adam, &st,
                               t->o->vocab_path, t->res->last_checkpoint, sizeof t->res->last_checkpoint));
     t->saved_step = t->res->steps;
+    if (t->manual_ack && t->in && t->res->messages > 0) TB_TRY(tb_stream_ack(t->in, (uint64_t)t->res->messages - 1));
     TB_TRY(prune_checkpoints(t->o->out_dir, t->o->keep));
     TB_TRY(write_metrics(t, "checkpoint", t->res->steps,
                          (tb_metric[]){TB_MS("path", t->res->last_checkpoint), TB_MS("reason", reason)}, 2));
@@ -279,6 +281,8 @@ static int open_input(trainer *t, uint64_t from)
     tb_stream_opts so;
     tb_stream_opts_default(&so);
     so.resume_from = from;
+    if (t->live && t->o->consumer_id) so.consumer_id = t->o->consumer_id;
+    so.manual_ack = t->manual_ack;
     tb_stream_close(t->in);
     t->in = NULL;
     TB_TRY(tb_stream_open(&t->in, t->o->input, TB_STREAM_READ, &so));
@@ -345,6 +349,10 @@ static int plan(trainer *t)
         TB_TRY(tb_trainer_count_messages(o->input, &t->per_epoch));
         TB_CHECK(t->per_epoch > 0, TB_EINVAL, "%s holds no training batches", o->input);
     }
+    t->manual_ack = t->live && o->consumer_id;
+    TB_CHECK(!t->manual_ack || o->save_every > 0, TB_EINVAL,
+             "a consumer id on %s acknowledges batches only at checkpoints: give a checkpoint interval (at most the "
+             "producer's retain buffer)", o->input);
     t->t_total = o->total_steps;
     if (t->t_total <= 0) {
         if (!t->live) t->t_total = t->per_epoch * o->epochs;

@@ -41,6 +41,9 @@ static const tb_opt opts[] = {
     TB_OPTION("keep", TB_OPT_INT, "2", "periodic checkpoints kept"),
     TB_OPTION("eval-every", TB_OPT_INT, "0", "evaluate on --dev every N steps (0: at the end only)"),
     TB_OPTION("resume", TB_OPT_BOOL, "false", "continue exactly from the newest checkpoint in --output"),
+    TB_OPTION("consumer-id", TB_OPT_STRING, NULL, "ipc:// or tcp:// input: this trainer's stream id; batches are then "
+              "acknowledged at checkpoints, so --resume with the same id continues from the producer (needs --save-every)",
+              .metavar = "ID"),
     TB_OPTION("save-init", TB_OPT_BOOL, "false", "also save the starting point as OUTPUT/step-0 (for comparisons)"),
     TB_OPTION("plot", TB_OPT_STRING, NULL, "loss-curve image (.png or .svg; default OUTPUT/loss.png; \"\" none)", .metavar = "PATH"),
     {0},
@@ -162,12 +165,16 @@ static int run(const tb_cli *cli, tb_trainer_result *res)
     o.seed = seed;
     o.resume = tb_cli_bool(cli, "resume");
     o.save_initial = tb_cli_bool(cli, "save-init");
+    o.consumer_id = tb_cli_str(cli, "consumer-id");
     o.loss = tb_ft_loss_step;
     o.loss_ctx = &loss;
     tb_eval_opts eo;
     tb_eval_opts_default(&eo);
     eo.input = tb_cli_str(cli, "dev");
     eo.arena_mode = TB_BERT_TRAIN;
+    TB_CHECK(!eo.input || !tb_trainer_is_live(eo.input), TB_EINVAL,
+             "--dev %s: the dev set is read at every evaluation, so it must be a message file (tb-tokenize --output FILE)",
+             eo.input);
     if (eo.input && !mlm) {
         o.eval = tb_trainer_eval_stream;
         o.eval_ctx = &eo;

@@ -295,6 +295,9 @@ Test(finetune, bad_input_is_a_clear_error)
     cr_expect_eq(run(a4, 30000), 1, "--mlm without --vocab");
     char *a5[] = {FT, "--output", out, NULL};
     cr_expect_eq(run(a5, 30000), 2, "missing --input is a usage error");
+    char *a6[] = {FT, "--input", train, "--dev", "ipc:///tmp/tb-test-none", "--output", out, "--config", cfg,
+                  "--progress", "none", NULL};
+    cr_expect_eq(run(a6, 30000), 1, "a live dev stream cannot be re-read");
 }
 
 Test(finetune, mlm_pretraining_learns_and_saves_the_head)
@@ -346,4 +349,89 @@ Test(finetune, regression_with_correlation_on_dev)
     snprintf(out2, sizeof out2, "%s/reg2", dir);
     char *a2[] = {FT, "--input", rtrain, "--output", out2, "--config", cfg, "--progress", "none", NULL};
     cr_expect_eq(run(a2, 30000), 1, "regression batches carry no class label order");
+}
+
+/* ---- resume over a live stream --------------------------------------------------------------- */
+
+typedef struct waiting_feeder {
+    const char *endpoint, *file, *go;
+    int first; /* messages sent before waiting for the `go` file */
+} waiting_feeder;
+
+/* A producer that keeps a consumer's place when it dies (TB_PEER_WAIT): sends `first` batches,
+ * waits for the test's go-ahead, then the rest, and finishes (every batch acknowledged). */
+static int feed_with_wait(void *arg)
+{
+    const waiting_feeder *fd = arg;
+    tb_stream *in = NULL, *out = NULL;
+    tb_stream_opts so;
+    tb_stream_opts_default(&so);
+    so.policy = TB_PEER_WAIT;
+    so.peer_timeout_ms = 1000;
+    so.dead_wait_ms = 60000;
+    if (tb_stream_open(&in, fd->file, TB_STREAM_READ, NULL) != TB_OK) return 10;
+    if (tb_stream_open(&out, fd->endpoint, TB_STREAM_WRITE, &so) != TB_OK) return 11;
+    for (int i = 0;; i++) {
+        if (i == fd->first)
+            while (access(fd->go, F_OK) != 0) usleep(20000);
+        tb_msg m;
+        int rc = tb_stream_recv(in, &m, -1);
+        if (rc == TB_EEND) break;
+        if (rc != TB_OK) return 12;
+        rc = tb_stream_send(out, &m, NULL);
+        tb_msg_free(&m);
+        if (rc != TB_OK) return 13;
+    }
+    int rc = tb_stream_finish(out);
+    tb_stream_close(out);
+    tb_stream_close(in);
+    return rc == TB_OK ? 0 : 14;
+}
+
+Test(finetune, sigkill_then_resume_over_a_live_stream)
+{
+    char ref[512], ref_met[600], out[512], met[600], met2[600], go[600], ep[128];
+    snprintf(ref, sizeof ref, "%s/ref", dir);
+    snprintf(ref_met, sizeof ref_met, "%s/ref.jsonl", dir);
+    snprintf(out, sizeof out, "%s/live", dir);
+    snprintf(met, sizeof met, "%s/killed.jsonl", dir);
+    snprintf(met2, sizeof met2, "%s/resumed.jsonl", dir);
+    snprintf(go, sizeof go, "%s/go", dir);
+    run_reference(ref, ref_met);
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    waiting_feeder fd = {.endpoint = ep, .file = train, .go = go, .first = 6};
+    pid_t feeder_pid = tb_proc_fork(feed_with_wait, &fd);
+    cr_assert_gt(feeder_pid, 0);
+    char *argv[] = {FT, "--input", ep, "--output", out, "--config", cfg, "--total-steps", "16", "--num-labels", "2",
+                    "--lr", "2e-3", "--save-every", "4", "--keep", "10", "--threads", "2", "--progress", "none",
+                    "--metrics", met, "--log-level", "warn", "--plot", "", "--consumer-id", "ft-test", NULL};
+    pid_t pid = tb_proc_spawn(argv);
+    cr_assert_gt(pid, 0);
+    if (!wait_for_line(met, "\"event\":\"step\",\"step\":6,", 60000, pid)) {
+        tb_proc_reap(pid);
+        tb_proc_reap(feeder_pid);
+        cr_assert_fail("the trainer never logged step 6");
+    }
+    tb_proc_kill(pid, SIGKILL);
+    int code = 0;
+    cr_assert_eq(tb_proc_wait(pid, 10000, &code), 0);
+    /* restart with --resume and the same id: the producer still holds batches 4 and 5 (not yet
+     * acknowledged, since the last checkpoint holds 0..3) and sends them again */
+    char *argv2[] = {FT, "--input", ep, "--output", out, "--config", cfg, "--total-steps", "16", "--num-labels", "2",
+                     "--lr", "2e-3", "--save-every", "4", "--keep", "10", "--threads", "2", "--progress", "none",
+                     "--metrics", met2, "--log-level", "warn", "--plot", "", "--consumer-id", "ft-test", "--resume", NULL};
+    pid = tb_proc_spawn(argv2);
+    cr_assert_gt(pid, 0);
+    FILE *g = fopen(go, "w");
+    cr_assert_not_null(g);
+    fclose(g);
+    code = -1;
+    int waited = tb_proc_wait(pid, 60000, &code);
+    if (waited != 0) tb_proc_reap(pid);
+    cr_assert_eq(waited, 0, "the resumed trainer did not finish");
+    cr_expect_eq(code, 0);
+    int fcode = -1;
+    if (tb_proc_wait(feeder_pid, 30000, &fcode) != 0) tb_proc_reap(feeder_pid);
+    cr_expect_eq(fcode, 0, "the producer did not finish cleanly (status %d)", fcode);
+    expect_same_trajectory(ref_met, met2, 5, 16);
 }

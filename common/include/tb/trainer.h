@@ -83,6 +83,12 @@ typedef struct tb_trainer_opts {
     int save_initial;             /* a fresh run first saves OUT/step-0 (the exact starting point,
                                      e.g. for a comparison with another implementation) */
     int recv_timeout_ms;          /* per message; <= 0: wait */
+    const char *consumer_id;      /* live input: this trainer's consumer id. When given, messages
+                                     are acknowledged only once a checkpoint holds them (manual
+                                     acks), so a restart with --resume and the same id continues
+                                     from the producer's retain buffer; save_every must then be
+                                     > 0 and at most the producer's retain_max. NULL: "c<pid>",
+                                     acknowledged on receipt. */
     tb_trainer_loss_fn loss;
     void *loss_ctx;
     tb_trainer_eval_fn eval;      /* NULL: no evaluation, no best/ */
