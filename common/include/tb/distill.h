@@ -101,8 +101,9 @@ int tb_distill_check_compat(tb_distill_mode mode, const tb_bert_config *cfg, con
 int tb_distill_prepare(tb_bert_model *m, tb_distill_mode mode, int B, int T);
 
 /* One step on a validated feature view `v` of message `msg`: forward (dropout keyed by
- * (lo->seed, seq)), loss, weighting and backward. Gradients ACCUMULATE into the model's
- * (callers zero them); nothing is updated. */
+ * (lo->seed, seq)), loss, weighting and backward. The model's gradients are zeroed first and hold
+ * this step's gradients afterwards (frozen parameters' included: the optimiser skips them);
+ * nothing is updated. */
 int tb_distill_step(tb_bert_model *m, const tb_distill_loss_opts *lo, const tb_msg *msg,
                     const tb_features_view *v, uint64_t seq, tb_distill_step_result *out);
 
