@@ -243,6 +243,63 @@ void tb_features_run_flags(const tb_features_request *r, tb_bert_run *run)
     run->mlm = 0;
 }
 
+/* ---- f16 conversion ------------------------------------------------------------------------- */
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TB_HAVE_F16C_PATH 1
+
+__attribute__((target("avx,f16c"))) static void f32_to_f16_f16c(uint16_t *d, const float *s, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(void *)(d + i), h);
+    }
+    for (; i < n; i++) d[i] = tb_f32_to_f16(s[i]);
+}
+
+__attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(float *d, const uint16_t *s, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(s + i))));
+    for (; i < n; i++) d[i] = tb_f16_to_f32(s[i]);
+}
+
+static int have_f16c(void)
+{
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+    }
+    return known;
+}
+#endif
+
+void tb_features_f32_to_f16(uint16_t *dst, const float *src, int64_t n)
+{
+#ifdef TB_HAVE_F16C_PATH
+    if (have_f16c()) {
+        f32_to_f16_f16c(dst, src, n);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++) dst[i] = tb_f32_to_f16(src[i]);
+}
+
+void tb_features_f16_to_f32(float *dst, const uint16_t *src, int64_t n)
+{
+#ifdef TB_HAVE_F16C_PATH
+    if (have_f16c()) {
+        f16_to_f32_f16c(dst, src, n);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++) dst[i] = tb_f16_to_f32(src[i]);
+}
+
 /* Puts data[ndim, shape] into m under key: borrowed f32, or converted to f16 (owned). */
 static int add_tensor(tb_msg *m, const char *key, const float *data, int ndim, const int64_t *shape, tb_dtype dt)
 {
@@ -254,7 +311,8 @@ static int add_tensor(tb_msg *m, const char *key, const float *data, int ndim, c
     if (dt == TB_F32) {
         TB_TRY(tb_msg_set_tensor_ref(m, key, &src));
     } else {
-        TB_TRY(tb_tensor_convert(&conv, &src, dt));
+        TB_TRY(tb_tensor_alloc(&conv, TB_F16, ndim, shape));
+        tb_features_f32_to_f16(conv.data, data, tb_tensor_numel(&conv));
         TB_TRY(tb_msg_set_tensor_move(m, key, &conv));
     }
 error:
@@ -356,8 +414,12 @@ static int view_tensor(tb_features_view *v, const tb_msg *m, const char *key, in
     if (v->meta.dtype == TB_F32 && tb_tensor_is_contiguous(t)) {
         *out = t->data;
     } else {
-        if (t->dtype == TB_F32) TB_TRY(tb_tensor_copy(&conv, t));
-        else TB_TRY(tb_tensor_convert(&conv, t, TB_F32));
+        if (t->dtype == TB_F32 || !tb_tensor_is_contiguous(t)) {
+            TB_TRY(tb_tensor_convert(&conv, t, TB_F32));
+        } else {
+            TB_TRY(tb_tensor_alloc(&conv, TB_F32, t->ndim, t->shape));
+            tb_features_f16_to_f32(conv.data, t->data, tb_tensor_numel(t));
+        }
         tb_tensor *grown = realloc(v->owned, (size_t)(v->n_owned + 1) * sizeof *grown);
         TB_CHECK(grown, TB_ENOMEM, "out of memory converting feature %s", key);
         v->owned = grown;

@@ -476,3 +476,70 @@ Test(features, add_refuses_missing_forward_outputs)
     tb_msg_free(&m);
     tb_bert_free(&x.m);
 }
+
+/* ---- f16 conversion ---------------------------------------------------------------------------- */
+
+Test(features, f16_conversion_known_values)
+{
+    /* IEEE 754 binary16 encodings, worked out by hand */
+    const float in[] = {1.0f, -2.0f, 0.0f, -0.0f, 65504.0f, 65520.0f, 0x1p-24f, 0x1p-25f, 0x1.8p-25f,
+                        0x1p-14f, 0.1f, 1.0f + 0x1p-11f, 1.0f + 0x1.8p-11f, -INFINITY, 3.0f};
+    const uint16_t want[] = {0x3c00, 0xc000, 0x0000, 0x8000, 0x7bff, 0x7c00, 0x0001, 0x0000, 0x0001,
+                             0x0400, 0x2e66, 0x3c00, 0x3c01, 0xfc00, 0x4200};
+    enum { N = sizeof in / sizeof *in };
+    uint16_t h[N];
+    float back[N];
+    tb_features_f32_to_f16(h, in, N);
+    for (int i = 0; i < N; i++) cr_expect_eq(h[i], want[i], "%a -> %04x, expected %04x", (double)in[i], h[i], want[i]);
+    tb_features_f16_to_f32(back, want, N);
+    cr_expect_eq(back[0], 1.0f);
+    cr_expect_eq(back[4], 65504.0f);
+    cr_expect_eq(back[6], 0x1p-24f);
+    cr_expect_eq(back[10], 0x1.998p-4f); /* 0x2e66 = 1.599609375 x 2^-4 */
+    cr_expect(isinf(back[13]) && back[13] < 0);
+    /* NaN stays NaN */
+    float nan_in[9];
+    for (int i = 0; i < 9; i++) nan_in[i] = i == 4 ? NAN : 1.0f;
+    uint16_t nh[9];
+    tb_features_f32_to_f16(nh, nan_in, 9);
+    cr_expect((nh[4] & 0x7c00) == 0x7c00 && (nh[4] & 0x3ff), "NaN became %04x", nh[4]);
+}
+
+Test(features, f16_conversion_matches_scalar_on_every_class)
+{
+    /* every f16 value back to f32 */
+    enum { H = 65536 + 3 };
+    uint16_t *hv = malloc(H * sizeof *hv);
+    float *fv = malloc(H * sizeof *fv);
+    for (int i = 0; i < H; i++) hv[i] = (uint16_t)i;
+    tb_features_f16_to_f32(fv, hv, H);
+    for (int i = 0; i < H; i++) {
+        float want = tb_f16_to_f32(hv[i]);
+        if (isnan(want)) cr_assert(isnan(fv[i]), "%04x", hv[i]);
+        else cr_assert_eq(memcmp(&want, &fv[i], 4), 0, "%04x: %a vs %a", hv[i], (double)fv[i], (double)want);
+    }
+    /* random f32 bit patterns of every exponent (an odd count: the vector tail too) */
+    enum { F = 1 << 20 | 5 };
+    float *src = malloc(F * sizeof *src);
+    uint16_t *dst = malloc(F * sizeof *dst);
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < F; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        uint32_t b = (uint32_t)(x >> 16);
+        if (i % 4 == 1) b = (b & 0x807fffffu) | (uint32_t)(100 + (int)(x % 60)) << 23; /* near the f16 range */
+        if (i % 4 == 2) b = (b & 0x80001fffu) | 0x3f800000u | 0x1000u;                 /* ties */
+        memcpy(&src[i], &b, 4);
+    }
+    tb_features_f32_to_f16(dst, src, F);
+    for (int i = 0; i < F; i++) {
+        uint16_t want = tb_f32_to_f16(src[i]);
+        if (isnan(src[i])) cr_assert((dst[i] & 0x7c00) == 0x7c00 && (dst[i] & 0x3ff), "NaN %08x", (unsigned)i);
+        else cr_assert_eq(dst[i], want, "%a -> %04x, scalar %04x", (double)src[i], dst[i], want);
+    }
+    free(hv);
+    free(fv);
+    free(src);
+    free(dst);
+}

@@ -125,6 +125,12 @@ void tb_features_run_flags(const tb_features_request *r, tb_bert_run *run);
 int tb_features_add(tb_msg *m, const tb_bert_model *teacher, const tb_features_request *r,
                     const tb_features_meta *meta, int B, int T, const char *label_order);
 
+/* f32 <-> f16 conversion of n values, round to nearest even, the same bits as tb_f32_to_f16 /
+ * tb_f16_to_f32 (NaN stays NaN, quiet). Uses the F16C instructions when the CPU has them (checked
+ * at run time; the build stays portable), else the scalar conversion. */
+void tb_features_f32_to_f16(uint16_t *dst, const float *src, int64_t n);
+void tb_features_f16_to_f32(float *dst, const uint16_t *src, int64_t n);
+
 /* The features of a received message, ready for tb_bert_distill_loss. f16 tensors are converted
  * to f32 (owned by the view); f32 ones are used in place (the message must outlive the view). */
 typedef struct tb_features_view {
