@@ -94,7 +94,8 @@ typedef struct tb_bert_batch {
 typedef struct tb_bert_run {
     int dropout;             /* 0: dropout off (exact, evaluation); 1: on, masks from (seed, seq) */
     uint64_t seed;           /* dropout key */
-    uint64_t seq;            /* batch sequence number: the same number gives the same masks */
+    uint64_t seq;            /* batch sequence number: the same number gives the same masks
+                              * (its low 32 bits are the RNG stream, tb/ops.h tb_dropout) */
     uint64_t scores_layers;  /* bit l: keep layer l's pre-softmax scores for tb_bert_scores
                               * (always available in training arenas) */
     int logits;              /* 1: run pooler + classifier (needs a head) */
@@ -201,7 +202,11 @@ typedef struct tb_bert_grads {
 } tb_bert_grads;
 
 /* Backward pass of the last forward (needs a TB_BERT_TRAIN arena). ACCUMULATES (+=) into the
- * parameter gradients (params.grads); callers zero them (tb_bert_zero_grad). */
+ * parameter gradients (params.grads); callers zero them (tb_bert_zero_grad). Gradients of
+ * parameters the given losses do not reach stay untouched. When only the head reads h_L (dlogits
+ * without dmlm_logits or dhidden[L]), the row-wise parts of the last layer are differentiated on
+ * the B [CLS] rows alone (the other rows have zero gradient), which saves about a third of that
+ * layer's backward. */
 int tb_bert_backward(tb_bert_model *m, const tb_bert_grads *g);
 
 /* Zeroes the whole gradient buffer. */
