@@ -14,10 +14,16 @@
  *               does per receiver: ZeroMQ writes the bytes into each peer's socket (a kernel
  *               copy per student over ipc:// and tcp://), so it grows with S by design.
  * The teacher forward is not timed (it does not depend on S).
+ * Retain depth (--retain, default 4): the emitter's stream keeps every message some student has
+ * not acknowledged; each is a separately allocated encode buffer, and a deeper buffer means more
+ * fresh pages to fault in per batch (reported as page_faults_per_batch), more so with 4 students,
+ * whose slowest one holds buffers longer. With BERT-base features (~160 MB per batch) the stream's
+ * byte bound (512 MiB) keeps at most 3 messages, so 4 models that regime at this smaller size;
+ * --retain 64 shows the page-fault cost of a deep buffer.
  * Runs alternate S = 1 and S = 4, repeated --reps times; medians are reported. The main process
  * never creates a thread (every run is forked). One JSON object per line on stdout.
  *
- * Usage: bench_emit [--quick] [--reps N] [--batches N] [--dtype f32|f16|both]
+ * Usage: bench_emit [--quick] [--reps N] [--batches N] [--dtype f32|f16|both] [--retain N]
  */
 #include "tb/bert.h"
 #include "tb/codec.h"
@@ -61,6 +67,7 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static int g_retain = 4; /* --retain: messages the emitter's stream may hold */
 static int32_t g_ids[B * T], g_types[B * T], g_mask[B * T];
 
 static void make_tokens(void)
@@ -164,6 +171,7 @@ static int emitter(const char *ep, int sinks, int batches, tb_dtype dt, result *
     tb_stream_opts o;
     tb_stream_opts_default(&o);
     o.consumers = sinks;
+    o.retain_max = g_retain;
     TB_TRY(tb_stream_open(&s, ep, TB_STREAM_WRITE, &o));
     TB_TRY(tb_stream_wait_consumers(s));
     {   /* bytes on the wire: one encoded message (outside the timed part) */
@@ -276,8 +284,9 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batches") && i + 1 < argc) batches = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) dts = argv[++i];
+        else if (!strcmp(argv[i], "--retain") && i + 1 < argc) g_retain = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_emit [--quick] [--reps N] [--batches N] [--dtype f32|f16|both]\n");
+            fprintf(stderr, "usage: bench_emit [--quick] [--reps N] [--batches N] [--dtype f32|f16|both] [--retain N]\n");
             return 2;
         }
     }
@@ -285,7 +294,7 @@ int main(int argc, char **argv)
         reps = 1;
         batches = 10;
     }
-    if (reps < 1 || reps > 50 || batches < 2) return 2;
+    if (reps < 1 || reps > 50 || batches < 2 || g_retain < 1) return 2;
     tb_log_set_level(TB_LOG_WARN);
     make_tokens();
     tb_dtype list[2];
@@ -322,9 +331,10 @@ int main(int argc, char **argv)
                    "\"send_path_cpu_ms_per_batch\":%.3f,\"build_cpu_ms_per_batch\":%.3f,"
                    "\"process_cpu_ms_per_batch\":%.3f,\"page_faults_per_batch\":%.0f,"
                    "\"wall_ms_per_batch\":%.3f,\"bytes_per_batch\":%.0f,"
-                   "\"batch\":[%d,%d],\"teacher\":{\"layers\":%d,\"hidden\":%d,\"heads\":%d},\"load1\":%.2f}\n",
+                   "\"batch\":[%d,%d],\"teacher\":{\"layers\":%d,\"hidden\":%d,\"heads\":%d},\"retain\":%d,"
+                   "\"load1\":%.2f}\n",
                    dn, S[k], batches, reps, am[k] * 1e3, median(bld[k], reps) * 1e3, cm[k] * 1e3,
-                   median(flt[k], reps), wm[k] * 1e3, bytes, B, T, L, C, NH, loadavg1());
+                   median(flt[k], reps), wm[k] * 1e3, bytes, B, T, L, C, NH, g_retain, loadavg1());
         }
         double ratio = am[1] / am[0], pratio = cm[1] / cm[0];
         printf("{\"bench\":\"emit_send_ratio\",\"dtype\":\"%s\",\"send_path_4_over_1\":%.3f,\"within_10pct\":%s,"
