@@ -980,6 +980,17 @@ static int run_stage(run_state *s)
             rc = TB_ERR(TB_EINVAL, "%s held no message to train on", o->input);
         goto error;
     }
+    if (lrc == TB_EPEER || lrc == TB_ETIMEOUT) {
+        /* the emitter is gone: keep what was learnt since the last checkpoint (no stream left to
+         * acknowledge to; a resumed run continues from here) */
+        char why[1024];
+        snprintf(why, sizeof why, "%s", tb_err_msg());
+        tb_stream_close(s->in);
+        s->in = NULL;
+        if (save(s, "error") != TB_OK) TB_WARN("no checkpoint after the stream failed: %s", tb_err_msg());
+        rc = TB_ERR(lrc, "%s", why);
+        goto error;
+    }
     if (lrc != TB_OK && lrc != TB_EINTR) {
         rc = lrc;
         goto error;

@@ -157,6 +157,19 @@ Test(distill_resume, killed_emitter_fails_the_student_clearly_and_a_new_one_resu
     cr_assert(strstr(text, "tb-distill: ") && strstr(text, "reading teacher features from"),
               "the error should say what failed: %s", text);
     free(text);
+    /* its newest checkpoint holds every step it made (written on the failure when needed) */
+    snprintf(a, sizeof a, "%s/metrics.jsonl", out);
+    text = td_slurp(a, NULL);
+    cr_assert(text);
+    int steps = 0;
+    for (char *q = text; (q = strstr(q, "\"event\":\"step\"")); q++) steps++;
+    free(text);
+    snprintf(a, sizeof a, "%s/latest", out);
+    char target[256] = "";
+    cr_assert_gt(readlink(a, target, sizeof target - 1), 0, "no %s", a);
+    char want[64];
+    snprintf(want, sizeof want, "step-%d", steps);
+    cr_assert_str_eq(target, want, "the newest checkpoint is %s after %d steps", target, steps);
     /* a new emitter serves the student again from its checkpoint */
     tb_proc_ipc_endpoint(ep, sizeof ep);
     em = emitter(&f, ep, "fail", NULL);
