@@ -432,6 +432,41 @@ Test(emit, killed_student_resumes_exactly_once)
     free(l2);
 }
 
+/* A student killed for good: with --on-student-death drop the emitter goes on with the other and
+ * reports the drop; with fail (the default) it stops with an error naming the student. */
+Test(emit, dead_student_dropped_or_fatal)
+{
+    const char *policy[2] = {"drop", "fail"};
+    for (int k = 0; k < 2; k++) {
+        char ep[128], cmd[2048], err[300];
+        tb_proc_ipc_endpoint(ep, sizeof ep);
+        student a = {.endpoint = ep, .id = "gone", .req = {.student_layers = 4}, .die_after = 1, .want_hidden = 0x1f,
+                     .want_attn = 0xf, .dtype = TB_F32};
+        student b = {.endpoint = ep, .id = "stays", .req = {.student_layers = 4}, .die_after = -1,
+                     .want_hidden = 0x1f, .want_attn = 0xf, .dtype = TB_F32, .sleep_ms = 200};
+        pid_t pa = tb_proc_fork(student_main, &a), pb = tb_proc_fork(student_main, &b);
+        snprintf(err, sizeof err, "%s/emit.err", g_dir);
+        snprintf(cmd, sizeof cmd,
+                 "exec %s --teacher %s --input %s --output %s --students 2 --threads 1 --on-student-death %s "
+                 "--peer-timeout-ms 1000 2>%s",
+                 EMIT, g_teacher, g_batches, ep, policy[k], err);
+        pid_t pe = spawn_sh(cmd);
+        cr_expect_eq(wait_code(pa, 60000), -SIGKILL);
+        int code = wait_code(pe, 60000), bc = wait_code(pb, 60000);
+        char *e = slurp(err);
+        if (k == 0) {
+            cr_expect_eq(code, 0, "%s", e);
+            cr_expect_eq(bc, 0, "the remaining student failed");
+            cr_expect(strstr(e, "1 student(s) dropped"), "%s", e);
+        } else {
+            cr_expect_eq(code, 1, "%s", e);
+            cr_expect(strstr(e, "tb-emit: ") && strstr(e, "'gone'"), "%s", e);
+            cr_expect_neq(bc, 0, "the other student must not see a complete stream");
+        }
+        free(e);
+    }
+}
+
 /* With --teacher-dropout the features of a regenerated batch are the same bits as the first
  * time (masks keyed by seed and batch number): a student dies after batch 2 having checkpointed
  * batch 0 only, resumes from 1, and both lives compare with their own dropout forward. */
