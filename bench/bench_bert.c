@@ -183,7 +183,9 @@ static int bench_student(const opts *o, tb_bert_config c, int teacher_layers, in
     ao.t_total = -1;
     TB_TRY(tb_adam_init(&adam, &m.params, &ao));
     tb_bert_batch bt = {B, T, ids, types, mask};
-    tb_bert_run run = {.dropout = 1, .seed = 42, .logits = kind == TB_DISTILL_PREDICTION};
+    /* stage 2 reads only the logits: the last layer runs on the [CLS] rows alone */
+    tb_bert_run run = {.dropout = 1, .seed = 42, .logits = kind == TB_DISTILL_PREDICTION,
+                       .cls_only = kind == TB_DISTILL_PREDICTION};
     double secs = 0, best = 1e30, cpu = 0, phase[4] = {0}; /* CPU s: forward, loss, backward, adam */
     for (int i = 0; i < o->warmup + o->iters; i++) {
         double t0 = now(), c0 = cpu_now(), c[5];

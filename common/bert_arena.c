@@ -113,6 +113,7 @@ static void layout(tb_bert_model *m, tb_bert_arena *a, cursor *c)
         a->mlm_rstd = take(c, N);
         a->mlm_logits = take(c, N * V);
     }
+    a->cls_work = take(c, 12 * B * C + 4 * B * F + 4 * B);
     a->attn_scratch_floats = tb_attention_scratch_floats((int)T, a->nthreads);
     a->attn_scratch = take(c, a->attn_scratch_floats);
     if (train) {
@@ -126,7 +127,6 @@ static void layout(tb_bert_model *m, tb_bert_arena *a, cursor *c)
         a->gb1 = take(c, B * C);
         a->gb2 = take(c, B * C);
         a->gb3 = take(c, B * C);
-        a->cls_work = take(c, 12 * B * C + 4 * B * F + 4 * B);
         if (cf->fit_size > 0) {
             a->fit_out = take(c, N * (size_t)cf->fit_size);
             a->fit_grad = take(c, N * (size_t)cf->fit_size);
@@ -238,4 +238,60 @@ error:
 size_t tb_bert_arena_bytes(const tb_bert_model *m)
 {
     return m && m->arena ? m->arena->floats * sizeof(float) : 0;
+}
+
+tb_bert_cls_work tb_bert_cls_slices(const tb_bert_arena *a, int B, int C, int F)
+{
+    const size_t BC = (size_t)B * C, BF = (size_t)B * F;
+    float *w = a->cls_work;
+    tb_bert_cls_work s;
+    s.dh = w;
+    s.r2 = w + BC;
+    s.da = w + 2 * BC;
+    s.dp = w + 3 * BC;
+    s.av = w + 4 * BC;
+    s.r1 = w + 5 * BC;
+    s.dr1 = w + 6 * BC;
+    s.dp1 = w + 7 * BC;
+    s.cx = w + 8 * BC;
+    s.dcx = w + 9 * BC;
+    s.dr2 = w + 10 * BC;
+    s.h = w + 11 * BC;
+    s.fa = w + 12 * BC;
+    s.dfa = s.fa + BF;
+    s.fp = s.dfa + BF;
+    s.dfp = s.fp + BF;
+    s.om = s.dfp + BF;
+    s.orr = s.om + B;
+    s.am = s.orr + B;
+    s.ar = s.am + B;
+    return s;
+}
+
+void tb_bert_gather_cls(float *out, const float *x, int B, int T, int w)
+{
+    for (int b = 0; b < B; b++)
+        memcpy(out + (size_t)b * w, x + (size_t)b * T * w, (size_t)w * sizeof(float));
+}
+
+void tb_bert_dropout_cls(float *out, const float *in, int B, int T, int w, float p, tb_rng_key key,
+                         uint32_t batch_seq, uint32_t site)
+{
+    if (p <= 0) {
+        if (out != in) memcpy(out, in, (size_t)B * w * sizeof(float));
+        return;
+    }
+    const float scale = 1.0f / (1.0f - p);
+    float u[256];
+    for (int b = 0; b < B; b++) {
+        uint64_t first = (uint64_t)b * T * w;
+        for (int c0 = 0; c0 < w; c0 += 256) {
+            int n = w - c0 < 256 ? w - c0 : 256;
+            tb_rng_uniform(key, batch_seq, site, first + (uint64_t)c0, u, (size_t)n);
+            for (int i = 0; i < n; i++) {
+                float g = in[(size_t)b * w + c0 + i];
+                out[(size_t)b * w + c0 + i] = u[i] >= p ? g * scale : 0.0f;
+            }
+        }
+    }
 }

@@ -58,43 +58,12 @@ error:
     return rc;
 }
 
-/* Rows b*T (b < B, the [CLS] positions) of x [B*T, w] into out [B, w]. */
-static void gather_cls(float *out, const float *x, int B, int T, int w)
-{
-    for (int b = 0; b < B; b++)
-        memcpy(out + (size_t)b * w, x + (size_t)b * T * w, (size_t)w * sizeof(float));
-}
-
 /* out [B*T, w] = 0 except rows b*T = in [B, w]. */
 static void scatter_cls(float *out, const float *in, int B, int T, int w)
 {
     zero(out, (size_t)B * T * w);
     for (int b = 0; b < B; b++)
         memcpy(out + (size_t)b * T * w, in + (size_t)b * w, (size_t)w * sizeof(float));
-}
-
-/* din [B, w] = the gradient through dropout `d` of rows b*T of a [B*T, w] tensor, given dout of
- * those rows (assigns). Masks follow tb/ops.h: element index = position in the full tensor,
- * keep = (tb_rng_uniform >= p), scale 1 / (1 - p). */
-static void dropout_cls_back(float *din, const float *dout, int B, int T, int w, const tb_dropout *d)
-{
-    if (d->p <= 0) {
-        memcpy(din, dout, (size_t)B * w * sizeof(float));
-        return;
-    }
-    const float p = d->p, scale = 1.0f / (1.0f - d->p);
-    float u[256];
-    for (int b = 0; b < B; b++) {
-        uint64_t first = (uint64_t)b * T * w;
-        for (int c0 = 0; c0 < w; c0 += 256) {
-            int n = w - c0 < 256 ? w - c0 : 256;
-            tb_rng_uniform(d->key, d->batch_seq, d->site, first + (uint64_t)c0, u, (size_t)n);
-            for (int i = 0; i < n; i++) {
-                float g = dout[(size_t)b * w + c0 + i];
-                din[(size_t)b * w + c0 + i] = u[i] >= p ? g * scale : 0.0f;
-            }
-        }
-    }
 }
 
 /* The last layer when only the head reads h_L: its gradient is nonzero on the [CLS] rows only,
@@ -114,41 +83,40 @@ static int layer_backward_cls(tb_bert_model *m, int l, const float *h, const flo
     const size_t BC = (size_t)B * C, BF = (size_t)B * F;
     tb_dropout d1 = drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_ATTN_OUT);
     tb_dropout d2 = drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_FFN_OUT);
-    float *w = a->cls_work;
-    float *dh = w, *r2 = w + BC, *da = w + 2 * BC, *dp = w + 3 * BC, *av = w + 4 * BC;
-    float *r1 = w + 5 * BC, *dr1 = w + 6 * BC, *dp1 = w + 7 * BC, *cx = w + 8 * BC;
-    float *dcx = w + 9 * BC, *dr2 = w + 10 * BC;
-    float *fa = w + 12 * BC, *dfa = fa + BF, *fp = dfa + BF, *dfp = fp + BF;
-    float *om = dfp + BF, *orr = om + B, *am = orr + B, *ar = am + B;
+    tb_bert_cls_work w = tb_bert_cls_slices(a, B, C, F);
 
-    gather_cls(dh, a->gx, B, T, C);
-    gather_cls(r2, x->res2, B, T, C);
-    gather_cls(om, x->o_mean, B, T, 1);
-    gather_cls(orr, x->o_rstd, B, T, 1);
-    gather_cls(fa, x->ffn_act, B, T, F);
-    gather_cls(fp, x->ffn_pre, B, T, F);
-    gather_cls(av, x->a, B, T, C);
-    gather_cls(r1, x->res1, B, T, C);
-    gather_cls(am, x->a_mean, B, T, 1);
-    gather_cls(ar, x->a_rstd, B, T, 1);
-    gather_cls(cx, x->ctx, B, T, C);
+    tb_bert_gather_cls(w.dh, a->gx, B, T, C);
+    if (!run->cls_only) { /* a full forward: take the [CLS] rows of its activations */
+        tb_bert_gather_cls(w.r2, x->res2, B, T, C);
+        tb_bert_gather_cls(w.om, x->o_mean, B, T, 1);
+        tb_bert_gather_cls(w.orr, x->o_rstd, B, T, 1);
+        tb_bert_gather_cls(w.fa, x->ffn_act, B, T, F);
+        tb_bert_gather_cls(w.fp, x->ffn_pre, B, T, F);
+        tb_bert_gather_cls(w.av, x->a, B, T, C);
+        tb_bert_gather_cls(w.r1, x->res1, B, T, C);
+        tb_bert_gather_cls(w.am, x->a_mean, B, T, 1);
+        tb_bert_gather_cls(w.ar, x->a_rstd, B, T, 1);
+        tb_bert_gather_cls(w.cx, x->ctx, B, T, C);
+    }
 
-    zero(dr2, BC);
-    TB_TRY(tb_layernorm_backward(dr2, G(m, p->oln_w), G(m, p->oln_b), dh, r2, P(m, p->oln_w), om, orr, B, C));
-    memcpy(da, dr2, BC * sizeof(float));
-    dropout_cls_back(dp, dr2, B, T, C, &d2);
-    zero(dfa, BF);
-    TB_TRY(tb_linear_backward(dfa, G(m, p->o_w), G(m, p->o_b), dp, fa, P(m, p->o_w), B, F, C));
-    zero(dfp, BF);
-    TB_TRY(tb_gelu_backward(dfp, fp, dfa, BF));
-    TB_TRY(tb_linear_backward(da, G(m, p->i_w), G(m, p->i_b), dfp, av, P(m, p->i_w), B, C, F));
-    zero(dr1, BC);
-    TB_TRY(tb_layernorm_backward(dr1, G(m, p->aln_w), G(m, p->aln_b), da, r1, P(m, p->aln_w), am, ar, B, C));
-    scatter_cls(a->gx, dr1, B, T, C);
-    dropout_cls_back(dp1, dr1, B, T, C, &d1);
-    zero(dcx, BC);
-    TB_TRY(tb_linear_backward(dcx, G(m, p->ao_w), G(m, p->ao_b), dp1, cx, P(m, p->ao_w), B, C, C));
-    scatter_cls(a->gz, dcx, B, T, C);
+    zero(w.dr2, BC);
+    TB_TRY(tb_layernorm_backward(w.dr2, G(m, p->oln_w), G(m, p->oln_b), w.dh, w.r2, P(m, p->oln_w), w.om,
+                                 w.orr, B, C));
+    memcpy(w.da, w.dr2, BC * sizeof(float));
+    tb_bert_dropout_cls(w.dp, w.dr2, B, T, C, d2.p, d2.key, d2.batch_seq, d2.site);
+    zero(w.dfa, BF);
+    TB_TRY(tb_linear_backward(w.dfa, G(m, p->o_w), G(m, p->o_b), w.dp, w.fa, P(m, p->o_w), B, F, C));
+    zero(w.dfp, BF);
+    TB_TRY(tb_gelu_backward(w.dfp, w.fp, w.dfa, BF));
+    TB_TRY(tb_linear_backward(w.da, G(m, p->i_w), G(m, p->i_b), w.dfp, w.av, P(m, p->i_w), B, C, F));
+    zero(w.dr1, BC);
+    TB_TRY(tb_layernorm_backward(w.dr1, G(m, p->aln_w), G(m, p->aln_b), w.da, w.r1, P(m, p->aln_w), w.am,
+                                 w.ar, B, C));
+    scatter_cls(a->gx, w.dr1, B, T, C);
+    tb_bert_dropout_cls(w.dp1, w.dr1, B, T, C, d1.p, d1.key, d1.batch_seq, d1.site);
+    zero(w.dcx, BC);
+    TB_TRY(tb_linear_backward(w.dcx, G(m, p->ao_w), G(m, p->ao_b), w.dp1, w.cx, P(m, p->ao_w), B, C, C));
+    scatter_cls(a->gz, w.dcx, B, T, C);
     TB_TRY(attention_qkv_backward(m, l, h, dscores_extra));
 error:
     return rc;
@@ -275,6 +243,9 @@ int tb_bert_backward(tb_bert_model *m, const tb_bert_grads *g)
     if (g->dmlm_logits) TB_TRY(mlm_backward(m, g->dmlm_logits));
     /* Only the head reads h_L: the last layer's row-wise parts need the [CLS] rows alone. */
     const int cls_only = g->dlogits && !g->dmlm_logits && !(g->dhidden && g->dhidden[L]);
+    TB_CHECK(!a->run.cls_only || cls_only, TB_EINVAL,
+             "tb_bert_backward: the forward ran with cls_only, so the only gradient it accepts at the "
+             "last layer is dlogits (no dmlm_logits, no dhidden[%d])", L);
     for (int l = L - 1; l >= 0; l--) {
         const float *ds = g->dscores ? g->dscores[l] : NULL;
         if (l == L - 1 && cls_only)

@@ -53,9 +53,48 @@ static int check_inputs(const tb_bert_model *m, const tb_bert_batch *bt, const t
     TB_CHECK(!run->mlm || a->mlm, TB_EINVAL,
              "tb_bert_forward: MLM logits requested but the arena has no room for them "
              "(tb_bert_arena_reserve with mlm = 1, on a model with mlm_head)");
+    TB_CHECK(!run->cls_only || (run->logits && !run->mlm), TB_EINVAL,
+             "tb_bert_forward: cls_only needs logits and no MLM head output (the MLM head reads every row)");
     TB_CHECK((run->scores_layers & ~a->keep_scores) == 0, TB_EINVAL,
              "tb_bert_forward: scores of layers 0x%llx requested but the arena keeps only 0x%llx",
              (unsigned long long)run->scores_layers, (unsigned long long)a->keep_scores);
+error:
+    return rc;
+}
+
+/* The rest of the last layer after the attention core, on the [CLS] rows only (run.cls_only):
+ * activations go to the arena's cls_work slices (the backward reads them there), the [CLS] rows
+ * of hout are written, its other rows are left as they were. */
+static int last_layer_cls_forward(tb_bert_model *m, int l, const float *h, float *hout, int B, int T,
+                                  const tb_bert_run *run)
+{
+    int rc = TB_OK;
+    const tb_bert_config *cf = &m->config;
+    tb_bert_arena *a = m->arena;
+    const tb_bert_layer_act *x = &a->layer[l];
+    const tb_bert_layer_idx *p = &m->layer[l];
+    const int C = cf->hidden_size, F = cf->intermediate_size;
+    const size_t BC = (size_t)B * C;
+    const float eps = cf->layer_norm_eps;
+    tb_dropout d1 = drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_ATTN_OUT);
+    tb_dropout d2 = drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_FFN_OUT);
+    tb_bert_cls_work w = tb_bert_cls_slices(a, B, C, F);
+
+    tb_bert_gather_cls(w.cx, x->ctx, B, T, C);
+    tb_bert_gather_cls(w.h, h, B, T, C);
+    TB_TRY(tb_linear_forward(w.r1, w.cx, P(m, p->ao_w), P(m, p->ao_b), B, C, C));
+    tb_bert_dropout_cls(w.r1, w.r1, B, T, C, d1.p, d1.key, d1.batch_seq, d1.site);
+    TB_TRY(tb_add_forward(w.r1, w.r1, w.h, BC));
+    TB_TRY(tb_layernorm_forward(w.av, w.am, w.ar, w.r1, P(m, p->aln_w), P(m, p->aln_b), B, C, eps));
+    TB_TRY(tb_linear_forward(w.fp, w.av, P(m, p->i_w), NULL, B, C, F));
+    TB_TRY(tb_bias_gelu_forward(w.fa, w.fp, P(m, p->i_b), B, F));
+    TB_TRY(tb_linear_forward(w.r2, w.fa, P(m, p->o_w), P(m, p->o_b), B, F, C));
+    tb_bert_dropout_cls(w.r2, w.r2, B, T, C, d2.p, d2.key, d2.batch_seq, d2.site);
+    TB_TRY(tb_add_forward(w.r2, w.r2, w.av, BC));
+    /* the LayerNorm output of the [CLS] rows goes to dh's slice first, then into hout */
+    TB_TRY(tb_layernorm_forward(w.dh, w.om, w.orr, w.r2, P(m, p->oln_w), P(m, p->oln_b), B, C, eps));
+    for (int b = 0; b < B; b++)
+        memcpy(hout + (size_t)b * T * C, w.dh + (size_t)b * C, (size_t)C * sizeof(float));
 error:
     return rc;
 }
@@ -79,6 +118,8 @@ static int layer_forward(tb_bert_model *m, int l, const float *h, float *hout,
     TB_TRY(tb_attention_forward(x->ctx, x->scores, x->probs, x->qkv, x->qkv + C, x->qkv + 2 * C,
                                 3 * C, mask, B, T, NH, C / NH, da.p > 0 ? &da : NULL,
                                 a->attn_scratch, a->attn_scratch_floats));
+    if (run->cls_only && l == cf->num_hidden_layers - 1)
+        return last_layer_cls_forward(m, l, h, hout, B, T, run);
     TB_TRY(tb_linear_forward(x->res1, x->ctx, P(m, p->ao_w), P(m, p->ao_b), N, C, C));
     if (d1.p > 0) TB_TRY(tb_dropout_forward(x->res1, x->res1, (size_t)N * C, &d1));
     TB_TRY(tb_add_forward(x->res1, x->res1, h, (size_t)N * C));
@@ -188,6 +229,7 @@ const float *tb_bert_hidden(const tb_bert_model *m, int j)
     if (!m || !m->arena || !m->arena->have_forward || j < 0 || j > m->config.num_hidden_layers)
         return NULL;
     if (j >= 64 || !(m->arena->keep_hidden >> j & 1)) return NULL;
+    if (j == m->config.num_hidden_layers && m->arena->run.cls_only) return NULL;
     return m->arena->hidden[j];
 }
 

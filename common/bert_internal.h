@@ -3,6 +3,7 @@
 #define TB_BERT_INTERNAL_H
 
 #include "tb/bert.h"
+#include "tb/rng.h"
 
 /* Per-layer activations. In a TB_BERT_INFER arena every layer points at the same work buffers
  * (except scores of kept layers). */
@@ -54,7 +55,7 @@ struct tb_bert_arena {
     float *gf1, *gf2;           /* [N, F] */
     float *gqkv;                /* [N, 3C] */
     float *gb1, *gb2, *gb3;     /* [B, C] */
-    /* last-layer backward restricted to the [CLS] rows (only the head reads h_L) */
+    /* last layer restricted to the [CLS] rows (only the head reads h_L): see tb_bert_cls_work */
     float *cls_work;            /* 12 x [B, C] + 4 x [B, F] + 4 x [B] */
     /* distillation loss buffers (TB_BERT_TRAIN with fit_size > 0) */
     float *fit_out, *fit_grad;  /* [N, fit_size] */
@@ -66,6 +67,26 @@ struct tb_bert_arena {
 };
 
 #define TB_BERT_GELU_ROWS 64
+
+/* Slices of arena->cls_work: the last layer's activations (and their gradients) on the [CLS]
+ * rows, [B, C] / [B, F] / [B]. The forward fills the activations when run.cls_only is set; the
+ * backward otherwise gathers them from the full buffers. */
+typedef struct tb_bert_cls_work {
+    float *dh, *r2, *da, *dp, *av, *r1, *dr1, *dp1, *cx, *dcx, *dr2, *h;
+    float *fa, *dfa, *fp, *dfp;
+    float *om, *orr, *am, *ar;
+} tb_bert_cls_work;
+
+tb_bert_cls_work tb_bert_cls_slices(const tb_bert_arena *a, int B, int C, int F);
+
+/* out [B, w] = rows b*T of x [B*T, w]. */
+void tb_bert_gather_cls(float *out, const float *x, int B, int T, int w);
+
+/* out [B, w] = dropout of rows b*T of a [B*T, w] tensor given those rows `in` [B, w] (assigns;
+ * the same masks as tb_dropout_forward / _backward on the full tensor). Used for the forward
+ * (in = values) and the backward (in = gradients) alike. */
+void tb_bert_dropout_cls(float *out, const float *in, int B, int T, int w, float p, tb_rng_key key,
+                         uint32_t batch_seq, uint32_t site);
 
 /* Frees the arena (safe when none). */
 void tb_bert_arena_release(tb_bert_model *m);

@@ -667,3 +667,61 @@ Test(bert, inference_arena_with_few_kept_states_matches_training_bit_for_bit)
     tb_bert_free(&tr);
     tb_bert_free(&inf);
 }
+
+/* ---- [CLS]-only last layer ----------------------------------------------------------------- */
+
+Test(bert_fd, cls_only_last_layer_with_dropout_on)
+{
+    static fd_ctx x;
+    tb_bert_config c = tiny_config();
+    c.head = TB_HEAD_HF;
+    c.classifier_dropout = 0.2f;
+    fd_setup(&x, OBJ_CE, c, 1);
+    x.run.cls_only = 1;
+    int n = fd_check_all(&x, "CE, cls_only");
+    cr_assert_eq(n, x.m.params.count - 5 - 2 - 2, "checked %d", n);
+    fd_teardown(&x);
+}
+
+Test(bert, cls_only_matches_the_full_last_layer)
+{
+    static fd_ctx x;
+    tb_bert_config c = tiny_config();
+    c.head = TB_HEAD_HF;
+    fd_setup(&x, OBJ_CE, c, 1);
+    tb_bert_model *m = &x.m;
+    run_objective(&x, 1);
+    float logits[B_ * NL_], *g_full = malloc(m->params.total * sizeof(float));
+    memcpy(logits, tb_bert_logits(m), sizeof logits);
+    memcpy(g_full, m->params.grads, m->params.total * sizeof(float));
+    cr_assert_not_null(tb_bert_hidden(m, 2));
+
+    x.run.cls_only = 1;
+    run_objective(&x, 1);
+    double mx;
+    cr_assert_lt(tb_rel_err(tb_bert_logits(m), logits, B_ * NL_, &mx), 1e-6, "logits");
+    for (int i = 0; i < m->params.count; i++) {
+        tb_param *p = &m->params.items[i];
+        size_t n = (size_t)tb_tensor_numel(&p->grad), off = (size_t)((float *)p->grad.data - m->params.grads);
+        double r = tb_rel_err(p->grad.data, g_full + off, n, &mx);
+        if (strstr(p->name, "key.bias")) /* ~0 either way (softmax shift invariance) */
+            cr_assert_lt(mx, 1e-6, "%s", p->name);
+        else
+            cr_assert_lt(r, 1e-5, "%s: rel %g", p->name, r);
+    }
+    cr_assert_null(tb_bert_hidden(m, 2), "h_L is not computed in full with cls_only");
+    cr_assert_not_null(tb_bert_hidden(m, 1));
+    /* A gradient on h_L cannot be taken after a cls_only forward; MLM output is refused. */
+    float dh[B_ * T_ * 16] = {0};
+    const float *dhs[3] = {NULL, NULL, dh};
+    tb_bert_grads g = {.dlogits = x.dlogits, .dhidden = dhs};
+    cr_assert_eq(tb_bert_backward(m, &g), TB_EINVAL);
+    cr_assert(strstr(tb_err_msg(), "cls_only"), "%s", tb_err_msg());
+    x.run.mlm = 1;
+    cr_assert_eq(tb_bert_forward(m, &x.batch, &x.run), TB_EINVAL);
+    x.run.mlm = 0;
+    x.run.logits = 0;
+    cr_assert_eq(tb_bert_forward(m, &x.batch, &x.run), TB_EINVAL);
+    free(g_full);
+    fd_teardown(&x);
+}

@@ -100,6 +100,10 @@ typedef struct tb_bert_run {
                               * (always available in training arenas) */
     int logits;              /* 1: run pooler + classifier (needs a head) */
     int mlm;                 /* 1: run the MLM head (needs config.mlm_head and an MLM arena) */
+    int cls_only;            /* 1: only the head reads h_L (logits, no MLM): the last layer runs
+                              * its projections, LayerNorms and FFN on the [CLS] rows alone and
+                              * tb_bert_hidden(L) is NULL; a backward then takes only dlogits and
+                              * extra gradients of layers < L */
 } tb_bert_run;
 
 /* Arena modes. */
