@@ -20,9 +20,8 @@ static const tb_opt opts[] = {
               .choices = "f32|f16"),
     TB_OPTION("teacher-dropout", TB_OPT_BOOL, "false",
               "run the teacher with dropout, as the reference code does (masks keyed by --seed and batch number)"),
-    TB_OPTION("student-layers", TB_OPT_STRING, "",
-              "features for students of these depths, e.g. \"4\" or \"4,6\" (file output; added to the hellos' union)",
-              .metavar = "LIST"),
+    TB_OPTION("student-layers", TB_OPT_INT, "0",
+              "features for a student of this depth (file output; added to the hellos' union; 0: none)"),
     TB_OPTION("hidden", TB_OPT_STRING, "", "teacher hidden states to send, e.g. \"0,3,6,9,12\"", .metavar = "LIST"),
     TB_OPTION("attn", TB_OPT_STRING, "", "teacher layers (0-based) whose attention scores to send", .metavar = "LIST"),
     TB_OPTION("logits", TB_OPT_BOOL, "false", "send the teacher's logits"),
@@ -95,24 +94,6 @@ static const tb_stage_info info = {
         "--check writes the losses and student gradients of one batch for comparison with other code.",
 };
 
-static int add_layers_list(const char *s, tb_emit_opts *o)
-{
-    /* "4,6": the union of the TinyBERT mappings for students of those depths is resolved later;
-     * several depths are kept as explicit masks once the teacher depth is known, so take the
-     * largest-resolution route: record each as its own request in o->extra via student_layers
-     * when one, else fail with advice. */
-    uint64_t depths = 0;
-    int rc = tb_features_mask_parse(s, "--student-layers", &depths);
-    if (rc) return rc;
-    if (!depths) return TB_OK;
-    if (depths & 1) return TB_ERR(TB_EINVAL, "--student-layers: a student has at least 1 layer");
-    if (__builtin_popcountll(depths) > 1)
-        return TB_ERR(TB_EINVAL, "--student-layers: give one depth here and the other students' needs with --hidden / "
-                                 "--attn, or let them say it in their hellos");
-    o->extra.student_layers = __builtin_ctzll(depths);
-    return TB_OK;
-}
-
 static tb_peer_policy policy_of(const char *s)
 {
     if (!strcmp(s, "drop")) return TB_PEER_DROP;
@@ -176,8 +157,14 @@ int main(int argc, char **argv)
         goto done;
     }
     o.students = (int)students;
-    if (add_layers_list(tb_cli_str(&cli, "student-layers"), &o) != TB_OK ||
-        tb_features_mask_parse(tb_cli_str(&cli, "hidden"), "--hidden", &o.extra.hidden) != TB_OK ||
+    int64_t sl = tb_cli_int(&cli, "student-layers");
+    if (sl < 0 || sl > TB_FEATURES_MAX_LAYERS) {
+        fprintf(stderr, "tb-emit: --student-layers must be in [0, %d]\n", TB_FEATURES_MAX_LAYERS);
+        code = TB_EXIT_USAGE;
+        goto done;
+    }
+    o.extra.student_layers = (int)sl;
+    if (tb_features_mask_parse(tb_cli_str(&cli, "hidden"), "--hidden", &o.extra.hidden) != TB_OK ||
         tb_features_mask_parse(tb_cli_str(&cli, "attn"), "--attn", &o.extra.attn) != TB_OK) {
         fprintf(stderr, "tb-emit: %s\n", tb_err_msg());
         code = TB_EXIT_USAGE;
