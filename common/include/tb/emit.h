@@ -22,7 +22,7 @@
  * tb_emit_check: for one batch of a message file, a teacher and a student, computes the
  * distillation loss of one stage and every student gradient without updating anything, and
  * writes OUT/losses.json and OUT/gradients.safetensors (F32, one tensor per student parameter
- * under its Hugging Face name, "grad/" prefix-free) so other implementations can be compared.
+ * under its Hugging Face name) so other implementations can be compared with tinybert-c.
  */
 #ifndef TB_EMIT_H
 #define TB_EMIT_H
