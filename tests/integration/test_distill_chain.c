@@ -149,11 +149,11 @@ Test(distill_chain, sigterm_checkpoints_and_resumes, .timeout = 240)
     setup(&f);
     /* a longer stream so the signal lands mid-run */
     snprintf(f.batches, sizeof f.batches, "%s/long.msg", f.dir);
-    td_batches(f.batches, 40, 8, 32, 100, 3, 33);
+    td_batches(f.batches, 80, 8, 32, 100, 3, 33);
     char ref[4200], out[4200], a[4400], b[4400], ep[256];
     snprintf(ref, sizeof ref, "%s/ref", f.dir);
     snprintf(out, sizeof out, "%s/term", f.dir);
-    char *r[] = {"--mode", "general", "--config", f.cfg, "--out", ref, "--total-steps", "40", "--consumer-id", "t",
+    char *r[] = {"--mode", "general", "--config", f.cfg, "--out", ref, "--total-steps", "80", "--consumer-id", "t",
                  NULL};
     cr_assert_eq(distill(&f, r), 0, "uninterrupted run failed");
 
@@ -162,7 +162,7 @@ Test(distill_chain, sigterm_checkpoints_and_resumes, .timeout = 240)
                      "--on-student-death", "wait", "--threads", "1", "--progress", "none", "--log-level", "warn", NULL};
     pid_t em = td_spawn(eargv, NULL);
     char *argv[] = {TD_DISTILL, "--input", ep, "--mode", "general", "--config", f.cfg, "--out", out, "--total-steps",
-                    "40", "--consumer-id", "t", "--threads", "1", "--progress", "none", "--log-level", "warn",
+                    "80", "--consumer-id", "t", "--threads", "1", "--progress", "none", "--log-level", "warn",
                     "--plot", "", NULL, NULL};
     pid_t st = td_spawn(argv, NULL);
     /* wait for the first step line, then SIGTERM */
@@ -185,8 +185,8 @@ Test(distill_chain, sigterm_checkpoints_and_resumes, .timeout = 240)
     st = td_spawn(argv, NULL);
     cr_assert_eq(td_wait(st, 120000), 0, "resumed run failed");
     cr_assert_eq(td_wait(em, 60000), 0, "emitter failed");
-    snprintf(a, sizeof a, "%s/step-40/model.safetensors", ref);
-    snprintf(b, sizeof b, "%s/step-40/model.safetensors", out);
+    snprintf(a, sizeof a, "%s/step-80/model.safetensors", ref);
+    snprintf(b, sizeof b, "%s/step-80/model.safetensors", out);
     cr_assert(td_same_file(a, b), "SIGTERM + resume differs from the uninterrupted run");
     td_rmtree(f.dir);
 }

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define NB 24
+#define NB 48
 #define BS 8
 #define SEQ 32
 
@@ -40,7 +40,7 @@ static pid_t emitter(const fixture *f, const char *ep, const char *policy, const
 static pid_t student(const fixture *f, const char *ep, const char *out, int resume, const char *err)
 {
     char *argv[] = {TD_DISTILL, "--input", (char *)ep, "--out", (char *)out, "--mode", "general", "--config",
-                    (char *)f->cfg, "--seed", "5", "--total-steps", "24", "--save-every", "2", "--threads", "1",
+                    (char *)f->cfg, "--seed", "5", "--total-steps", "48", "--save-every", "2", "--threads", "1",
                     "--progress", "none", "--log-level", "warn", "--plot", "", "--consumer-id", "student-a",
                     "--peer-timeout-ms", "2000", resume ? "--resume" : NULL, NULL};
     return td_spawn(argv, err);
@@ -328,7 +328,7 @@ Test(distill_resume, student_waits_for_a_silent_emitter, .timeout = 240)
     tb_proc_ipc_endpoint(ep, sizeof ep);
     em = emitter(&f, ep, "wait", NULL);
     char *argv[] = {TD_DISTILL, "--input", ep, "--out", out, "--mode", "general", "--config", f.cfg, "--seed", "5",
-                    "--total-steps", "24", "--save-every", "2", "--threads", "1", "--progress", "none", "--log-level",
+                    "--total-steps", "48", "--save-every", "2", "--threads", "1", "--progress", "none", "--log-level",
                     "warn", "--plot", "", "--consumer-id", "student-a", "--peer-timeout-ms", "1000",
                     "--emitter-wait-ms", "30000", NULL};
     st = td_spawn(argv, err);
@@ -379,7 +379,7 @@ Test(distill_resume, student_waits_for_a_restarted_emitter, .timeout = 240)
     tb_proc_ipc_endpoint(ep, sizeof ep);
     em = emitter(&f, ep, "wait", NULL);
     char *argv[] = {TD_DISTILL, "--input", ep, "--out", out, "--mode", "general", "--config", f.cfg, "--seed", "5",
-                    "--total-steps", "24", "--save-every", "2", "--threads", "1", "--progress", "none", "--log-level",
+                    "--total-steps", "48", "--save-every", "2", "--threads", "1", "--progress", "none", "--log-level",
                     "warn", "--plot", "", "--consumer-id", "student-a", "--peer-timeout-ms", "1000",
                     "--emitter-wait-ms", "30000", NULL};
     st = td_spawn(argv, NULL);
