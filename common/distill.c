@@ -5,6 +5,7 @@
 #include "tb/config.h"
 #include "tb/dataset.h"
 #include "tb/error.h"
+#include "tb/evaluate.h"
 #include "tb/log.h"
 #include "tb/metrics.h"
 #include "tb/plot.h"
@@ -207,6 +208,7 @@ void tb_distill_opts_default(tb_distill_opts *o)
     o->keep = 2;
     o->credit = 4;
     o->progress = TB_PROGRESS_AUTO;
+    o->dev_kind = TB_TM_KIND_COUNT;
     tb_distill_opts_for_mode(o, TB_DISTILL_GENERAL);
 }
 
@@ -411,53 +413,25 @@ error:
     return rc;
 }
 
-/* Runs the student over the dev stream (dropout off) and computes the task metrics: correlation
- * for a 1-output student, accuracy otherwise. */
+/* Runs the student over the dev stream (tb/evaluate.h: dropout off) and computes the task metrics
+ * of o->dev_kind (automatic: correlation for a 1-output student, accuracy otherwise). */
 static int dev_metrics(run_state *s, tb_taskmetrics_result *out)
 {
     int rc = TB_OK;
-    tb_stream *in = NULL;
-    tb_taskmetrics tm;
-    tb_msg msg;
-    tb_batch b;
-    memset(&tm, 0, sizeof tm);
-    memset(&b, 0, sizeof b);
-    tb_msg_init(&msg);
-    const int NL = s->m.config.num_labels;
-    TB_TRY(tb_taskmetrics_init(&tm, NL == 1 ? TB_TM_CORR : TB_TM_ACCURACY, NL));
-    TB_TRY(tb_stream_open(&in, s->o->dev_input, TB_STREAM_READ, NULL));
-    for (;;) {
-        tb_msg_free(&msg);
-        rc = tb_stream_recv(in, &msg, s->o->recv_timeout_ms > 0 ? s->o->recv_timeout_ms : -1);
-        if (rc == TB_EEND) {
-            rc = TB_OK;
-            break;
-        }
-        if (rc) {
-            tb_err_wrap(rc, "dev stream %s: ", s->o->dev_input);
-            goto error;
-        }
-        TB_TRY(tb_batch_from_msg(&b, &msg));
-        const int B = (int)b.input_ids.shape[0], T = (int)b.input_ids.shape[1];
-        TB_TRY(tb_bert_arena_reserve(&s->m, B, T, TB_BERT_TRAIN, 0, 0));
-        tb_bert_batch bb = {.B = B, .T = T, .input_ids = b.input_ids.data, .token_type_ids = b.token_type_ids.data,
-                            .attention_mask = b.attention_mask.data};
-        tb_bert_run run;
-        memset(&run, 0, sizeof run);
-        run.logits = 1;
-        TB_TRY(tb_bert_forward(&s->m, &bb, &run));
-        tb_tensor lg;
-        int64_t shape[2] = {B, NL};
-        TB_TRY(tb_tensor_borrow(&lg, TB_F32, 2, shape, (void *)tb_bert_logits(&s->m)));
-        TB_TRY(tb_taskmetrics_add_batch(&tm, &lg, &b.labels));
-        tb_batch_free(&b);
+    tb_eval_opts eo;
+    tb_eval_opts_default(&eo);
+    eo.input = s->o->dev_input;
+    eo.kind = s->o->dev_kind;
+    eo.arena_mode = TB_BERT_TRAIN; /* reuse the training arena */
+    eo.recv_timeout_ms = s->o->recv_timeout_ms;
+    tb_eval_result er;
+    rc = tb_evaluate(&s->m, &eo, &er);
+    if (rc) {
+        tb_err_wrap(rc, "evaluating on %s: ", s->o->dev_input);
+        goto error;
     }
-    TB_TRY(tb_taskmetrics_compute(&tm, out));
+    *out = er.metrics;
 error:
-    tb_batch_free(&b);
-    tb_msg_free(&msg);
-    tb_stream_close(in);
-    tb_taskmetrics_free(&tm);
     return rc;
 }
 

@@ -1,6 +1,7 @@
 /* tb-distill: trains a TinyBERT student on a stream of teacher features (tb/distill.h). */
 #include "tb/cli.h"
 #include "tb/config.h"
+#include "tb/dataset.h"
 #include "tb/distill.h"
 #include "tb/error.h"
 #include "tb/log.h"
@@ -34,6 +35,9 @@ static const tb_opt opts[] = {
     TB_OPTION("save-every", TB_OPT_INT, "0", "checkpoint every N updates (0: only at the end or on a signal)"),
     TB_OPTION("keep", TB_OPT_INT, "2", "task-stage2: periodic checkpoints kept (general and stage 1 keep all)"),
     TB_OPTION("dev", TB_OPT_ENDPOINT, NULL, "task-stage2: dev token batches, evaluated to keep the best model"),
+    TB_OPTION("dev-task", TB_OPT_STRING, NULL, "task-stage2: the dev set's task, for its metric (cola: MCC, mrpc/qqp: "
+                                               "accuracy + F1, sts-b: correlation; default: accuracy, or correlation "
+                                               "for one output)"),
     TB_OPTION("eval-every", TB_OPT_INT, "0", "task-stage2: evaluate every N updates (0: at the end)"),
     TB_OPTION("resume", TB_OPT_BOOL, "false", "continue from the newest checkpoint in --out"),
     TB_OPTION("consumer-id", TB_OPT_STRING, NULL, "this student's id on the stream (default student-<pid>; give a "
@@ -111,6 +115,11 @@ static int opts_from_cli(const tb_cli *cli, tb_distill_opts *o)
     o->keep = (int)tb_cli_int(cli, "keep");
     o->dev_input = tb_cli_str(cli, "dev");
     o->eval_every = tb_cli_int(cli, "eval-every");
+    if (tb_cli_str(cli, "dev-task")) {
+        tb_task task;
+        TB_TRY(tb_task_parse(tb_cli_str(cli, "dev-task"), &task));
+        TB_TRY(tb_taskmetrics_kind_for_task(task, &o->dev_kind));
+    }
     o->resume = tb_cli_bool(cli, "resume");
     o->consumer_id = tb_cli_str(cli, "consumer-id");
     o->credit = (int)tb_cli_int(cli, "credit");

@@ -136,6 +136,12 @@ Test(distill_chain, general_stage1_stage2_train_and_freeze_what_they_should, .ti
     cr_assert(!same_tensor(a, b, "classifier.weight"), "stage 2: classifier not trained");
     cr_assert(!same_tensor(a, b, "bert.pooler.dense.weight"), "stage 2: pooler not trained");
     cr_assert_eq(count_events(s2, "eval"), 2, "stage 2 evaluates at steps 2 and 4");
+    cr_assert_eq(count_events(s2, "eval\",\"step\":4,\"time"), 1);
+    snprintf(a, sizeof a, "%s/metrics.jsonl", s2);
+    char *text = td_slurp(a, NULL);
+    cr_assert(text && strstr(text, "\"examples\":8,\"accuracy\":"), "dev accuracy over the 8 dev examples: %s",
+              text ? text : "(none)");
+    free(text);
     snprintf(a, sizeof a, "%s/best/latest", s2);
     cr_assert(exists(a), "stage 2 keeps the best model under best/");
     td_rmtree(f.dir);

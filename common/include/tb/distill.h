@@ -34,7 +34,7 @@
  * Checkpoints (tb/checkpoint.h, Hugging Face folders with fit_dense) go to OUT/step-N every
  * save_every steps, at the end and on SIGINT/SIGTERM. General and stage 1 keep every interval
  * checkpoint (as the reference does); stage 2 keeps the newest `keep` and, with a dev stream,
- * evaluates every eval_every steps and at the end (tb/evaluate.h) and keeps the best as
+ * evaluates every eval_every steps and at the end (tb/evaluate.h, metric dev_kind) and keeps the best as
  * OUT/best/step-N. Metrics go to OUT/metrics.jsonl (and metrics_path), a loss plot to
  * OUT/loss.png.
  *
@@ -57,6 +57,7 @@
 #include "tb/msg.h"
 #include "tb/optim.h"
 #include "tb/progress.h"
+#include "tb/taskmetrics.h"
 
 #include <stdint.h>
 
@@ -124,6 +125,8 @@ typedef struct tb_distill_opts {
     int keep;                     /* stage 2: periodic checkpoints kept (>= 1) */
     const char *dev_input;        /* stage 2: dev token batches (NULL: no evaluation) */
     int64_t eval_every;           /* stage 2: 0: evaluate only at the end */
+    tb_taskmetrics_kind dev_kind; /* stage 2: TB_TM_KIND_COUNT: correlation for one output,
+                                     accuracy otherwise (tb/evaluate.h) */
     int resume;                   /* continue from the newest checkpoint of out_dir */
     const char *consumer_id;      /* stream consumer id (NULL: "student-<pid>") */
     int credit;                   /* stream credit (4) */
