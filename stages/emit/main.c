@@ -62,7 +62,11 @@ static const tb_port_field in_fields[] = {
     {0},
 };
 static const tb_port_field out_fields[] = {
-    {"input_ids", "<i4", "B,T", "the token batch, unchanged (token_type_ids, attention_mask, labels, ... too)"},
+    {"input_ids", "<i4", "B,T", "token ids, passed through from the input batch"},
+    {"token_type_ids", "<i4", "B,T", "segment ids, passed through"},
+    {"attention_mask", "<i4", "B,T", "1 for tokens, 0 for padding, passed through"},
+    {"labels", "<i4|<f4", "B", "gold labels, passed through"},
+    {"example_ids", "<i8", "B", "example indices, passed through"},
     {"teacher.hidden.*", "<f4|<f2", "B,T,H", "teacher hidden state j (0: embeddings)"},
     {"teacher.attn.*", "<f4|<f2", "B,NH,T,T", "pre-softmax attention scores of teacher layer l (0-based)"},
     {"teacher.logits", "<f4|<f2", "B,NL", "teacher logits"},
