@@ -862,7 +862,7 @@ static int check_opts(const tb_distill_opts *o)
 {
     int rc = TB_OK;
     TB_CHECK(o->input, TB_EINVAL, "give the teacher-feature stream (--input)");
-    TB_CHECK(o->out_dir || o->check_dir, TB_EINVAL, "give the output folder (--out)");
+    TB_CHECK(o->out_dir || o->check_dir, TB_EINVAL, "give the output folder (--output)");
     TB_CHECK(o->init_path || o->config_path || o->resume, TB_EINVAL,
              "give the student: --init CHECKPOINT or --config config.json (random, seeded by --seed)");
     TB_CHECK(o->loss.w_att >= 0 && o->loss.w_hidden >= 0 && o->loss.w_pred >= 0, TB_EINVAL,

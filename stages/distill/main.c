@@ -11,7 +11,7 @@
 static const tb_opt opts[] = {
     TB_OPTION("input", TB_OPT_ENDPOINT, NULL, "teacher-feature messages (tb-emit's output, or a file of them)",
               .required = 1),
-    TB_OPTION("out", TB_OPT_STRING, NULL, "output folder: step-N checkpoints, best/, metrics.jsonl, loss.png",
+    TB_OPTION("output", TB_OPT_STRING, NULL, "output folder: step-N checkpoints, best/, metrics.jsonl, loss.png",
               .metavar = "DIR"),
     TB_OPTION("mode", TB_OPT_ENUM, "general", "distillation step", .choices = "general|task-stage1|task-stage2"),
     TB_OPTION("init", TB_OPT_STRING, NULL, "student checkpoint to start from (general student for stage 1, stage 1 "
@@ -39,7 +39,7 @@ static const tb_opt opts[] = {
                                                "accuracy + F1, sts-b: correlation; default: accuracy, or correlation "
                                                "for one output)"),
     TB_OPTION("eval-every", TB_OPT_INT, "0", "task-stage2: evaluate every N updates (0: at the end)"),
-    TB_OPTION("resume", TB_OPT_BOOL, "false", "continue from the newest checkpoint in --out"),
+    TB_OPTION("resume", TB_OPT_BOOL, "false", "continue from the newest checkpoint in --output"),
     TB_OPTION("consumer-id", TB_OPT_STRING, NULL, "this student's id on the stream (default student-<pid>; give a "
                                                   "fixed one to resume after a crash)"),
     TB_OPTION("credit", TB_OPT_INT, "4", "messages the emitter may send ahead"),
@@ -73,7 +73,7 @@ static const tb_port inputs[] = {
     {"dev", "batch", NULL, "dev token batches (task-stage2)"},
     {0}};
 
-static const tb_port outputs[] = {{"out", "checkpoint", NULL, "Hugging Face checkpoints with fit_dense"}, {0}};
+static const tb_port outputs[] = {{"output", "checkpoint", NULL, "Hugging Face checkpoints with fit_dense"}, {0}};
 
 static const tb_stage_info info = {
     .name = "tb-distill",
@@ -96,7 +96,7 @@ static int opts_from_cli(const tb_cli *cli, tb_distill_opts *o)
     TB_TRY(tb_distill_mode_parse(tb_cli_str(cli, "mode"), &mode));
     tb_distill_opts_for_mode(o, mode);
     o->input = tb_cli_str(cli, "input");
-    o->out_dir = tb_cli_str(cli, "out");
+    o->out_dir = tb_cli_str(cli, "output");
     o->init_path = tb_cli_str(cli, "init");
     o->config_path = tb_cli_str(cli, "config");
     TB_TRY(tb_head_kind_parse(tb_cli_str(cli, "head"), &o->head));

@@ -99,7 +99,7 @@ Test(distill_chain, general_stage1_stage2_train_and_freeze_what_they_should, .ti
     snprintf(s1, sizeof s1, "%s/stage1", f.dir);
     snprintf(s2, sizeof s2, "%s/stage2", f.dir);
 
-    char *g[] = {"--mode", "general", "--config", f.cfg, "--out", gen, "--total-steps", "4", "--save-every", "2", NULL};
+    char *g[] = {"--mode", "general", "--config", f.cfg, "--output", gen, "--total-steps", "4", "--save-every", "2", NULL};
     cr_assert_eq(distill(&f, g), 0, "general distillation failed");
     snprintf(a, sizeof a, "%s/step-2", gen);
     snprintf(b, sizeof b, "%s/step-4", gen);
@@ -108,7 +108,7 @@ Test(distill_chain, general_stage1_stage2_train_and_freeze_what_they_should, .ti
     cr_assert(!same_tensor(a, b, "fit_dense.weight"), "general: fit_dense not trained");
     cr_assert_eq(count_events(gen, "step"), 4);
 
-    char *t1[] = {"--mode", "task-stage1", "--init", gen, "--out", s1, "--save-every", "2", NULL};
+    char *t1[] = {"--mode", "task-stage1", "--init", gen, "--output", s1, "--save-every", "2", NULL};
     cr_assert_eq(distill(&f, t1), 0, "task-stage1 failed");
     snprintf(a, sizeof a, "%s/step-2", s1);
     snprintf(b, sizeof b, "%s/step-4", s1);
@@ -120,7 +120,7 @@ Test(distill_chain, general_stage1_stage2_train_and_freeze_what_they_should, .ti
     snprintf(a, sizeof a, "%s/step-4", gen);
     cr_assert(!same_tensor(a, b, "bert.encoder.layer.1.output.dense.weight"), "stage 1 did not start from general");
 
-    char *t2[] = {"--mode", "task-stage2", "--init", s1, "--out", s2, "--total-steps", "4", "--save-every", "1",
+    char *t2[] = {"--mode", "task-stage2", "--init", s1, "--output", s2, "--total-steps", "4", "--save-every", "1",
                   "--keep", "1", "--dev", f.dev, "--eval-every", "2", "--lr", "1e-3", NULL};
     cr_assert_eq(distill(&f, t2), 0, "task-stage2 failed");
     snprintf(a, sizeof a, "%s/step-4", s1);
@@ -159,7 +159,7 @@ Test(distill_chain, sigterm_checkpoints_and_resumes, .timeout = 240)
     char ref[4200], out[4200], a[4400], b[4400], ep[256];
     snprintf(ref, sizeof ref, "%s/ref", f.dir);
     snprintf(out, sizeof out, "%s/term", f.dir);
-    char *r[] = {"--mode", "general", "--config", f.cfg, "--out", ref, "--total-steps", "80", "--consumer-id", "t",
+    char *r[] = {"--mode", "general", "--config", f.cfg, "--output", ref, "--total-steps", "80", "--consumer-id", "t",
                  NULL};
     cr_assert_eq(distill(&f, r), 0, "uninterrupted run failed");
 
@@ -167,7 +167,7 @@ Test(distill_chain, sigterm_checkpoints_and_resumes, .timeout = 240)
     char *eargv[] = {TD_EMIT, "--teacher", f.teacher, "--input", f.batches, "--output", ep, "--students", "1",
                      "--on-student-death", "wait", "--threads", "1", "--progress", "none", "--log-level", "warn", NULL};
     pid_t em = td_spawn(eargv, NULL);
-    char *argv[] = {TD_DISTILL, "--input", ep, "--mode", "general", "--config", f.cfg, "--out", out, "--total-steps",
+    char *argv[] = {TD_DISTILL, "--input", ep, "--mode", "general", "--config", f.cfg, "--output", out, "--total-steps",
                     "80", "--consumer-id", "t", "--threads", "1", "--progress", "none", "--log-level", "warn",
                     "--plot", "", NULL, NULL};
     pid_t st = td_spawn(argv, NULL);

@@ -23,7 +23,7 @@ static void write_student_config(student *s, const char *dir, int i)
 
 static pid_t start_student(const student *s, const char *ep, const char *out)
 {
-    char *argv[] = {TD_DISTILL, "--input", (char *)ep, "--out", (char *)out, "--mode", "general", "--config",
+    char *argv[] = {TD_DISTILL, "--input", (char *)ep, "--output", (char *)out, "--mode", "general", "--config",
                     (char *)s->cfg, "--seed", "7", "--total-steps", "4", "--threads", "1", "--progress", "none",
                     "--log-level", "warn", "--plot", "", "--consumer-id", (char *)s->id, NULL};
     return td_spawn(argv, NULL);

@@ -39,7 +39,7 @@ static pid_t emitter(const fixture *f, const char *ep, const char *policy, const
 
 static pid_t student(const fixture *f, const char *ep, const char *out, int resume, const char *err)
 {
-    char *argv[] = {TD_DISTILL, "--input", (char *)ep, "--out", (char *)out, "--mode", "general", "--config",
+    char *argv[] = {TD_DISTILL, "--input", (char *)ep, "--output", (char *)out, "--mode", "general", "--config",
                     (char *)f->cfg, "--seed", "5", "--total-steps", "48", "--save-every", "2", "--threads", "1",
                     "--progress", "none", "--log-level", "warn", "--plot", "", "--consumer-id", "student-a",
                     "--peer-timeout-ms", "2000", resume ? "--resume" : NULL, NULL};
@@ -203,7 +203,7 @@ Test(distill_resume, incompatible_students_are_refused_clearly, .timeout = 120)
         snprintf(eerr, sizeof eerr, "%s/emit%d.err", f.dir, c);
         tb_proc_ipc_endpoint(ep, sizeof ep);
         pid_t em = emitter(&f, ep, "fail", eerr);
-        char *argv[] = {TD_DISTILL, "--input", ep, "--out", out, "--mode", "general", "--config", cfg,
+        char *argv[] = {TD_DISTILL, "--input", ep, "--output", out, "--mode", "general", "--config", cfg,
                         "--total-steps", "4", "--threads", "1", "--progress", "none", "--log-level", "warn",
                         "--peer-timeout-ms", "2000", "--recv-timeout-ms", "20000", NULL};
         pid_t st = td_spawn(argv, err);
@@ -239,7 +239,7 @@ Test(distill_resume, incompatible_student_of_a_feature_file_is_refused_clearly, 
     cr_assert_eq(tb_config_save(cfg, &sc), TB_OK, "%s", tb_err_msg());
     snprintf(out, sizeof out, "%s/out", f.dir);
     snprintf(err, sizeof err, "%s/student.err", f.dir);
-    char *argv[] = {TD_DISTILL, "--input", feats, "--out", out, "--mode", "general", "--config", cfg,
+    char *argv[] = {TD_DISTILL, "--input", feats, "--output", out, "--mode", "general", "--config", cfg,
                     "--total-steps", "1", "--threads", "1", "--progress", "none", "--log-level", "warn", NULL};
     int code = td_wait(td_spawn(argv, err), 60000);
     cr_assert_eq(code, 1, "the 2-head student should be refused, got exit %d", code);
@@ -267,7 +267,7 @@ Test(distill_resume, message_without_the_requested_features_is_refused, .timeout
     snprintf(out, sizeof out, "%s/out", f.dir);
     snprintf(err, sizeof err, "%s/student.err", f.dir);
     /* a 2-layer student needs hidden 0, 2, 4 and attention 1, 3 */
-    char *argv[] = {TD_DISTILL, "--input", feats, "--out", out, "--mode", "general", "--config", f.cfg,
+    char *argv[] = {TD_DISTILL, "--input", feats, "--output", out, "--mode", "general", "--config", f.cfg,
                     "--total-steps", "2", "--threads", "1", "--progress", "none", "--log-level", "warn", NULL};
     int code = td_wait(td_spawn(argv, err), 60000);
     cr_assert_eq(code, 1, "the student should refuse the message, got exit %d", code);
@@ -290,7 +290,7 @@ Test(distill_resume, features_from_an_unexpected_teacher_are_refused, .timeout =
     cr_assert_eq(td_wait(td_spawn(eargv, NULL), 60000), 0, "tb-emit to a file failed");
     snprintf(out, sizeof out, "%s/out", f.dir);
     snprintf(err, sizeof err, "%s/student.err", f.dir);
-    char *argv[] = {TD_DISTILL, "--input", feats, "--out", out, "--mode", "general", "--config", f.cfg,
+    char *argv[] = {TD_DISTILL, "--input", feats, "--output", out, "--mode", "general", "--config", f.cfg,
                     "--expect-config-hash", "fnv1a64:0123456789abcdef", "--total-steps", "1", "--threads", "1",
                     "--progress", "none", "--log-level", "warn", NULL};
     int code = td_wait(td_spawn(argv, err), 60000);
@@ -300,7 +300,7 @@ Test(distill_resume, features_from_an_unexpected_teacher_are_refused, .timeout =
               "the error should name the message and the expected hash: %s", text ? text : "(none)");
     free(text);
     /* the same file with the right expectation trains */
-    char *ok[] = {TD_DISTILL, "--input", feats, "--out", out, "--mode", "general", "--config", f.cfg,
+    char *ok[] = {TD_DISTILL, "--input", feats, "--output", out, "--mode", "general", "--config", f.cfg,
                   "--total-steps", "1", "--threads", "1", "--progress", "none", "--log-level", "warn", "--plot", "",
                   NULL};
     cr_assert_eq(td_wait(td_spawn(ok, NULL), 60000), 0, "the student should train on the feature file");
@@ -327,7 +327,7 @@ Test(distill_resume, student_waits_for_a_silent_emitter, .timeout = 240)
     snprintf(err, sizeof err, "%s/waiting.err", f.dir);
     tb_proc_ipc_endpoint(ep, sizeof ep);
     em = emitter(&f, ep, "wait", NULL);
-    char *argv[] = {TD_DISTILL, "--input", ep, "--out", out, "--mode", "general", "--config", f.cfg, "--seed", "5",
+    char *argv[] = {TD_DISTILL, "--input", ep, "--output", out, "--mode", "general", "--config", f.cfg, "--seed", "5",
                     "--total-steps", "48", "--save-every", "2", "--threads", "1", "--progress", "none", "--log-level",
                     "warn", "--plot", "", "--consumer-id", "student-a", "--peer-timeout-ms", "1000",
                     "--emitter-wait-ms", "30000", NULL};
@@ -378,7 +378,7 @@ Test(distill_resume, student_waits_for_a_restarted_emitter, .timeout = 240)
     snprintf(out, sizeof out, "%s/waiting", f.dir);
     tb_proc_ipc_endpoint(ep, sizeof ep);
     em = emitter(&f, ep, "wait", NULL);
-    char *argv[] = {TD_DISTILL, "--input", ep, "--out", out, "--mode", "general", "--config", f.cfg, "--seed", "5",
+    char *argv[] = {TD_DISTILL, "--input", ep, "--output", out, "--mode", "general", "--config", f.cfg, "--seed", "5",
                     "--total-steps", "48", "--save-every", "2", "--threads", "1", "--progress", "none", "--log-level",
                     "warn", "--plot", "", "--consumer-id", "student-a", "--peer-timeout-ms", "1000",
                     "--emitter-wait-ms", "30000", NULL};
