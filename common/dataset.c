@@ -546,3 +546,12 @@ error:
     tb_batch_free(b);
     return rc;
 }
+
+const tb_port_field tb_batch_port_fields[] = {
+    {"input_ids", "<i4", "B,T", "WordPiece ids, [CLS] a [SEP] (b [SEP]), padded with [PAD]"},
+    {"token_type_ids", "<i4", "B,T", "0 for a, 1 for b"},
+    {"attention_mask", "<i4", "B,T", "1 for tokens, 0 for padding"},
+    {"labels", "<i4|<f4", "B", "class ids in label_order, f32 targets for regression, -1 for a corpus"},
+    {"example_ids", "<i8", "B", "example index in the input file"},
+    {0},
+};

@@ -1,6 +1,7 @@
 /* tb-emit: runs a teacher once per token batch and streams the batch with the teacher features
  * its students asked for (tb/emit.h, tb/features.h; docs/emit.md). */
 #include "tb/cli.h"
+#include "tb/dataset.h"
 #include "tb/emit.h"
 #include "tb/error.h"
 #include "tb/features.h"
@@ -53,14 +54,6 @@ static const tb_opt opts[] = {
     {0},
 };
 
-static const tb_port_field in_fields[] = {
-    {"input_ids", "<i4", "B,T", "token ids"},
-    {"token_type_ids", "<i4", "B,T", "segment ids"},
-    {"attention_mask", "<i4", "B,T", "1 for tokens, 0 for padding"},
-    {"labels", "<i4|<f4", "B", "labels"},
-    {"example_ids", "<i8", "B", "example indices"},
-    {0},
-};
 static const tb_port_field out_fields[] = {
     {"input_ids", "<i4", "B,T", "token ids, passed through from the input batch"},
     {"token_type_ids", "<i4", "B,T", "segment ids, passed through"},
@@ -75,7 +68,7 @@ static const tb_port_field out_fields[] = {
     {"teacher.layers", "int", "", "teacher depth"},
     {0},
 };
-static const tb_port inputs[] = {{.option = "input", .message = "batch", .fields = in_fields,
+static const tb_port inputs[] = {{.option = "input", .message = "batch", .fields = tb_batch_port_fields,
                                   .help = "token batches (tb-tokenize)"},
                                  {0}};
 static const tb_port outputs[] = {{.option = "output", .message = "features", .fields = out_fields,

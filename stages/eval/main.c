@@ -2,6 +2,7 @@
 #include "tb/bert.h"
 #include "tb/checkpoint.h"
 #include "tb/cli.h"
+#include "tb/dataset.h"
 #include "tb/error.h"
 #include "tb/evaluate.h"
 #include "tb/log.h"
@@ -29,15 +30,7 @@ static const tb_opt opts[] = {
     {0},
 };
 
-static const tb_port_field batch_fields[] = {
-    {.name = "input_ids", .dtype = "<i4", .shape = "B,T"},
-    {.name = "token_type_ids", .dtype = "<i4", .shape = "B,T"},
-    {.name = "attention_mask", .dtype = "<i4", .shape = "B,T"},
-    {.name = "labels", .dtype = "<i4", .shape = "B", .help = "class ids (f32 for regression)"},
-    {.name = "example_ids", .dtype = "<i8", .shape = "B"},
-    {0},
-};
-static const tb_port inputs[] = {{.option = "input", .message = "batch", .fields = batch_fields, .help = "batches"}, {0}};
+static const tb_port inputs[] = {{.option = "input", .message = "batch", .fields = tb_batch_port_fields, .help = "batches"}, {0}};
 static const tb_port outputs[] = {{.option = "json", .message = "metrics", .help = "metrics JSON"}, {0}};
 
 static const tb_stage_info info = {

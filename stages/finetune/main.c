@@ -2,6 +2,7 @@
  * pre-trains it with masked-LM; the loop, checkpoints and evaluation are libtb's (tb/trainer.h). */
 #include "tb/bert.h"
 #include "tb/cli.h"
+#include "tb/dataset.h"
 #include "tb/config.h"
 #include "tb/error.h"
 #include "tb/evaluate.h"
@@ -49,17 +50,9 @@ static const tb_opt opts[] = {
     {0},
 };
 
-static const tb_port_field batch_fields[] = {
-    {.name = "input_ids", .dtype = "<i4", .shape = "B,T"},
-    {.name = "token_type_ids", .dtype = "<i4", .shape = "B,T"},
-    {.name = "attention_mask", .dtype = "<i4", .shape = "B,T"},
-    {.name = "labels", .dtype = "<i4", .shape = "B", .help = "class ids (f32 for regression)"},
-    {.name = "example_ids", .dtype = "<i8", .shape = "B"},
-    {0},
-};
 static const tb_port inputs[] = {
-    {.option = "input", .message = "batch", .fields = batch_fields, .help = "training batches"},
-    {.option = "dev", .message = "batch", .fields = batch_fields, .help = "dev batches"},
+    {.option = "input", .message = "batch", .fields = tb_batch_port_fields, .help = "training batches"},
+    {.option = "dev", .message = "batch", .fields = tb_batch_port_fields, .help = "dev batches"},
     {0},
 };
 static const tb_port outputs[] = {{.option = "output", .message = "checkpoint", .help = "checkpoint folders"}, {0}};

@@ -25,6 +25,7 @@
 #ifndef TB_DATASET_H
 #define TB_DATASET_H
 
+#include "tb/cli.h"
 #include "tb/msg.h"
 #include "tb/tensor.h"
 #include "tb/tokenizer.h"
@@ -190,5 +191,9 @@ int tb_batch_to_msg(const tb_batch *b, const char *vocab_hash, const char *label
  * missing field, TB_ESHAPE for a wrong dtype or shape, TB_EFORMAT for an attention mask that is
  * not 0/1 or negative ids; each message names the field. */
 int tb_batch_from_msg(tb_batch *b, const tb_msg *m);
+
+/* The tensor fields of a token batch message, as a port description for --describe
+ * (tb/cli.h): every stage that reads or writes token batches declares these. */
+extern const tb_port_field tb_batch_port_fields[];
 
 #endif
