@@ -275,3 +275,13 @@ void tb_bert_zero_grad(tb_bert_model *m)
 {
     if (m->params.grads) memset(m->params.grads, 0, m->params.total * sizeof(float));
 }
+
+tb_dropout tb_bert_drop_desc(const tb_bert_run *run, float p, int layer, int site)
+{
+    tb_dropout d = {0};
+    d.p = run->dropout ? p : 0.0f;
+    d.key = tb_rng_key_make(run->seed, TB_RNG_DROPOUT);
+    d.batch_seq = (uint32_t)run->seq;
+    d.site = (uint32_t)(layer * 16 + site);
+    return d;
+}

@@ -10,16 +10,6 @@
 #define P(m, i) ((float *)(m)->params.items[(i)].value.data)
 #define G(m, i) ((float *)(m)->params.items[(i)].grad.data)
 
-static tb_dropout drop_desc(const tb_bert_run *run, float p, int layer, int site)
-{
-    tb_dropout d = {0};
-    d.p = run->dropout ? p : 0.0f;
-    d.key = tb_rng_key_make(run->seed, TB_RNG_DROPOUT);
-    d.batch_seq = (uint32_t)run->seq;
-    d.site = (uint32_t)(layer * 16 + site);
-    return d;
-}
-
 static void zero(float *p, size_t n) { memset(p, 0, n * sizeof *p); }
 
 /* Returns the gradient before a dropout whose output gradient is `dout`: `dout` itself when the
@@ -46,7 +36,7 @@ static int attention_qkv_backward(tb_bert_model *m, int l, const float *h, const
     const tb_bert_layer_idx *p = &m->layer[l];
     const int B = a->B, T = a->T, N = B * T;
     const int C = cf->hidden_size, NH = cf->num_attention_heads;
-    tb_dropout da = drop_desc(&a->run, cf->attention_probs_dropout_prob, l, TB_BERT_SITE_ATTN_PROBS);
+    tb_dropout da = tb_bert_drop_desc(&a->run, cf->attention_probs_dropout_prob, l, TB_BERT_SITE_ATTN_PROBS);
     zero(a->gqkv, 3 * (size_t)N * C);
     TB_TRY(tb_attention_backward(a->gqkv, a->gqkv + C, a->gqkv + 2 * C, 3 * C, a->gz, dscores_extra,
                                  x->probs, x->qkv, x->qkv + C, x->qkv + 2 * C, 3 * C, B, T, NH,
@@ -81,8 +71,8 @@ static int layer_backward_cls(tb_bert_model *m, int l, const float *h, const flo
     const tb_bert_run *run = &a->run;
     const int B = a->B, T = a->T, C = cf->hidden_size, F = cf->intermediate_size;
     const size_t BC = (size_t)B * C, BF = (size_t)B * F;
-    tb_dropout d1 = drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_ATTN_OUT);
-    tb_dropout d2 = drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_FFN_OUT);
+    tb_dropout d1 = tb_bert_drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_ATTN_OUT);
+    tb_dropout d2 = tb_bert_drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_FFN_OUT);
     tb_bert_cls_work w = tb_bert_cls_slices(a, B, C, F);
 
     tb_bert_gather_cls(w.dh, a->gx, B, T, C);
@@ -134,8 +124,8 @@ static int layer_backward(tb_bert_model *m, int l, const float *h, const float *
     const int B = a->B, T = a->T, N = B * T;
     const int C = cf->hidden_size, F = cf->intermediate_size;
     const size_t NC = (size_t)N * C, NF = (size_t)N * F;
-    tb_dropout d1 = drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_ATTN_OUT);
-    tb_dropout d2 = drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_FFN_OUT);
+    tb_dropout d1 = tb_bert_drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_ATTN_OUT);
+    tb_dropout d2 = tb_bert_drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_FFN_OUT);
     const float *dproj;
 
     /* output LayerNorm: gy = d res2 */
@@ -181,7 +171,7 @@ static int head_backward(tb_bert_model *m, const float *dlogits)
     if (cf->head == TB_HEAD_TINYBERT) {
         TB_TRY(tb_relu_backward(a->gb2, a->head_act, a->gb1, BC));
     } else {
-        tb_dropout d = drop_desc(&a->run, cf->classifier_dropout, L, TB_BERT_SITE_HEAD);
+        tb_dropout d = tb_bert_drop_desc(&a->run, cf->classifier_dropout, L, TB_BERT_SITE_HEAD);
         if (d.p > 0)
             TB_TRY(tb_dropout_backward(a->gb2, a->gb1, BC, &d));
         else
@@ -255,7 +245,7 @@ int tb_bert_backward(tb_bert_model *m, const tb_bert_grads *g)
         if (g->dhidden && g->dhidden[l]) TB_TRY(tb_accumulate(a->gx, g->dhidden[l], NC));
     }
     /* hidden 0 = dropout(LN(emb_sum)) */
-    tb_dropout de = drop_desc(&a->run, cf->hidden_dropout_prob, L, TB_BERT_SITE_EMB);
+    tb_dropout de = tb_bert_drop_desc(&a->run, cf->hidden_dropout_prob, L, TB_BERT_SITE_EMB);
     const float *dln;
     TB_TRY(dropout_back(&dln, a->gy, a->gx, NC, &de));
     zero(a->gz, NC);

@@ -9,17 +9,6 @@
 
 #define P(m, i) ((float *)(m)->params.items[(i)].value.data)
 
-/* A dropout descriptor for (layer, site); p == 0 or dropout off gives an inactive one. */
-static tb_dropout drop_desc(const tb_bert_run *run, float p, int layer, int site)
-{
-    tb_dropout d = {0};
-    d.p = run->dropout ? p : 0.0f;
-    d.key = tb_rng_key_make(run->seed, TB_RNG_DROPOUT);
-    d.batch_seq = (uint32_t)run->seq;
-    d.site = (uint32_t)(layer * 16 + site);
-    return d;
-}
-
 static int check_inputs(const tb_bert_model *m, const tb_bert_batch *bt, const tb_bert_run *run)
 {
     int rc = TB_OK;
@@ -76,8 +65,8 @@ static int last_layer_cls_forward(tb_bert_model *m, int l, const float *h, float
     const int C = cf->hidden_size, F = cf->intermediate_size;
     const size_t BC = (size_t)B * C;
     const float eps = cf->layer_norm_eps;
-    tb_dropout d1 = drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_ATTN_OUT);
-    tb_dropout d2 = drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_FFN_OUT);
+    tb_dropout d1 = tb_bert_drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_ATTN_OUT);
+    tb_dropout d2 = tb_bert_drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_FFN_OUT);
     tb_bert_cls_work w = tb_bert_cls_slices(a, B, C, F);
 
     tb_bert_gather_cls(w.cx, x->ctx, B, T, C);
@@ -110,9 +99,9 @@ static int layer_forward(tb_bert_model *m, int l, const float *h, float *hout,
     const int C = cf->hidden_size, F = cf->intermediate_size, NH = cf->num_attention_heads;
     const int N = B * T;
     const float eps = cf->layer_norm_eps;
-    tb_dropout da = drop_desc(run, cf->attention_probs_dropout_prob, l, TB_BERT_SITE_ATTN_PROBS);
-    tb_dropout d1 = drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_ATTN_OUT);
-    tb_dropout d2 = drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_FFN_OUT);
+    tb_dropout da = tb_bert_drop_desc(run, cf->attention_probs_dropout_prob, l, TB_BERT_SITE_ATTN_PROBS);
+    tb_dropout d1 = tb_bert_drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_ATTN_OUT);
+    tb_dropout d2 = tb_bert_drop_desc(run, cf->hidden_dropout_prob, l, TB_BERT_SITE_FFN_OUT);
 
     TB_TRY(tb_linear_forward(x->qkv, h, P(m, p->qkv_w), P(m, p->qkv_b), N, C, 3 * C));
     TB_TRY(tb_attention_forward(x->ctx, x->scores, x->probs, x->qkv, x->qkv + C, x->qkv + 2 * C,
@@ -161,7 +150,7 @@ static int head_forward(tb_bert_model *m, int B, int T, const tb_bert_run *run)
     if (cf->head == TB_HEAD_TINYBERT) {
         TB_TRY(tb_relu_forward(a->head_act, a->pooled, (size_t)B * C));
     } else {
-        tb_dropout d = drop_desc(run, cf->classifier_dropout, L, TB_BERT_SITE_HEAD);
+        tb_dropout d = tb_bert_drop_desc(run, cf->classifier_dropout, L, TB_BERT_SITE_HEAD);
         if (d.p > 0)
             TB_TRY(tb_dropout_forward(a->head_act, a->pooled, (size_t)B * C, &d));
         else
@@ -210,7 +199,7 @@ int tb_bert_forward(tb_bert_model *m, const tb_bert_batch *bt, const tb_bert_run
                                 cf->max_position_embeddings, cf->type_vocab_size));
     TB_TRY(tb_layernorm_forward(a->hidden[0], a->e_mean, a->e_rstd, a->emb_sum, P(m, m->eln_w),
                                 P(m, m->eln_b), N, C, cf->layer_norm_eps));
-    tb_dropout de = drop_desc(run, cf->hidden_dropout_prob, L, TB_BERT_SITE_EMB);
+    tb_dropout de = tb_bert_drop_desc(run, cf->hidden_dropout_prob, L, TB_BERT_SITE_EMB);
     if (de.p > 0) TB_TRY(tb_dropout_forward(a->hidden[0], a->hidden[0], (size_t)N * C, &de));
     for (int l = 0; l < L; l++)
         TB_TRY(layer_forward(m, l, a->hidden[l], a->hidden[l + 1], bt->attention_mask, B, T, run));

@@ -3,6 +3,7 @@
 #define TB_BERT_INTERNAL_H
 
 #include "tb/bert.h"
+#include "tb/ops.h"
 #include "tb/rng.h"
 
 /* Per-layer activations. In a TB_BERT_INFER arena every layer points at the same work buffers
@@ -87,6 +88,11 @@ void tb_bert_gather_cls(float *out, const float *x, int B, int T, int w);
  * (in = values) and the backward (in = gradients) alike. */
 void tb_bert_dropout_cls(float *out, const float *in, int B, int T, int w, float p, tb_rng_key key,
                          uint32_t batch_seq, uint32_t site);
+
+/* The dropout descriptor of (layer, site) for a run: key (seed, TB_RNG_DROPOUT), stream
+ * (batch sequence number, layer * 16 + site); p == 0 or dropout off gives an inactive one.
+ * The forward and the backward both call this, so their masks are the same by construction. */
+tb_dropout tb_bert_drop_desc(const tb_bert_run *run, float p, int layer, int site);
 
 /* Frees the arena (safe when none). */
 void tb_bert_arena_release(tb_bert_model *m);
