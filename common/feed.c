@@ -7,21 +7,6 @@
 #include <math.h>
 #include <string.h>
 
-static int read_dataset(tb_dataset *ds, const tb_feed_opts *o)
-{
-    tb_read_opts ro = {.lenient = o->lenient, .first_field = o->first_field};
-    if (strcmp(o->format, "corpus") == 0) return tb_dataset_read_corpus(ds, o->input, &ro);
-    if (strcmp(o->format, "wikitext") == 0) {
-        ro.wikitext = 1;
-        return tb_dataset_read_corpus(ds, o->input, &ro);
-    }
-    if (strcmp(o->format, "simple") == 0) return tb_dataset_read_simple(ds, o->input, &ro);
-    tb_task task;
-    int rc = tb_task_parse(o->format, &task);
-    if (rc) return tb_err_wrap(rc, "--format");
-    return tb_dataset_read_glue(ds, task, o->input, &ro);
-}
-
 static int check_opts(const tb_feed_opts *o)
 {
     if (!o->input || !*o->input) return TB_ERR(TB_EINVAL, "--input: a text file is required");
@@ -46,7 +31,8 @@ int tb_feed_open(tb_feed *f, const tb_feed_opts *o)
     to.do_lower_case = !o->cased;
     if (strcmp(o->format, "wikitext") == 0) to.unk_literal = "<unk>";
     TB_TRY(tb_tokenizer_init(&f->tok, o->vocab, &to));
-    TB_TRY(read_dataset(&f->ds, o));
+    tb_read_opts ro = {.lenient = o->lenient, .first_field = o->first_field};
+    TB_TRY(tb_dataset_read_format(&f->ds, o->format, o->input, &ro));
     if (f->ds.skipped)
         TB_WARN("%s: skipped %lld malformed rows (first at line %lld)", o->input, (long long)f->ds.skipped,
                 (long long)f->ds.skipped_first_line);

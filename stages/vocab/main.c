@@ -38,17 +38,6 @@ static const tb_stage_info info = {
                "adjacent pieces. The result is a standard vocab.txt.",
 };
 
-static int read_input(tb_dataset *ds, const char *path, const char *format, int lenient)
-{
-    tb_read_opts ro = {.lenient = lenient, .wikitext = strcmp(format, "wikitext") == 0};
-    if (strcmp(format, "corpus") == 0 || ro.wikitext) return tb_dataset_read_corpus(ds, path, &ro);
-    if (strcmp(format, "simple") == 0) return tb_dataset_read_simple(ds, path, &ro);
-    tb_task task;
-    int rc = tb_task_parse(format, &task);
-    if (rc != TB_OK) return rc;
-    return tb_dataset_read_glue(ds, task, path, &ro);
-}
-
 int main(int argc, char **argv)
 {
     tb_cli cli;
@@ -73,7 +62,8 @@ int main(int argc, char **argv)
     }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (read_input(&ds, in, tb_cli_str(&cli, "format"), tb_cli_bool(&cli, "lenient")) != TB_OK) goto fail;
+    tb_read_opts ro = {.lenient = tb_cli_bool(&cli, "lenient")};
+    if (tb_dataset_read_format(&ds, tb_cli_str(&cli, "format"), in, &ro) != TB_OK) goto fail;
     if (ds.skipped) TB_WARN("%s: skipped %lld malformed rows (first at line %lld)", in, (long long)ds.skipped,
                             (long long)ds.skipped_first_line);
     tb_tokenizer_opts to = tb_tokenizer_opts_default();

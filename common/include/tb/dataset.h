@@ -111,6 +111,11 @@ int tb_dataset_read_simple(tb_dataset *ds, const char *path, const tb_read_opts 
  * are removed. */
 int tb_dataset_read_corpus(tb_dataset *ds, const char *path, const tb_read_opts *opts);
 
+/* Reads `path` in the named format: "corpus", "wikitext" (tb_dataset_read_corpus with
+ * opts->wikitext set), "simple", or a GLUE task name (tb_task_parse). The format names are the
+ * ones the stages' --format options take. `opts` may be NULL. */
+int tb_dataset_read_format(tb_dataset *ds, const char *format, const char *path, const tb_read_opts *opts);
+
 void tb_dataset_free(tb_dataset *ds);
 
 /* Basic-tokenizes text_a and text_b of every example and counts the words (for tb_vocab_learn). */
