@@ -12,6 +12,7 @@
 #include "tb/error.h"
 #include "tb/loss.h"
 #include "tb/ops.h"
+#include "tb/rng.h"
 #include "tb/tensor.h"
 
 static double now_s(void)
@@ -81,6 +82,10 @@ static void run(const shape *s)
     double att = 4.0 * B * NH * (double)T * T * HS;
     TIME("attention_fwd", s, att, tb_attention_forward(x, sc, pr, qkv, qkv + C, qkv + 2 * C, 3 * C, mask, B, T, NH, HS, NULL, scr, nscr));
     TIME("attention_fwd_drop", s, att, tb_attention_forward(x, sc, pr, qkv, qkv + C, qkv + 2 * C, 3 * C, mask, B, T, NH, HS, &d, scr, nscr));
+    TIME("rng_uniform [B,NH,T,T]", s, 0, (tb_rng_uniform(d.key, 1, 2, 0, pr, NS), TB_OK));
+    /* probs again (the line above overwrote them) */
+    tb_attention_forward(x, sc, pr, qkv, qkv + C, qkv + 2 * C, 3 * C, mask, B, T, NH, HS, NULL, scr, nscr);
+    TIME("attention_bwd_drop", s, 2 * att, tb_attention_backward(dqkv, dqkv + C, dqkv + 2 * C, 3 * C, y, dsc, pr, qkv, qkv + C, qkv + 2 * C, 3 * C, B, T, NH, HS, &d, scr, nscr));
     TIME("attention_bwd", s, 2 * att, tb_attention_backward(dqkv, dqkv + C, dqkv + 2 * C, 3 * C, y, dsc, pr, qkv, qkv + C, qkv + 2 * C, 3 * C, B, T, NH, HS, NULL, scr, nscr));
     double l;
     TIME("loss_att_mse", s, 0, tb_loss_att_mse(&l, dsc, sc, pr, NS, 1.0f));

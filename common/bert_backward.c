@@ -13,16 +13,17 @@
 static void zero(float *p, size_t n) { memset(p, 0, n * sizeof *p); }
 
 /* Returns the gradient before a dropout whose output gradient is `dout`: `dout` itself when the
- * dropout is off, otherwise `work` (zeroed, then accumulated). */
+ * dropout is off, otherwise `work` = dout * mask / (1 - p). That is the dropout applied to dout
+ * with the same descriptor (the same mask), so the forward function writes it in one pass
+ * (zeroing `work` and accumulating the backward into it gives the same values). */
 static int dropout_back(const float **din, float *work, const float *dout, size_t n, const tb_dropout *d)
 {
     if (d->p <= 0) {
         *din = dout;
         return TB_OK;
     }
-    zero(work, n);
     *din = work;
-    return tb_dropout_backward(work, dout, n, d);
+    return tb_dropout_forward(work, dout, n, d);
 }
 
 /* Attention core and fused QKV projection of layer l: a->gz holds d ctx [N, C]; adds d h into

@@ -141,7 +141,7 @@ OPS_CLONES static void drop_probs(float *restrict pd, const float *restrict p, s
                        const tb_dropout *drop)
 {
     const float pr = drop->p, scale = 1.0f / (1.0f - drop->p);
-    ops_uniform(drop->key, drop->batch_seq, drop->site, off, pd, tt);
+    tb_rng_uniform(drop->key, drop->batch_seq, drop->site, off, pd, tt);
 #pragma omp simd
     for (size_t i = 0; i < tt; i++) {
         float x = p[i];

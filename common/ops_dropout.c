@@ -35,7 +35,7 @@ OPS_CLONES static void dropout_draw_apply(float *out, const float *in, size_t i0
                                           const tb_dropout *d, int accumulate)
 {
     float u[DROP_CHUNK];
-    ops_uniform(d->key, d->batch_seq, d->site, i0, u, m);
+    tb_rng_uniform(d->key, d->batch_seq, d->site, i0, u, m);
     dropout_chunk(out + i0, in + i0, u, m, d, accumulate);
 }
 

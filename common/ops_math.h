@@ -1,4 +1,4 @@
-/* ops_math.h - private to the tb/ops.h kernels: branch-free fp32 exp, erf and Philox uniforms
+/* ops_math.h - private to the tb/ops.h kernels: branch-free fp32 exp and erf
  * that gcc vectorises inside simple loops (a libm call in a loop blocks vectorisation).
  * Accuracy is checked against double-precision libm in tests/unit/test_ops.c. */
 #ifndef TB_OPS_MATH_H
@@ -84,53 +84,6 @@ static inline __attribute__((always_inline)) float ops_one_plus_erf(float a)
     const float e = ops_expf(r);
     const float large = a < 0.0f ? e : 2.0f - e;
     return t > 0.927734375f ? large : small;
-}
-
-/* Uniform floats in [0, 1) for elements [first, first + n) of a Philox stream, bit-identical to
- * tb_rng_uniform (same counters and words), but 16 counters at a time so the rounds vectorise. */
-#define OPS_PHILOX_LANES 16
-static inline __attribute__((always_inline)) void ops_uniform(tb_rng_key key, uint32_t hi, uint32_t lo, uint64_t first, float *out, size_t n)
-{
-    size_t head = (size_t)((4 - (first & 3)) & 3);
-    if (head > n) head = n;
-    if (head) tb_rng_uniform(key, hi, lo, first, out, head);
-    size_t j = head;
-    uint64_t blk = (first + head) >> 2;
-    while (n - j >= 4 * OPS_PHILOX_LANES) {
-        uint32_t c0[OPS_PHILOX_LANES], c1[OPS_PHILOX_LANES], c2[OPS_PHILOX_LANES], c3[OPS_PHILOX_LANES];
-        for (int l = 0; l < OPS_PHILOX_LANES; l++) {
-            uint64_t b = blk + (uint64_t)l;
-            c0[l] = (uint32_t)b;
-            c1[l] = (uint32_t)(b >> 32);
-            c2[l] = lo;
-            c3[l] = hi;
-        }
-        uint32_t k0 = key.k[0], k1 = key.k[1];
-        for (int r = 0; r < 10; r++) {
-            for (int l = 0; l < OPS_PHILOX_LANES; l++) {
-                uint64_t p0 = (uint64_t)0xD2511F53u * c0[l];
-                uint64_t p1 = (uint64_t)0xCD9E8D57u * c2[l];
-                uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[l] ^ k0;
-                uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3[l] ^ k1;
-                c1[l] = (uint32_t)p1;
-                c3[l] = (uint32_t)p0;
-                c0[l] = n0;
-                c2[l] = n2;
-            }
-            k0 += 0x9E3779B9u;
-            k1 += 0xBB67AE85u;
-        }
-        float *o = out + j;
-        for (int l = 0; l < OPS_PHILOX_LANES; l++) {
-            o[4 * l + 0] = (float)(c0[l] >> 8) * (1.0f / 16777216.0f);
-            o[4 * l + 1] = (float)(c1[l] >> 8) * (1.0f / 16777216.0f);
-            o[4 * l + 2] = (float)(c2[l] >> 8) * (1.0f / 16777216.0f);
-            o[4 * l + 3] = (float)(c3[l] >> 8) * (1.0f / 16777216.0f);
-        }
-        j += 4 * OPS_PHILOX_LANES;
-        blk += OPS_PHILOX_LANES;
-    }
-    if (j < n) tb_rng_uniform(key, hi, lo, first + j, out + j, n - j);
 }
 
 #endif

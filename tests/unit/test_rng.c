@@ -1,6 +1,7 @@
 /* Unit tests: Philox4x32-10 against the Random123 known-answer vectors, and stream statistics. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdlib.h>
 
 #include "tb/rng.h"
 
@@ -47,4 +48,51 @@ Test(rng, normal_moments)
     /* standard errors: mean 0.02/sqrt(N) = 4.5e-5; std of the variance estimate ~ sqrt(2/N) relative */
     cr_assert_lt(fabs(mean), 5 * 4.5e-5, "mean %g", mean);
     cr_assert_lt(fabs(sqrt(var) / 0.02 - 1.0), 5 * sqrt(0.5 / N), "std %g", sqrt(var));
+}
+
+/* Element i of a stream from its definition: word i % 4 of Philox block (i / 4 as two words,
+ * stream_lo, stream_hi), as (w >> 8) * 2^-24. tb_philox4x32 is pinned by the known answers. */
+static float uniform_ref(tb_rng_key k, uint32_t hi, uint32_t lo, uint64_t i)
+{
+    uint32_t ctr[4] = {(uint32_t)(i >> 2), (uint32_t)(i >> 34), lo, hi}, w[4];
+    tb_philox4x32(k, ctr, w);
+    return (float)(w[i & 3] >> 8) * (1.0f / 16777216.0f);
+}
+
+/* Every (first, n) alignment against the per-element definition, with block numbers that carry
+ * from the low counter word into the high one inside a vector. */
+static void check_uniform_matches_definition(void)
+{
+    static float out[1100];
+    tb_rng_key k = tb_rng_key_make(2024, TB_RNG_DROPOUT);
+    const uint64_t firsts[] = {0, 1, 2, 3, 5, 63, 64, 1000003, ((uint64_t)1 << 34) - 4 * 21 + 2,
+                               ((uint64_t)1 << 34) - 4 * 3, ((uint64_t)1 << 35) - 130};
+    const size_t ns[] = {0, 1, 3, 4, 31, 32, 33, 63, 64, 65, 127, 128, 129, 200, 1031};
+    for (size_t f = 0; f < sizeof firsts / sizeof firsts[0]; f++) {
+        for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
+            const size_t n = ns[t];
+            out[n] = -1.0f; /* guard: nothing written past n */
+            tb_rng_uniform(k, 0x01020304u, 0x0a0b0c0du, firsts[f], out, n);
+            for (size_t i = 0; i < n; i++) {
+                float want = uniform_ref(k, 0x01020304u, 0x0a0b0c0du, firsts[f] + i);
+                cr_assert_eq(out[i], want, "first %llu n %zu element %zu: %.9g, definition %.9g",
+                             (unsigned long long)firsts[f], n, i, (double)out[i], (double)want);
+            }
+            cr_assert_eq(out[n], -1.0f, "first %llu n %zu: wrote past the end", (unsigned long long)firsts[f], n);
+        }
+    }
+}
+
+Test(rng, uniform_matches_definition_best_isa) { check_uniform_matches_definition(); }
+
+Test(rng, uniform_matches_definition_avx2)
+{
+    setenv("TB_RNG_ISA", "avx2", 1); /* read once per process; Criterion runs each test in its own */
+    check_uniform_matches_definition();
+}
+
+Test(rng, uniform_matches_definition_scalar)
+{
+    setenv("TB_RNG_ISA", "scalar", 1);
+    check_uniform_matches_definition();
 }

@@ -33,7 +33,9 @@ void tb_philox4x32(tb_rng_key key, const uint32_t ctr[4], uint32_t out[4]);
 uint32_t tb_rng_u32(tb_rng_key key, uint32_t stream_hi, uint32_t stream_lo, uint64_t i);
 
 /* Fills out[0..n) with elements [first, first + n) of a stream, as uniform floats in [0, 1)
- * (24-bit resolution: (u32 >> 8) * 2^-24). */
+ * (24-bit resolution: (u32 >> 8) * 2^-24). Runs 16 (AVX-512F) or 8 (AVX2) Philox blocks per
+ * vector when the CPU has them, bit-identical to the scalar definition above; the environment
+ * variable TB_RNG_ISA = scalar | avx2 caps the instruction set (read once per process). */
 void tb_rng_uniform(tb_rng_key key, uint32_t stream_hi, uint32_t stream_lo, uint64_t first,
                     float *out, size_t n);
 
