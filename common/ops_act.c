@@ -53,7 +53,7 @@ int tb_gelu_forward(float *out, const float *in, size_t n)
     int rc = ew_check("tb_gelu_forward", out, in, in);
     if (rc != TB_OK) return rc;
     const size_t nchunks = (n + OPS_CHUNK - 1) / OPS_CHUNK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
     for (size_t c = 0; c < nchunks; c++) {
         size_t i0 = c * OPS_CHUNK, m = n - i0 < OPS_CHUNK ? n - i0 : OPS_CHUNK;
         gelu_fwd_kernel(out + i0, in + i0, m);
@@ -66,7 +66,7 @@ int tb_gelu_backward(float *din, const float *in, const float *dout, size_t n)
     int rc = ew_check("tb_gelu_backward", din, in, dout);
     if (rc != TB_OK) return rc;
     const size_t nchunks = (n + OPS_CHUNK - 1) / OPS_CHUNK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
     for (size_t c = 0; c < nchunks; c++) {
         size_t i0 = c * OPS_CHUNK, m = n - i0 < OPS_CHUNK ? n - i0 : OPS_CHUNK;
         gelu_bwd_kernel(din + i0, in + i0, dout + i0, m);
@@ -80,7 +80,7 @@ int tb_bias_gelu_forward(float *out, float *pre, const float *b, int N, int O)
     if (rc != TB_OK) return rc;
     if (N <= 0 || O <= 0)
         return TB_ERR(TB_EINVAL, "tb_bias_gelu_forward: N and O must be > 0, got N=%d O=%d", N, O);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 8)
     for (int r = 0; r < N; r++) bias_gelu_kernel(out + (size_t)r * O, pre + (size_t)r * O, b, O);
     return TB_OK;
 }

@@ -172,7 +172,7 @@ int tb_attention_forward(float *ctx, float *scores, float *probs,
         float *pd = scratch + per * (size_t)omp_get_thread_num();
         float *pbuf = pd + A;                /* P when the caller does not keep it */
         float *restrict moff = pd + 3 * A;   /* [T]: madd_j - madd_max */
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int bh = 0; bh < B * NH; bh++) {
             const int b = bh / NH, h = bh % NH;
             const size_t off = (size_t)bh * tt;
@@ -232,7 +232,7 @@ static int attention_backward(const char *fn, float *dq, float *dk, float *dv, i
         float *ds = scratch + per * (size_t)omp_get_thread_num(); /* dP, then dS */
         float *pd = ds + A;                                       /* dropout(P) */
         float *pbuf = ds + 2 * A;                                 /* P recomputed */
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int bh = 0; bh < B * NH; bh++) {
             const int b = bh / NH, h = bh % NH;
             const size_t off = (size_t)bh * tt;

@@ -59,7 +59,7 @@ int tb_dropout_forward(float *out, const float *in, size_t n, const tb_dropout *
         return TB_OK;
     }
     const size_t nchunks = (n + DROP_CHUNK - 1) / DROP_CHUNK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 4)
     for (size_t c = 0; c < nchunks; c++) {
         size_t i0 = c * DROP_CHUNK, m = n - i0 < DROP_CHUNK ? n - i0 : DROP_CHUNK;
         dropout_draw_apply(out, in, i0, m, d, 0);
@@ -73,7 +73,7 @@ int tb_dropout_backward(float *din, const float *dout, size_t n, const tb_dropou
     if (rc != TB_OK) return rc;
     if (!d || d->p == 0.0f) return tb_accumulate(din, dout, n);
     const size_t nchunks = (n + DROP_CHUNK - 1) / DROP_CHUNK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 4)
     for (size_t c = 0; c < nchunks; c++) {
         size_t i0 = c * DROP_CHUNK, m = n - i0 < DROP_CHUNK ? n - i0 : DROP_CHUNK;
         dropout_draw_apply(din, dout, i0, m, d, 1);

@@ -1,4 +1,12 @@
-/* Linear layer on BLIS sgemm: out[N,O] = in[N,I] . W[O,I]^T + b. */
+/* Linear layer on BLIS sgemm: out[N,O] = in[N,I] . W[O,I]^T + b.
+ *
+ * Each GEMM is cut into fixed blocks of output rows (the split depends on the shape only, never
+ * on the thread count) and every block is one single-threaded BLIS call; OpenMP threads take
+ * blocks dynamically. Every output element is then computed by one call in BLIS's fixed k order,
+ * so results are bit-identical for any thread count. Dynamic blocks also keep the GEMMs fast when
+ * the cores are shared with other processes (pipeline stages run side by side): a thread that is
+ * descheduled simply takes fewer blocks, where threads inside one BLIS call would spin at its
+ * barriers waiting for it. */
 #include "tb/ops.h"
 
 #include "tb/error.h"
@@ -7,6 +15,29 @@
 #include <omp.h>
 
 #include "ops_math.h"
+
+/* Rows of out (forward) and din (backward) per block: ~8 blocks, 32-row multiples, >= 128 rows. */
+static int row_block(int N)
+{
+    int r = (N + 7) / 8;
+    r = (r + 31) / 32 * 32;
+    return r < 128 ? 128 : r;
+}
+
+/* Rows of dW per block: ~4 blocks (each block packs the whole input once), 16-row multiples,
+ * >= 64 rows. */
+static int dw_block(int O)
+{
+    int r = (O + 3) / 4;
+    r = (r + 15) / 16 * 16;
+    return r < 64 ? 64 : r;
+}
+
+static void gemm1_init(rntm_t *rntm)
+{
+    bli_rntm_init(rntm);
+    bli_rntm_set_num_threads(1, rntm);
+}
 
 static int linear_dims(const char *fn, int N, int I, int O)
 {
@@ -21,16 +52,25 @@ int tb_linear_forward(float *out, const float *in, const float *w, const float *
     int rc = linear_dims("tb_linear_forward", N, I, O);
     if (rc != TB_OK) return rc;
     if (!out || !in || !w) return TB_ERR(TB_EINVAL, "tb_linear_forward: NULL out, in or w");
-    float one = 1.0f, zero = 0.0f;
-    /* out[N,O] = in[N,I] (rs I, cs 1) x W^T[I,O] (W[o,i] at o*I + i: rs 1, cs I) */
-    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, N, O, I, &one, (float *)in, I, 1,
-              (float *)w, 1, I, &zero, out, O, 1);
-    if (b) {
-#pragma omp parallel for schedule(static)
-        for (int r = 0; r < N; r++) {
-            float *restrict o = out + (size_t)r * O;
+    const int rb = row_block(N), nblk = (N + rb - 1) / rb;
+#pragma omp parallel if (nblk > 1)
+    {
+        rntm_t rntm;
+        gemm1_init(&rntm);
+        float one = 1.0f, zero = 0.0f;
+#pragma omp for schedule(dynamic, 1)
+        for (int k = 0; k < nblk; k++) {
+            const int r0 = k * rb, m = N - r0 < rb ? N - r0 : rb;
+            float *o = out + (size_t)r0 * O;
+            /* out[m,O] = in[m,I] (rs I, cs 1) x W^T[I,O] (W[o,i] at o*I + i: rs 1, cs I) */
+            bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, O, I, &one, (float *)in + (size_t)r0 * I, I, 1,
+                         (float *)w, 1, I, &zero, o, O, 1, NULL, &rntm);
+            if (b) /* the block is still in cache */
+                for (int r = 0; r < m; r++) {
+                    float *restrict orow = o + (size_t)r * O;
 #pragma omp simd
-            for (int j = 0; j < O; j++) o[j] += b[j];
+                    for (int j = 0; j < O; j++) orow[j] += b[j];
+                }
         }
     }
     return TB_OK;
@@ -44,13 +84,29 @@ int tb_linear_backward(float *din, float *dw, float *db, const float *dout, cons
     if (!dout) return TB_ERR(TB_EINVAL, "tb_linear_backward: NULL dout");
     if (din && !w) return TB_ERR(TB_EINVAL, "tb_linear_backward: din requested but w is NULL");
     if (dw && !in) return TB_ERR(TB_EINVAL, "tb_linear_backward: dw requested but in is NULL");
-    float one = 1.0f;
-    if (din) /* din[N,I] += dout[N,O] (rs O) x W[O,I] (rs I) */
-        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, N, I, O, &one, (float *)dout, O, 1,
-                  (float *)w, I, 1, &one, din, I, 1);
-    if (dw) /* dW[O,I] += dout^T[O,N] (dout[n,o] at n*O + o: rs 1, cs O) x in[N,I] */
-        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, O, I, N, &one, (float *)dout, 1, O,
-                  (float *)in, I, 1, &one, dw, I, 1);
+    const int rb = row_block(N), nin = din ? (N + rb - 1) / rb : 0;
+    const int wb = dw_block(O), nw = dw ? (O + wb - 1) / wb : 0;
+    if (nin + nw > 0) {
+#pragma omp parallel if (nin + nw > 1)
+        {
+            rntm_t rntm;
+            gemm1_init(&rntm);
+            float one = 1.0f;
+            /* one loop over the blocks of both products, so neither waits for the other */
+#pragma omp for schedule(dynamic, 1)
+            for (int k = 0; k < nin + nw; k++) {
+                if (k < nw) { /* dW[o0:o0+m, I] += dout^T[m,N] (dout[n,o] at n*O + o: rs 1, cs O) x in[N,I] */
+                    const int o0 = k * wb, m = O - o0 < wb ? O - o0 : wb;
+                    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, I, N, &one, (float *)dout + o0, 1, O,
+                                 (float *)in, I, 1, &one, dw + (size_t)o0 * I, I, 1, NULL, &rntm);
+                } else { /* din[r0:r0+m, I] += dout[m,O] (rs O) x W[O,I] (rs I) */
+                    const int r0 = (k - nw) * rb, m = N - r0 < rb ? N - r0 : rb;
+                    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, I, O, &one, (float *)dout + (size_t)r0 * O, O, 1,
+                                 (float *)w, I, 1, &one, din + (size_t)r0 * I, I, 1, NULL, &rntm);
+                }
+            }
+        }
+    }
     if (db) {
         /* Column sums; each thread owns a block of columns, rows in order: deterministic. */
 #pragma omp parallel

@@ -57,7 +57,7 @@ int tb_layernorm_forward(float *out, float *mean, float *rstd, const float *in, 
     if (N <= 0 || C <= 0)
         return TB_ERR(TB_EINVAL, "tb_layernorm_forward: N and C must be > 0, got N=%d C=%d", N, C);
     if (!(eps > 0.0f)) return TB_ERR(TB_EINVAL, "tb_layernorm_forward: eps must be > 0, got %g", (double)eps);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 16)
     for (int r = 0; r < N; r++)
         ln_fwd_row(out + (size_t)r * C, mean + r, rstd + r, in + (size_t)r * C, w, b, C, eps);
     return TB_OK;
@@ -71,7 +71,7 @@ int tb_layernorm_backward(float *din, float *dw, float *db, const float *dout, c
     if (N <= 0 || C <= 0)
         return TB_ERR(TB_EINVAL, "tb_layernorm_backward: N and C must be > 0, got N=%d C=%d", N, C);
     if (din) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 16)
         for (int r = 0; r < N; r++)
             ln_bwd_row(din + (size_t)r * C, dout + (size_t)r * C, in + (size_t)r * C, w, mean[r], rstd[r], C);
     }

@@ -541,8 +541,9 @@ Test(ops, bad_arguments_are_rejected)
     cr_assert_eq(tb_attention_scratch_floats(0, 1), 0);
 }
 
-/* Attention, LayerNorm, embeddings and dropout give bit-identical results for 1, 2 and 3
- * threads: each output element is computed by one thread in a fixed order. */
+/* Linear (forward, din, dW, db), attention, LayerNorm, embeddings and dropout give bit-identical
+ * results for 1, 2 and 3 threads: each output element is computed by one thread (one
+ * single-threaded BLIS call for the GEMMs) in a fixed order. */
 Test(ops, deterministic_across_thread_counts)
 {
     enum { B = 3, T = 13, NH = 2, HS = 5, C = NH * HS, V = 20 };
@@ -580,4 +581,37 @@ Test(ops, deterministic_across_thread_counts)
     for (int k = 0; k < 3; k++)
         for (int j = 0; j < 8; j++) free(out[k][j]);
     free(qkv); free(dctx); free(w); free(bb);
+
+    /* linear layers with several row blocks (N = 1000 rows, dW 300 rows) */
+    enum { LN_ = 1000, LI = 70, LO = 300 };
+    float *x = fa((size_t)LN_ * LI), *lw = fa((size_t)LO * LI), *lb = fa(LO), *g = fa((size_t)LN_ * LO);
+    tb_fd_fill(x, (size_t)LN_ * LI, 810, -1, 1);
+    tb_fd_fill(lw, (size_t)LO * LI, 811, -1, 1);
+    tb_fd_fill(lb, LO, 812, -1, 1);
+    tb_fd_fill(g, (size_t)LN_ * LO, 813, -1, 1);
+    float *lo[3][4];
+    const size_t lsz[4] = {(size_t)LN_ * LO, (size_t)LN_ * LI, (size_t)LO * LI, LO};
+    for (int k = 0; k < 3; k++) {
+        cr_assert_eq(tb_ops_set_threads(k + 1), TB_OK);
+        for (int j = 0; j < 4; j++) {
+            lo[k][j] = fa(lsz[j]);
+            for (size_t i = 0; i < lsz[j]; i++) lo[k][j][i] = 0.25f; /* backward accumulates */
+        }
+        cr_assert_eq(tb_linear_forward(lo[k][0], x, lw, lb, LN_, LI, LO), TB_OK);
+        cr_assert_eq(tb_linear_backward(lo[k][1], lo[k][2], lo[k][3], g, x, lw, LN_, LI, LO), TB_OK);
+    }
+    for (int k = 1; k < 3; k++)
+        for (int j = 0; j < 4; j++)
+            cr_assert_eq(memcmp(lo[k][j], lo[0][j], lsz[j] * sizeof(float)), 0, "linear output %d differs with %d threads", j, k + 1);
+    /* and they are the products: one element of each against a double-precision sum */
+    double f = lb[7], di = 0.25, dw = 0.25;
+    for (int i = 0; i < LI; i++) f += (double)x[(size_t)999 * LI + i] * lw[(size_t)7 * LI + i];
+    for (int o = 0; o < LO; o++) di += (double)g[(size_t)998 * LO + o] * lw[(size_t)o * LI + 5];
+    for (int n = 0; n < LN_; n++) dw += (double)g[(size_t)n * LO + 299] * x[(size_t)n * LI + 69];
+    cr_assert_float_eq(lo[0][0][(size_t)999 * LO + 7], f, 1e-4 * (1 + fabs(f)));
+    cr_assert_float_eq(lo[0][1][(size_t)998 * LI + 5], di, 1e-4 * (1 + fabs(di)));
+    cr_assert_float_eq(lo[0][2][(size_t)299 * LI + 69], dw, 1e-4 * (1 + fabs(dw)));
+    for (int k = 0; k < 3; k++)
+        for (int j = 0; j < 4; j++) free(lo[k][j]);
+    free(x); free(lw); free(lb); free(g);
 }

@@ -11,12 +11,14 @@
  *   non-positive sizes, token ids / types out of range) and a bad call returns TB_EINVAL with a
  *   message naming the argument; nothing is read or written in that case.
  * - Nothing allocates: buffers are the caller's (an activation arena), so a training step does
- *   no malloc. Elementwise kernels run OpenMP `parallel for` over rows; GEMMs are BLIS.
+ *   no malloc. Elementwise kernels run OpenMP `parallel for` over rows; GEMMs are BLIS, always
+ *   single-threaded calls: tb_linear_* cut each GEMM into fixed blocks of output rows taken
+ *   dynamically by the OpenMP threads, attention runs one call per (batch, head).
  * - Deterministic: the same inputs give bit-identical outputs on the same CPU, whatever the
- *   thread count (each output element is computed by one thread in a fixed order; BLIS GEMMs
- *   in tb_linear_* follow BLIS's own partitioning for the thread count). Hot kernels exist in
- *   AVX-512 / AVX2 / baseline versions picked at load time; row sums (softmax, LayerNorm) may
- *   round differently between those vector widths.
+ *   thread count (each output element is computed by one thread in a fixed order; the GEMM
+ *   blocks depend on the shapes only). Hot kernels exist in AVX-512 / AVX2 / baseline versions
+ *   picked at load time; row sums (softmax, LayerNorm) may round differently between those
+ *   vector widths.
  */
 #ifndef TB_OPS_H
 #define TB_OPS_H
@@ -26,7 +28,8 @@
 
 #include "tb/rng.h"
 
-/* Sets the thread count of OpenMP kernels and of threaded BLIS GEMMs (n >= 1). */
+/* Sets the thread count of OpenMP kernels (GEMM blocks included) and of BLIS's own threading
+ * (which tinybert-c's kernels do not use) (n >= 1). */
 int tb_ops_set_threads(int n);
 /* The thread count OpenMP kernels use now. */
 int tb_ops_threads(void);
@@ -51,7 +54,9 @@ int tb_dropout_backward(float *din, const float *dout, size_t n, const tb_dropou
 
 /* ---- linear ---------------------------------------------------------------------------------
  * out[N,O] = in[N,I] . W[O,I]^T + b[O]     (W is [out, in] as in PyTorch; b may be NULL)
- * BLIS sgemm, threaded with the tb_ops_set_threads count. */
+ * BLIS sgemm on blocks of ~N/8 rows (dW: ~O/4 rows), one single-threaded call per block,
+ * blocks shared dynamically by the tb_ops_set_threads threads (a thread descheduled by another
+ * process leaves its blocks to the others instead of stalling a threaded GEMM). */
 int tb_linear_forward(float *out, const float *in, const float *w, const float *b,
                       int N, int I, int O);
 /* din[N,I] += dout[N,O] . W[O,I];  dW[O,I] += dout^T . in;  db[O] += sum_n dout[n,:].
