@@ -5,6 +5,7 @@
 #include "tb/loss.h"
 #include "tb/rng.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,5 +127,36 @@ int tb_mlm_mask(const tb_mlm_opts *o, uint64_t seed, uint64_t seq, int B, int T,
     if (chosen) *chosen = total;
 error:
     free(cand);
+    return rc;
+}
+
+int tb_mlm_count_candidates(const tb_mlm_opts *o, int B, int T, const int32_t *ids, const int32_t *attention_mask,
+                            int64_t *counts)
+{
+    int rc = TB_OK;
+    TB_TRY(tb_mlm_opts_check(o));
+    TB_CHECK(B >= 0 && T >= 0 && (ids || B * T == 0) && counts, TB_EINVAL,
+             "tb_mlm_count_candidates: bad arguments (B %d, T %d)", B, T);
+    TB_TRY(check_inputs(o, B, T, ids, attention_mask));
+    for (size_t i = 0; i < (size_t)B * T; i++)
+        if ((!attention_mask || attention_mask[i]) && !is_special(o, ids[i])) counts[ids[i]]++;
+error:
+    return rc;
+}
+
+int tb_mlm_unigram_bias(const tb_mlm_opts *o, const int64_t *counts, float *bias)
+{
+    int rc = TB_OK;
+    TB_TRY(tb_mlm_opts_check(o));
+    TB_CHECK(counts && bias, TB_EINVAL, "tb_mlm_unigram_bias: counts or bias is NULL");
+    double total = 0;
+    for (int v = 0; v < o->vocab_size; v++) {
+        TB_CHECK(counts[v] >= 0, TB_EINVAL, "MLM unigram counts: id %d has a negative count %lld", v,
+                 (long long)counts[v]);
+        total += (double)counts[v];
+    }
+    double denom = total + o->vocab_size;
+    for (int v = 0; v < o->vocab_size; v++) bias[v] = (float)log(((double)counts[v] + 1.0) / denom);
+error:
     return rc;
 }

@@ -263,8 +263,11 @@ static int evaluate(trainer *t)
     TB_TRY(write_metrics(t, "eval", t->res->steps, f, n));
     const char *name = NULL;
     double v = tb_taskmetrics_main(&r, &name);
-    TB_INFO("step %lld: dev %s %.4f (best %.4f at step %lld)", (long long)t->res->steps, name ? name : "?", v,
-            t->res->best_metric, (long long)t->res->best_step);
+    if (isfinite(t->res->best_metric))
+        TB_INFO("step %lld: dev %s %.4f (best %.4f at step %lld)", (long long)t->res->steps, name ? name : "?", v,
+                t->res->best_metric, (long long)t->res->best_step);
+    else
+        TB_INFO("step %lld: dev %s %.4f (first evaluation)", (long long)t->res->steps, name ? name : "?", v);
     if (isfinite(v) && (!isfinite(t->res->best_metric) || v > t->res->best_metric)) {
         t->res->best_metric = v;
         t->res->best_step = t->res->steps;

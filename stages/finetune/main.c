@@ -11,6 +11,7 @@
 #include "tb/threads.h"
 #include "tb/trainer.h"
 #include "tb/vocab.h"
+#include "unigram.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +39,10 @@ static const tb_opt opts[] = {
     TB_OPTION("max-grad-norm", TB_OPT_FLOAT, "1.0", "per-tensor gradient clipping (<= 0: off)"),
     TB_OPTION("dropout", TB_OPT_BOOL, "true", "dropout during training (--no-dropout for exact comparisons)"),
     TB_OPTION("mlm-prob", TB_OPT_FLOAT, "0.15", "fraction of tokens chosen for masked LM"),
+    TB_OPTION("mlm-bias", TB_OPT_STRING, "auto",
+              "initial MLM output bias: unigram (log token frequencies of the first epoch of --input), zero "
+              "(as initialised, Hugging Face), auto (unigram for a new model from --config, else the checkpoint's)",
+              .metavar = "auto|unigram|zero"),
     TB_OPTION("save-every", TB_OPT_INT, "0", "checkpoint every N steps (0: at the end and on SIGTERM only)"),
     TB_OPTION("keep", TB_OPT_INT, "2", "periodic checkpoints kept"),
     TB_OPTION("eval-every", TB_OPT_INT, "0", "evaluate on --dev every N steps (0: at the end only)"),
@@ -117,6 +122,27 @@ error:
     return rc;
 }
 
+/* --mlm-bias: a new model's decoder bias starts at the log token frequencies (see tb/mlm.h), so
+ * the encoder does not collapse into predicting them. */
+static int mlm_bias_setup(const tb_cli *cli, tb_bert_model *m, const tb_mlm_opts *o)
+{
+    int rc = TB_OK;
+    const char *mode = tb_cli_str(cli, "mlm-bias"), *input = tb_cli_str(cli, "input");
+    int is_auto = strcmp(mode, "auto") == 0;
+    TB_CHECK(is_auto || strcmp(mode, "unigram") == 0 || strcmp(mode, "zero") == 0, TB_EINVAL,
+             "--mlm-bias must be auto, unigram or zero, got '%s'", mode);
+    if (strcmp(mode, "zero") == 0) return TB_OK; /* as initialised: 0 for a new model, else the checkpoint's */
+    if (is_auto && (tb_cli_str(cli, "init") || tb_cli_bool(cli, "resume") || tb_trainer_is_live(input))) return TB_OK;
+    TB_CHECK(!tb_trainer_is_live(input), TB_EINVAL,
+             "--mlm-bias unigram counts the tokens of --input before training, so --input must be a message file, "
+             "not the live stream %s", input);
+    int64_t tokens = 0;
+    TB_TRY(ft_unigram_bias(m, o, input, &tokens));
+    TB_INFO("MLM output bias: log frequencies of %lld tokens (the first epoch of %s)", (long long)tokens, input);
+error:
+    return rc;
+}
+
 static int adam_opts(const tb_cli *cli, tb_adam_options *a)
 {
     tb_adam_options_default(a);
@@ -138,6 +164,7 @@ static int run(const tb_cli *cli, tb_trainer_result *res)
     TB_TRY(setup_model(cli, &m, mlm, regress));
     tb_bert_set_threads(&m, tb_threads_count());
     if (mlm) TB_TRY(mlm_setup(cli, &m, &loss));
+    if (mlm) TB_TRY(mlm_bias_setup(cli, &m, &loss.mlm));
     tb_trainer_opts o;
     tb_trainer_opts_default(&o);
     o.stage = "tb-finetune";

@@ -4,6 +4,7 @@
 #include "test_finetune_data.h"
 
 #include "tb/checkpoint.h"
+#include "tb/safetensors.h"
 #include "tb/stream.h"
 
 #include <criterion/criterion.h>
@@ -309,7 +310,7 @@ Test(finetune, mlm_pretraining_learns_and_saves_the_head)
     cr_assert_eq(ft_write_batches_ex(corpus, 16, 8, 12, 5, 0, 1), TB_OK, "%s", tb_err_msg());
     char *argv[] = {FT, "--input", corpus, "--output", out, "--config", cfg, "--vocab", vocab, "--mlm", "--epochs", "20",
                     "--lr", "1e-2", "--threads", "1", "--progress", "none", "--metrics", met, "--log-level", "warn",
-                    "--plot", "", NULL};
+                    "--plot", "", "--mlm-bias", "zero", NULL};
     cr_assert_eq(run(argv, 60000), 0);
     char losses[330][40] = {{0}};
     cr_assert_eq(ft_read_losses(met, losses, 330), 320);
@@ -323,6 +324,74 @@ Test(finetune, mlm_pretraining_learns_and_saves_the_head)
     cr_assert_eq(tb_checkpoint_load_config(out, TB_CKPT_ANY_HEAD, &c), TB_OK, "%s", tb_err_msg());
     cr_expect(c.mlm_head);
     cr_expect_eq(c.head, TB_HEAD_NONE);
+}
+
+/* Counts, independently of tb-finetune, the ids of the batches of `path` that masked LM can
+ * choose (attention mask 1, not one of the 5 special ids of ft_write_vocab). */
+static int64_t count_words(const char *path, int64_t counts[40])
+{
+    tb_stream *s = NULL;
+    cr_assert_eq(tb_stream_open(&s, path, TB_STREAM_READ, NULL), TB_OK, "%s", tb_err_msg());
+    int64_t total = 0;
+    for (;;) {
+        tb_msg m;
+        tb_msg_init(&m);
+        int rc = tb_stream_recv(s, &m, -1);
+        if (rc == TB_EEND) break;
+        cr_assert_eq(rc, TB_OK, "%s", tb_err_msg());
+        const tb_tensor *ids, *mask;
+        cr_assert_eq(tb_msg_get_tensor(&m, "input_ids", &ids), TB_OK);
+        cr_assert_eq(tb_msg_get_tensor(&m, "attention_mask", &mask), TB_OK);
+        int64_t n = ids->shape[0] * ids->shape[1];
+        for (int64_t i = 0; i < n; i++) {
+            int32_t id = ((const int32_t *)ids->data)[i];
+            if (((const int32_t *)mask->data)[i] == 1 && id >= 5) counts[id]++, total++;
+        }
+        tb_msg_free(&m);
+    }
+    tb_stream_close(s);
+    return total;
+}
+
+Test(finetune, mlm_unigram_bias_starts_at_the_log_frequencies)
+{
+    char out[512], met[600], corpus[512], st[700];
+    snprintf(out, sizeof out, "%s/uni", dir);
+    snprintf(met, sizeof met, "%s/uni.jsonl", dir);
+    snprintf(corpus, sizeof corpus, "%s/uni.tbs", dir);
+    snprintf(st, sizeof st, "%s/step-0/model.safetensors", out);
+    cr_assert_eq(ft_write_batches_ex(corpus, 6, 8, 12, 17, 0, 0), TB_OK, "%s", tb_err_msg());
+    char *argv[] = {FT, "--input", corpus, "--output", out, "--config", cfg, "--vocab", vocab, "--mlm", "--epochs", "1",
+                    "--max-steps", "1", "--save-init", "--threads", "1", "--progress", "none", "--metrics", met,
+                    "--log-level", "warn", "--plot", "", NULL}; /* --mlm-bias auto: unigram for a new model */
+    cr_assert_eq(run(argv, 60000), 0);
+    int64_t counts[40] = {0};
+    int64_t total = count_words(corpus, counts);
+    cr_assert_gt(total, 100);
+    tb_st_file f;
+    cr_assert_eq(tb_st_open(&f, st), TB_OK, "%s", tb_err_msg());
+    const tb_st_entry *e = tb_st_find(&f, "cls.predictions.bias");
+    cr_assert_not_null(e);
+    float bias[40];
+    cr_assert_eq(tb_st_read(&f, e, bias, sizeof bias), TB_OK, "%s", tb_err_msg());
+    tb_st_close(&f);
+    double entropy = 0;
+    for (int v = 0; v < 40; v++) {
+        double expect = log((double)(counts[v] + 1) / (double)(total + 40));
+        cr_expect(fabs(bias[v] - expect) < 1e-5, "bias[%d] = %.7f, log((%lld + 1) / (%lld + 40)) = %.7f", v, bias[v],
+                  (long long)counts[v], (long long)total, expect);
+        if (counts[v]) entropy -= (double)counts[v] / total * log((double)counts[v] / total);
+    }
+    /* the untrained model already predicts the word frequencies: its first loss is about their
+     * entropy (the masked positions are a sample of the counted ones) */
+    char losses[4][40] = {{0}};
+    cr_assert_eq(ft_read_losses(met, losses, 4), 1);
+    cr_expect(fabs(atof(losses[1]) - entropy) < 0.25, "first MLM loss %s, unigram entropy %.4f", losses[1], entropy);
+
+    /* a live stream cannot be counted ahead */
+    char *live[] = {FT, "--input", "ipc:///tmp/tb-no-such-stream", "--output", out, "--config", cfg, "--vocab", vocab,
+                    "--mlm", "--mlm-bias", "unigram", "--log-level", "quiet", NULL};
+    cr_expect_eq(run(live, 30000), 1);
 }
 
 Test(finetune, regression_with_correlation_on_dev)

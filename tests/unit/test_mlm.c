@@ -172,3 +172,44 @@ Test(mlm, bad_input_is_rejected_and_nothing_written)
     for (int i = o.n_special; i < TB_MLM_MAX_SPECIAL; i++) cr_assert_eq(tb_mlm_add_special(&o, 10 + i), TB_OK);
     cr_expect_eq(tb_mlm_add_special(&o, 5), TB_EINVAL, "special list full");
 }
+
+Test(mlm, unigram_counts_and_bias_hand_worked)
+{
+    tb_mlm_opts o = opts(40);
+    int32_t ids[3][12], mask[3][12];
+    make_rows(ids, mask);
+    ids[1][2] = 30; /* row 1 words: 30 30 32 */
+    int64_t counts[40] = {0};
+    counts[11] = 5; /* counts add up */
+    cr_assert_eq(tb_mlm_count_candidates(&o, 3, 12, &ids[0][0], &mask[0][0], counts), TB_OK, "%s", tb_err_msg());
+    /* row 0: ids 11..20 once each; row 1: 30 twice, 32 once; row 2: only specials; padding never */
+    for (int v = 0; v < 40; v++) {
+        int64_t expect = v == 11 ? 6 : (v >= 12 && v <= 20) ? 1 : v == 30 ? 2 : v == 32 ? 1 : 0;
+        cr_expect_eq(counts[v], expect, "counts[%d] = %lld, expected %lld", v, (long long)counts[v], (long long)expect);
+    }
+    /* total 6 + 9 + 2 + 1 = 18; bias = log((c + 1) / (18 + 40)) */
+    float bias[40];
+    cr_assert_eq(tb_mlm_unigram_bias(&o, counts, bias), TB_OK, "%s", tb_err_msg());
+    cr_expect(fabsf(bias[11] - logf(7.0f / 58.0f)) < 1e-6f, "bias[11] = %g", bias[11]);
+    cr_expect(fabsf(bias[30] - logf(3.0f / 58.0f)) < 1e-6f, "bias[30] = %g", bias[30]);
+    cr_expect(fabsf(bias[0] - logf(1.0f / 58.0f)) < 1e-6f, "bias[0] = %g", bias[0]);
+    double sum = 0;
+    for (int v = 0; v < 40; v++) sum += exp(bias[v]);
+    cr_expect(fabs(sum - 1.0) < 1e-6, "the biases are log-probabilities: sum of exp = %.9f", sum);
+}
+
+Test(mlm, unigram_bad_input_leaves_counts_untouched)
+{
+    tb_mlm_opts o = opts(40);
+    int32_t ids[3][12], mask[3][12];
+    make_rows(ids, mask);
+    ids[2][5] = 40;
+    int64_t counts[40] = {0};
+    cr_expect_eq(tb_mlm_count_candidates(&o, 3, 12, &ids[0][0], &mask[0][0], counts), TB_EINVAL);
+    cr_expect(strstr(tb_err_msg(), "row 2, position 5"), "%s", tb_err_msg());
+    for (int v = 0; v < 40; v++) cr_expect_eq(counts[v], 0);
+    counts[7] = -1;
+    float bias[40];
+    cr_expect_eq(tb_mlm_unigram_bias(&o, counts, bias), TB_EINVAL);
+    cr_expect(strstr(tb_err_msg(), "id 7"), "%s", tb_err_msg());
+}

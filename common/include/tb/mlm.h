@@ -49,4 +49,20 @@ int tb_mlm_opts_check(const tb_mlm_opts *o);
 int tb_mlm_mask(const tb_mlm_opts *o, uint64_t seed, uint64_t seq, int B, int T, const int32_t *ids,
                 const int32_t *attention_mask, int32_t *out_ids, int32_t *labels, int64_t *chosen);
 
+/* Unigram statistics for the initial MLM output bias. A randomly initialised BERT whose decoder
+ * bias starts at 0 first learns the token frequencies, and with Adam it gets there fastest by
+ * making every hidden state the same vector: the encoder collapses (all positions and inputs give
+ * one output) and stays there for thousands of steps, which also makes it useless to fine-tune.
+ * Starting the bias at the log frequencies gives the frequencies for free (the initial loss is the
+ * unigram entropy), so training only has context left to learn.
+ *
+ * tb_mlm_count_candidates adds to counts[0..vocab_size) one per position that tb_mlm_mask could
+ * choose (attention mask 1, id not special). Ids outside the vocabulary or mask values other than
+ * 0/1 are TB_EINVAL naming (row, position), with counts untouched.
+ * tb_mlm_unigram_bias writes bias[v] = log((counts[v] + 1) / (total + vocab_size)) for every id
+ * (add-one smoothing; special ids have count 0). TB_EINVAL for a negative count. */
+int tb_mlm_count_candidates(const tb_mlm_opts *o, int B, int T, const int32_t *ids, const int32_t *attention_mask,
+                            int64_t *counts);
+int tb_mlm_unigram_bias(const tb_mlm_opts *o, const int64_t *counts, float *bias);
+
 #endif
