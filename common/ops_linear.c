@@ -16,21 +16,22 @@
 
 #include "ops_math.h"
 
-/* Rows of out (forward) and din (backward) per block: ~8 blocks, 32-row multiples, >= 128 rows. */
+/* Rows of out (forward) and din (backward) per block: ~8 blocks of 32-row multiples, but at
+ * least 512 rows (smaller BLIS calls lose speed: packing and edge tiles). */
 static int row_block(int N)
 {
     int r = (N + 7) / 8;
     r = (r + 31) / 32 * 32;
-    return r < 128 ? 128 : r;
+    return r < 512 ? 512 : r;
 }
 
-/* Rows of dW per block: ~4 blocks (each block packs the whole input once), 16-row multiples,
- * >= 64 rows. */
+/* Rows of dW per block: 2 blocks of 16-row multiples (each block packs the whole input once), at
+ * least 128 rows; the backward shares them dynamically with the din blocks. */
 static int dw_block(int O)
 {
-    int r = (O + 3) / 4;
+    int r = (O + 1) / 2;
     r = (r + 15) / 16 * 16;
-    return r < 64 ? 64 : r;
+    return r < 128 ? 128 : r;
 }
 
 static void gemm1_init(rntm_t *rntm)

@@ -54,7 +54,7 @@ int tb_dropout_backward(float *din, const float *dout, size_t n, const tb_dropou
 
 /* ---- linear ---------------------------------------------------------------------------------
  * out[N,O] = in[N,I] . W[O,I]^T + b[O]     (W is [out, in] as in PyTorch; b may be NULL)
- * BLIS sgemm on blocks of ~N/8 rows (dW: ~O/4 rows), one single-threaded call per block,
+ * BLIS sgemm on blocks of ~N/8 rows, >= 512 (dW: ~O/2 rows), one single-threaded call per block,
  * blocks shared dynamically by the tb_ops_set_threads threads (a thread descheduled by another
  * process leaves its blocks to the others instead of stalling a threaded GEMM). */
 int tb_linear_forward(float *out, const float *in, const float *w, const float *b,
