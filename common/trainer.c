@@ -182,7 +182,7 @@ static int prune_checkpoints(const char *dir, int keep)
         steps[n++] = v;
     }
     closedir(d);
-    qsort(steps, n, sizeof *steps, cmp_i64);
+    if (n > 1) qsort(steps, n, sizeof *steps, cmp_i64); /* steps is NULL when n == 0 */
     for (size_t i = 0; i + (size_t)keep < n; i++) {
         char p[PATH_N];
         snprintf(p, sizeof p, "%s/step-%lld", dir, (long long)steps[i]);
