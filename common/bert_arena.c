@@ -112,6 +112,7 @@ static void layout(tb_bert_model *m, tb_bert_arena *a, cursor *c)
         a->mlm_mean = take(c, N);
         a->mlm_rstd = take(c, N);
         a->mlm_logits = take(c, N * V);
+        a->mlm_in = take(c, N * C);
     }
     a->cls_work = take(c, 12 * B * C + 4 * B * F + 4 * B);
     a->attn_scratch_floats = tb_attention_scratch_floats((int)T, a->nthreads);

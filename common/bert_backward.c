@@ -189,14 +189,17 @@ error:
     return rc;
 }
 
-/* Adds the MLM head's gradient into a->gx. */
+/* Adds the MLM head's gradient into a->gx (through a->gw and a scatter when the head ran on
+ * run.mlm_rows only). */
 static int mlm_backward(tb_bert_model *m, const float *dmlm)
 {
     int rc = TB_OK;
     const tb_bert_config *cf = &m->config;
     tb_bert_arena *a = m->arena;
-    const int N = a->B * a->T, C = cf->hidden_size, L = cf->num_hidden_layers;
+    const int32_t *rows = a->run.mlm_rows;
+    const int N = rows ? a->run.mlm_count : a->B * a->T, C = cf->hidden_size, L = cf->num_hidden_layers;
     const size_t NC = (size_t)N * C;
+    if (N == 0) return TB_OK;
     zero(a->gy, NC);
     TB_TRY(tb_linear_backward(a->gy, G(m, m->word_w), G(m, m->mlm_dec_b), dmlm, a->mlm_ln,
                               P(m, m->word_w), N, C, cf->vocab_size));
@@ -205,8 +208,18 @@ static int mlm_backward(tb_bert_model *m, const float *dmlm)
                                  P(m, m->mlm_ln_w), a->mlm_mean, a->mlm_rstd, N, C));
     zero(a->gy, NC);
     TB_TRY(tb_gelu_backward(a->gy, a->mlm_pre, a->gz, NC));
-    TB_TRY(tb_linear_backward(a->gx, G(m, m->mlm_w), G(m, m->mlm_b), a->gy, a->hidden[L],
-                              P(m, m->mlm_w), N, C, C));
+    if (!rows) {
+        TB_TRY(tb_linear_backward(a->gx, G(m, m->mlm_w), G(m, m->mlm_b), a->gy, a->hidden[L],
+                                  P(m, m->mlm_w), N, C, C));
+    } else {
+        zero(a->gw, NC);
+        TB_TRY(tb_linear_backward(a->gw, G(m, m->mlm_w), G(m, m->mlm_b), a->gy, a->mlm_in, P(m, m->mlm_w), N, C, C));
+        for (int i = 0; i < N; i++) {
+            float *dst = a->gx + (size_t)rows[i] * C;
+            const float *src = a->gw + (size_t)i * C;
+            for (int c = 0; c < C; c++) dst[c] += src[c];
+        }
+    }
 error:
     return rc;
 }

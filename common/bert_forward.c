@@ -42,6 +42,12 @@ static int check_inputs(const tb_bert_model *m, const tb_bert_batch *bt, const t
     TB_CHECK(!run->mlm || a->mlm, TB_EINVAL,
              "tb_bert_forward: MLM logits requested but the arena has no room for them "
              "(tb_bert_arena_reserve with mlm = 1, on a model with mlm_head)");
+    TB_CHECK(!run->mlm_rows || (run->mlm && run->mlm_count >= 0 && run->mlm_count <= N), TB_EINVAL,
+             "tb_bert_forward: mlm_rows needs mlm and 0 <= mlm_count <= B*T (%ld), got %d", (long)N, run->mlm_count);
+    for (int i = 0; run->mlm_rows && i < run->mlm_count; i++)
+        TB_CHECK(run->mlm_rows[i] >= 0 && run->mlm_rows[i] < N && (i == 0 || run->mlm_rows[i] > run->mlm_rows[i - 1]),
+                 TB_EINVAL, "tb_bert_forward: mlm_rows[%d] = %d is not increasing within 0..%ld", i,
+                 (int)run->mlm_rows[i], (long)N - 1);
     TB_CHECK(!run->cls_only || (run->logits && !run->mlm), TB_EINVAL,
              "tb_bert_forward: cls_only needs logits and no MLM head output (the MLM head reads every row)");
     TB_CHECK((run->scores_layers & ~a->keep_scores) == 0, TB_EINVAL,
@@ -162,13 +168,22 @@ error:
     return rc;
 }
 
-static int mlm_forward(tb_bert_model *m, int N)
+/* The MLM head on every row of h_L, or on the rows run.mlm_rows (gathered into mlm_in first). */
+static int mlm_forward(tb_bert_model *m, const tb_bert_run *run, int N)
 {
     int rc = TB_OK;
     const tb_bert_config *cf = &m->config;
     tb_bert_arena *a = m->arena;
     const int C = cf->hidden_size, L = cf->num_hidden_layers;
-    TB_TRY(tb_linear_forward(a->mlm_pre, a->hidden[L], P(m, m->mlm_w), NULL, N, C, C));
+    const float *in = a->hidden[L];
+    if (run->mlm_rows) {
+        N = run->mlm_count;
+        if (N == 0) return TB_OK;
+        for (int i = 0; i < N; i++)
+            memcpy(a->mlm_in + (size_t)i * C, in + (size_t)run->mlm_rows[i] * C, (size_t)C * sizeof(float));
+        in = a->mlm_in;
+    }
+    TB_TRY(tb_linear_forward(a->mlm_pre, in, P(m, m->mlm_w), NULL, N, C, C));
     TB_TRY(tb_bias_gelu_forward(a->mlm_act, a->mlm_pre, P(m, m->mlm_b), N, C));
     TB_TRY(tb_layernorm_forward(a->mlm_ln, a->mlm_mean, a->mlm_rstd, a->mlm_act, P(m, m->mlm_ln_w),
                                 P(m, m->mlm_ln_b), N, C, cf->layer_norm_eps));
@@ -204,7 +219,7 @@ int tb_bert_forward(tb_bert_model *m, const tb_bert_batch *bt, const tb_bert_run
     for (int l = 0; l < L; l++)
         TB_TRY(layer_forward(m, l, a->hidden[l], a->hidden[l + 1], bt->attention_mask, B, T, run));
     if (run->logits) TB_TRY(head_forward(m, B, T, run));
-    if (run->mlm) TB_TRY(mlm_forward(m, N));
+    if (run->mlm) TB_TRY(mlm_forward(m, run, N));
     a->B = B;
     a->T = T;
     a->run = *run;
@@ -259,6 +274,7 @@ double tb_bert_forward_flops(const tb_bert_model *m, int B, int T, const tb_bert
     double f = per_layer * cf->num_hidden_layers;
     if (run && run->logits && cf->head != TB_HEAD_NONE)
         f += 2.0 * B * C * C + 2.0 * B * C * cf->num_labels;
-    if (run && run->mlm && cf->mlm_head) f += 2.0 * N * C * C + 2.0 * N * C * cf->vocab_size;
+    const double M = run && run->mlm_rows ? (double)run->mlm_count : N;
+    if (run && run->mlm && cf->mlm_head) f += 2.0 * M * C * C + 2.0 * M * C * cf->vocab_size;
     return f;
 }

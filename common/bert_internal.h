@@ -47,6 +47,7 @@ struct tb_bert_arena {
     float *logits;           /* [B, NL] */
     float *mlm_pre, *mlm_act, *mlm_ln, *mlm_mean, *mlm_rstd; /* [N, C] x3, [N] x2 */
     float *mlm_logits;       /* [N, V] */
+    float *mlm_in;           /* [N, C]: the rows of h_L the MLM head reads (run.mlm_rows) */
     float *gelu_scratch;     /* INFER: [TB_BERT_GELU_ROWS, F], GELU output before it overwrites
                               * its input (ffn_act == ffn_pre there) */
     float *attn_scratch;

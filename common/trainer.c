@@ -608,6 +608,7 @@ void tb_ft_loss_free(tb_ft_loss *l)
     tb_aligned_free(l->dbuf);
     free(l->ids);
     free(l->labels);
+    free(l->rows);
     memset(l, 0, sizeof *l);
 }
 
@@ -629,9 +630,11 @@ static int grow_mlm(tb_ft_loss *l, size_t need)
     if (need <= l->icap) return TB_OK;
     free(l->ids);
     free(l->labels);
+    free(l->rows);
     l->ids = malloc(need * sizeof *l->ids);
     l->labels = malloc(need * sizeof *l->labels);
-    l->icap = l->ids && l->labels ? need : 0;
+    l->rows = malloc(need * sizeof *l->rows);
+    l->icap = l->ids && l->labels && l->rows ? need : 0;
     TB_CHECK(l->icap, TB_ENOMEM, "out of memory for MLM inputs of %zu tokens", need);
 error:
     return rc;
@@ -648,12 +651,18 @@ static int ft_mlm(tb_ft_loss *l, tb_bert_model *m, const tb_batch *b, uint64_t s
     TB_TRY(tb_bert_arena_reserve(m, B, T, TB_BERT_TRAIN, 0, 1));
     tb_bert_batch bb = {.B = B, .T = T, .input_ids = l->ids, .token_type_ids = b->token_type_ids.data,
                         .attention_mask = b->attention_mask.data};
-    tb_bert_run run = {.dropout = l->dropout, .seed = l->seed, .seq = seq, .mlm = 1};
+    /* the MLM head runs on the labelled rows only: labels compacted in place, in row order */
+    int M = 0;
+    for (int i = 0; i < B * T; i++)
+        if (l->labels[i] != TB_IGNORE_INDEX) l->rows[M] = i, l->labels[M++] = l->labels[i];
+    tb_bert_run run = {.dropout = l->dropout, .seed = l->seed, .seq = seq, .mlm = 1, .mlm_rows = l->rows,
+                       .mlm_count = M};
     TB_TRY(tb_bert_forward(m, &bb, &run));
-    size_t n = (size_t)B * T * (size_t)V;
-    TB_TRY(grow_f32(&l->dbuf, &l->dcap, n));
+    size_t n = (size_t)M * (size_t)V;
+    TB_TRY(grow_f32(&l->dbuf, &l->dcap, n > 0 ? n : 1));
     memset(l->dbuf, 0, n * sizeof *l->dbuf);
-    TB_TRY(tb_loss_ce(loss, l->dbuf, tb_bert_mlm_logits(m), l->labels, B * T, V, TB_IGNORE_INDEX, 1.0f, NULL));
+    *loss = 0.0; /* a batch without a maskable token (every row special or padding) */
+    if (M > 0) TB_TRY(tb_loss_ce(loss, l->dbuf, tb_bert_mlm_logits(m), l->labels, M, V, TB_IGNORE_INDEX, 1.0f, NULL));
     tb_bert_grads g = {.dmlm_logits = l->dbuf};
     TB_TRY(tb_bert_backward(m, &g));
 error:

@@ -725,3 +725,58 @@ Test(bert, cls_only_matches_the_full_last_layer)
     free(g_full);
     fd_teardown(&x);
 }
+
+/* The MLM head on the labelled rows only (run.mlm_rows) gives the full head's loss, the same
+ * logits on those rows and the same parameter gradients. */
+Test(bert, mlm_rows_match_the_full_head)
+{
+    static fd_ctx x;
+    fd_setup(&x, OBJ_MLM, tiny_config(), 1);
+    tb_bert_model *m = &x.m;
+    const int V = m->config.vocab_size;
+    double full_loss = run_objective(&x, 1);
+    float *full_logits = malloc(sizeof(float) * B_ * T_ * (size_t)V), *g_full = malloc(m->params.total * sizeof(float));
+    memcpy(full_logits, tb_bert_mlm_logits(m), sizeof(float) * B_ * T_ * (size_t)V);
+    memcpy(g_full, m->params.grads, m->params.total * sizeof(float));
+
+    int32_t rows[B_ * T_], labels[B_ * T_];
+    int M = 0;
+    for (int i = 0; i < B_ * T_; i++)
+        if (x.mlm_labels[i] != TB_IGNORE_INDEX) rows[M] = i, labels[M++] = x.mlm_labels[i];
+    cr_assert(M > 1 && M < B_ * T_, "the test needs some labelled and some unlabelled rows (%d)", M);
+    x.run.mlm_rows = rows;
+    x.run.mlm_count = M;
+    tb_bert_zero_grad(m);
+    cr_assert_eq(tb_bert_forward(m, &x.batch, &x.run), TB_OK, "%s", tb_err_msg());
+    const float *lg = tb_bert_mlm_logits(m);
+    double mx;
+    for (int i = 0; i < M; i++)
+        cr_assert_lt(tb_rel_err(lg + (size_t)i * V, full_logits + (size_t)rows[i] * V, (size_t)V, &mx), 1e-6,
+                     "logits of row %d", rows[i]);
+    double loss;
+    memset(x.dmlm, 0, sizeof(float) * (size_t)M * V);
+    cr_assert_eq(tb_loss_ce(&loss, x.dmlm, lg, labels, M, V, TB_IGNORE_INDEX, 1.0f, NULL), TB_OK, "%s", tb_err_msg());
+    cr_assert(fabs(loss - full_loss) <= 1e-6 * fabs(full_loss), "loss %.9g vs %.9g", loss, full_loss);
+    tb_bert_grads g = {.dmlm_logits = x.dmlm};
+    cr_assert_eq(tb_bert_backward(m, &g), TB_OK, "%s", tb_err_msg());
+    for (int i = 0; i < m->params.count; i++) {
+        tb_param *p = &m->params.items[i];
+        size_t n = (size_t)tb_tensor_numel(&p->grad), off = (size_t)((float *)p->grad.data - m->params.grads);
+        double r = tb_rel_err(p->grad.data, g_full + off, n, &mx);
+        if (strstr(p->name, "key.bias")) /* ~0 either way (softmax shift invariance) */
+            cr_assert_lt(mx, 1e-6, "%s", p->name);
+        else
+            cr_assert_lt(r, 1e-5, "%s: rel %g", p->name, r);
+    }
+    /* rows out of order or out of range are refused */
+    int32_t bad[2] = {3, 3};
+    x.run.mlm_rows = bad;
+    x.run.mlm_count = 2;
+    cr_assert_eq(tb_bert_forward(m, &x.batch, &x.run), TB_EINVAL);
+    cr_assert(strstr(tb_err_msg(), "mlm_rows[1]"), "%s", tb_err_msg());
+    bad[1] = B_ * T_;
+    cr_assert_eq(tb_bert_forward(m, &x.batch, &x.run), TB_EINVAL);
+    free(full_logits);
+    free(g_full);
+    fd_teardown(&x);
+}

@@ -100,6 +100,10 @@ typedef struct tb_bert_run {
                               * (always available in training arenas) */
     int logits;              /* 1: run pooler + classifier (needs a head) */
     int mlm;                 /* 1: run the MLM head (needs config.mlm_head and an MLM arena) */
+    const int32_t *mlm_rows; /* with mlm: run the MLM head on these rows only (flattened b*T + t,
+                              * strictly increasing, < B*T; must stay valid until the backward);
+                              * NULL: on every row. Masked LM needs only the labelled rows (~15 %) */
+    int mlm_count;           /* rows in mlm_rows */
     int cls_only;            /* 1: only the head reads h_L (logits, no MLM): the last layer runs
                               * its projections, LayerNorms and FFN on the [CLS] rows alone and
                               * tb_bert_hidden(L) is NULL; a backward then takes only dlogits and
@@ -189,7 +193,7 @@ int tb_bert_forward(tb_bert_model *m, const tb_bert_batch *batch, const tb_bert_
 /* Results of the last forward (pointers into the arena, valid until the next forward):
  * hidden state j = 0..L [B, T, C] (NULL if j is out of range or not kept by an INFER arena);
  * pre-softmax scores of layer l [B, NH, T, T] (NULL if not kept);
- * logits [B, NL]; mlm logits [B, T, V]; pooled [B, C]. */
+ * logits [B, NL]; mlm logits [B, T, V] ([mlm_count, V] with run.mlm_rows); pooled [B, C]. */
 const float *tb_bert_hidden(const tb_bert_model *m, int j);
 const float *tb_bert_scores(const tb_bert_model *m, int l);
 const float *tb_bert_logits(const tb_bert_model *m);
@@ -200,7 +204,7 @@ const float *tb_bert_pooled(const tb_bert_model *m);
  * Arrays of pointers may be NULL as a whole. */
 typedef struct tb_bert_grads {
     const float *dlogits;          /* [B, NL] */
-    const float *dmlm_logits;      /* [B, T, V] */
+    const float *dmlm_logits;      /* [B, T, V] ([mlm_count, V] when the forward had mlm_rows) */
     const float *const *dhidden;   /* [L + 1] pointers, each [B, T, C] */
     const float *const *dscores;   /* [L] pointers, each [B, NH, T, T], into the pre-softmax scores */
 } tb_bert_grads;

@@ -157,9 +157,10 @@ typedef struct tb_ft_loss {
     int dropout;             /* 1: dropout on (training); 0: off (exact comparisons) */
     uint64_t seed;           /* dropout and MLM masking key */
     tb_mlm_opts mlm;         /* TB_FT_MLM */
-    float *dbuf;             /* loss gradient [B, NL] or [B, T, V] (grown, never shrunk) */
+    float *dbuf;             /* loss gradient [B, NL] or [masked, V] (grown, never shrunk) */
     size_t dcap;
-    int32_t *ids, *labels;   /* MLM: masked ids and labels [B, T] */
+    int32_t *ids, *labels;   /* MLM: masked ids and labels [B, T] (labels then compacted to [masked]) */
+    int32_t *rows;           /* MLM: the labelled rows (b*T + t), where the MLM head runs */
     size_t icap;
     int64_t masked;          /* MLM: positions with a label in the last batch */
 } tb_ft_loss;
