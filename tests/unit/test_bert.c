@@ -683,6 +683,22 @@ Test(bert_fd, cls_only_last_layer_with_dropout_on)
     fd_teardown(&x);
 }
 
+/* Every parameter gradient of m matches `ref` (a copy of params.grads): 1e-5 relative, key biases
+ * (~0 either way, softmax shift invariance) 1e-6 absolute. */
+static void expect_grads_match(const tb_bert_model *m, const float *ref)
+{
+    double mx;
+    for (int i = 0; i < m->params.count; i++) {
+        const tb_param *p = &m->params.items[i];
+        size_t n = (size_t)tb_tensor_numel(&p->grad), off = (size_t)((float *)p->grad.data - m->params.grads);
+        double r = tb_rel_err(p->grad.data, ref + off, n, &mx);
+        if (strstr(p->name, "key.bias"))
+            cr_assert_lt(mx, 1e-6, "%s", p->name);
+        else
+            cr_assert_lt(r, 1e-5, "%s: rel %g", p->name, r);
+    }
+}
+
 Test(bert, cls_only_matches_the_full_last_layer)
 {
     static fd_ctx x;
@@ -700,15 +716,7 @@ Test(bert, cls_only_matches_the_full_last_layer)
     run_objective(&x, 1);
     double mx;
     cr_assert_lt(tb_rel_err(tb_bert_logits(m), logits, B_ * NL_, &mx), 1e-6, "logits");
-    for (int i = 0; i < m->params.count; i++) {
-        tb_param *p = &m->params.items[i];
-        size_t n = (size_t)tb_tensor_numel(&p->grad), off = (size_t)((float *)p->grad.data - m->params.grads);
-        double r = tb_rel_err(p->grad.data, g_full + off, n, &mx);
-        if (strstr(p->name, "key.bias")) /* ~0 either way (softmax shift invariance) */
-            cr_assert_lt(mx, 1e-6, "%s", p->name);
-        else
-            cr_assert_lt(r, 1e-5, "%s: rel %g", p->name, r);
-    }
+    expect_grads_match(m, g_full);
     cr_assert_null(tb_bert_hidden(m, 2), "h_L is not computed in full with cls_only");
     cr_assert_not_null(tb_bert_hidden(m, 1));
     /* A gradient on h_L cannot be taken after a cls_only forward; MLM output is refused. */
@@ -759,15 +767,7 @@ Test(bert, mlm_rows_match_the_full_head)
     cr_assert(fabs(loss - full_loss) <= 1e-6 * fabs(full_loss), "loss %.9g vs %.9g", loss, full_loss);
     tb_bert_grads g = {.dmlm_logits = x.dmlm};
     cr_assert_eq(tb_bert_backward(m, &g), TB_OK, "%s", tb_err_msg());
-    for (int i = 0; i < m->params.count; i++) {
-        tb_param *p = &m->params.items[i];
-        size_t n = (size_t)tb_tensor_numel(&p->grad), off = (size_t)((float *)p->grad.data - m->params.grads);
-        double r = tb_rel_err(p->grad.data, g_full + off, n, &mx);
-        if (strstr(p->name, "key.bias")) /* ~0 either way (softmax shift invariance) */
-            cr_assert_lt(mx, 1e-6, "%s", p->name);
-        else
-            cr_assert_lt(r, 1e-5, "%s: rel %g", p->name, r);
-    }
+    expect_grads_match(m, g_full);
     /* rows out of order or out of range are refused */
     int32_t bad[2] = {3, 3};
     x.run.mlm_rows = bad;
