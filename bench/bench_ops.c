@@ -1,7 +1,7 @@
 /* bench_ops: time of each tb/ops.h kernel and tb/loss.h loss at TinyBERT4 / BERT-base shapes
  * (batch 32, seq 128). Prints one JSON object per line: {"bench", "op", "config", "batch", "seq",
  * "threads", "ms", "samples_per_s", "gflops", "peak_rss_mb"} (samples/s = batch / time of one call).
- * Usage: bench_ops [threads] [reps] [0 = all | 1 = tinybert4 | 2 = bert-base] */
+ * Usage: bench_ops [threads] [reps] [0 = all | 1 = tinybert4 | 2 = bert-base | 3 = small student 2L/128, seq 64] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +67,7 @@ static void run(const shape *s)
     float *lw = buf(C, 0.9f, 1.1f, 14), *lb = buf(C, -0.1f, 0.1f, 15), *dw = buf((size_t)F * C, 0, 0, 16);
     int32_t *mask = malloc(sizeof(int32_t) * N);
     for (int i = 0; i < N; i++) mask[i] = (i % T) < T - (i / T) % 17;
-    size_t nscr = tb_attention_scratch_floats(T, g_threads);
+    size_t nscr = tb_attention_scratch_floats(T, HS, g_threads);
     float *scr = buf(nscr, 0, 0, 17);
     tb_dropout d = {0.1f, tb_rng_key_make(1, TB_RNG_DROPOUT), 1, 2};
     double lin = 2.0 * N * C * F;
@@ -104,9 +104,10 @@ int main(int argc, char **argv)
     const shape shapes[] = {
         {"tinybert4", 32, 128, 312, 12, 1200},
         {"bert-base", 32, 128, 768, 12, 3072},
+        {"small-student", 32, 64, 128, 4, 512},
     };
     int which = argc > 3 ? atoi(argv[3]) : 0;
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         if (which == 0 || which == i + 1) run(&shapes[i]);
     return 0;
 }

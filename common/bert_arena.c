@@ -115,7 +115,7 @@ static void layout(tb_bert_model *m, tb_bert_arena *a, cursor *c)
         a->mlm_in = take(c, N * C);
     }
     a->cls_work = take(c, 12 * B * C + 4 * B * F + 4 * B);
-    a->attn_scratch_floats = tb_attention_scratch_floats((int)T, a->nthreads);
+    a->attn_scratch_floats = tb_attention_scratch_floats((int)T, (int)(C / NH), a->nthreads);
     a->attn_scratch = take(c, a->attn_scratch_floats);
     if (train) {
         a->gx = take(c, N * C);

@@ -1,11 +1,11 @@
 /* Self-attention core: scores = QK^T/sqrt(HS) + mask, softmax, dropout, context = P V.
- * One OpenMP loop over (batch, head); each iteration uses single-threaded BLIS GEMMs (a
- * threaded call per small matrix is far slower) and its thread's slice of `scratch`. */
+ * One OpenMP loop over (batch, head); each iteration runs its products with tb_gemm_small
+ * (single-threaded, no packing: a threaded BLIS call per small matrix is far slower, and even a
+ * single-threaded one spends as long packing as multiplying) in its thread's slice of `scratch`. */
 #include "tb/ops.h"
 
 #include "tb/error.h"
 
-#include <blis.h>
 #include <math.h>
 #include <omp.h>
 
@@ -14,17 +14,21 @@
 #define MASK_ADD (-10000.0f) /* additive mask of padding keys, as Hugging Face BERT */
 #define SCRATCH_ALIGN 16     /* floats: keeps each thread's slice 64-byte aligned */
 
-/* One thread's scratch: three [T,T] matrices and one [T] vector, each rounded up to 64 bytes.
- *   forward:  [0] dropout(P)   [1] P when not saved            [3] key mask offsets
- *   backward: [0] dP, then dS  [1] dropout(P)  [2] P recomputed from the scores */
+/* One thread's scratch: three [T,T] matrices, one [T] vector and one [HS,T] matrix, each rounded
+ * up to 64 bytes.
+ *   forward:  [0] dropout(P)   [1] P when not saved            [3] key mask offsets  [4] K^T
+ *   backward: [0] dP, then dS  [1] dropout(P)  [2] P recomputed from the scores      [4] V^T */
 static size_t round_up(size_t n) { return (n + SCRATCH_ALIGN - 1) / SCRATCH_ALIGN * SCRATCH_ALIGN; }
 static size_t tt_floats(int T) { return round_up((size_t)T * (size_t)T); }
-static size_t per_thread_floats(int T) { return 3 * tt_floats(T) + round_up((size_t)T); }
-
-size_t tb_attention_scratch_floats(int T, int nthreads)
+static size_t per_thread_floats(int T, int HS)
 {
-    if (T <= 0 || nthreads <= 0) return 0;
-    return per_thread_floats(T) * (size_t)nthreads;
+    return 3 * tt_floats(T) + round_up((size_t)T) + round_up((size_t)HS * (size_t)T);
+}
+
+size_t tb_attention_scratch_floats(int T, int HS, int nthreads)
+{
+    if (T <= 0 || HS <= 0 || nthreads <= 0) return 0;
+    return per_thread_floats(T, HS) * (size_t)nthreads;
 }
 
 static int attn_check(const char *fn, int ld_qkv, int B, int T, int NH, int HS,
@@ -38,22 +42,24 @@ static int attn_check(const char *fn, int ld_qkv, int B, int T, int NH, int HS,
         return TB_ERR(TB_EINVAL, "%s: row stride %d is smaller than NH*HS = %d", fn, ld_qkv, NH * HS);
     if (drop && !(drop->p >= 0.0f && drop->p < 1.0f))
         return TB_ERR(TB_EINVAL, "%s: attention dropout must be in [0, 1), got %g", fn, (double)drop->p);
-    size_t per = per_thread_floats(T);
+    size_t per = per_thread_floats(T, HS);
     if (scratch_floats < per)
         return TB_ERR(TB_EINVAL, "%s: scratch has %zu floats, needs at least %zu "
-                      "(tb_attention_scratch_floats(T=%d, 1))", fn, scratch_floats, per, T);
+                      "(tb_attention_scratch_floats(T=%d, HS=%d, 1))", fn, scratch_floats, per, T, HS);
     size_t fit = scratch_floats / per;
     int nt = omp_get_max_threads();
     *nthreads = (size_t)nt < fit ? nt : (int)fit;
     return TB_OK;
 }
 
-static void gemm1(rntm_t *rntm, trans_t ta, trans_t tb, int m, int n, int k, float alpha,
-                  const float *a, int rsa, int csa, const float *b, int rsb, int csb, float beta,
-                  float *c, int rsc, int csc)
+/* xt[HS,T] = x^T for one head's rows x[T,HS] (row stride ld): the unit-stride B operand that
+ * tb_gemm_small needs for the products with K^T and V^T. */
+static void transpose_head(float *restrict xt, const float *restrict x, int ld, int T, int HS)
 {
-    bli_sgemm_ex(ta, tb, m, n, k, &alpha, (float *)a, rsa, csa, (float *)b, rsb, csb, &beta,
-                 c, rsc, csc, NULL, rntm);
+    for (int t = 0; t < T; t++) {
+        const float *restrict xr = x + (size_t)t * ld;
+        for (int d = 0; d < HS; d++) xt[(size_t)d * T + t] = xr[d];
+    }
 }
 
 /* Softmax over each of the T rows of s[T,T] (raw scores) with the key offsets moff[T]
@@ -161,17 +167,15 @@ int tb_attention_forward(float *ctx, float *scores, float *probs,
     if (rc != TB_OK) return rc;
     const int C = NH * HS;
     const float alpha = 1.0f / sqrtf((float)HS);
-    const size_t tt = (size_t)T * T, per = per_thread_floats(T), A = tt_floats(T);
+    const size_t tt = (size_t)T * T, per = per_thread_floats(T, HS), A = tt_floats(T);
     const int use_drop = drop && drop->p > 0.0f;
 
 #pragma omp parallel num_threads(nthreads)
     {
-        rntm_t rntm;
-        bli_rntm_init(&rntm);
-        bli_rntm_set_num_threads(1, &rntm);
         float *pd = scratch + per * (size_t)omp_get_thread_num();
         float *pbuf = pd + A;                /* P when the caller does not keep it */
         float *restrict moff = pd + 3 * A;   /* [T]: madd_j - madd_max */
+        float *kt = moff + round_up((size_t)T); /* [HS,T]: K^T of the head */
 #pragma omp for schedule(dynamic, 1)
         for (int bh = 0; bh < B * NH; bh++) {
             const int b = bh / NH, h = bh % NH;
@@ -180,9 +184,9 @@ int tb_attention_forward(float *ctx, float *scores, float *probs,
             const float *kb = k + (size_t)b * T * ld_qkv + (size_t)h * HS;
             const float *vb = v + (size_t)b * T * ld_qkv + (size_t)h * HS;
             float *s = scores + off, *p = probs ? probs + off : pbuf;
-            /* S[T,T] = alpha Q[T,HS] K^T  (K^T: element (d, s) at s*ld + d -> rs 1, cs ld) */
-            gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, T, HS, alpha, qb, ld_qkv, 1,
-                  kb, 1, ld_qkv, 0.0f, s, T, 1);
+            /* S[T,T] = alpha Q[T,HS] K^T */
+            transpose_head(kt, kb, ld_qkv, T, HS);
+            tb_gemm_small(T, T, HS, alpha, qb, ld_qkv, 1, kt, T, 0, s, T);
             /* Softmax of raw + madd over keys, computed as exp((raw_j - mx) + (madd_j - madd_max))
              * so that no score passes through fp32 near -10000 (where its ulp is 1e-3): a
              * fully masked sequence then gets the exact softmax of its raw scores. */
@@ -198,8 +202,7 @@ int tb_attention_forward(float *ctx, float *scores, float *probs,
                 pv = pd;
             }
             /* ctx[T,HS] (rows of stride C) = P[T,T] V[T,HS] */
-            gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, HS, T, 1.0f, pv, T, 1,
-                  vb, ld_qkv, 1, 0.0f, ctx + (size_t)b * T * C + (size_t)h * HS, C, 1);
+            tb_gemm_small(T, HS, T, 1.0f, pv, T, 1, vb, ld_qkv, 0, ctx + (size_t)b * T * C + (size_t)h * HS, C);
         }
     }
     return TB_OK;
@@ -221,17 +224,15 @@ static int attention_backward(const char *fn, float *dq, float *dk, float *dv, i
         return TB_ERR(TB_EINVAL, "%s: gradient row stride %d is smaller than NH*HS = %d", fn, ld_dqkv, NH * HS);
     const int C = NH * HS;
     const float alpha = 1.0f / sqrtf((float)HS);
-    const size_t tt = (size_t)T * T, per = per_thread_floats(T), A = tt_floats(T);
+    const size_t tt = (size_t)T * T, per = per_thread_floats(T, HS), A = tt_floats(T);
     const int use_drop = drop && drop->p > 0.0f;
 
 #pragma omp parallel num_threads(nthreads)
     {
-        rntm_t rntm;
-        bli_rntm_init(&rntm);
-        bli_rntm_set_num_threads(1, &rntm);
         float *ds = scratch + per * (size_t)omp_get_thread_num(); /* dP, then dS */
         float *pd = ds + A;                                       /* dropout(P) */
         float *pbuf = ds + 2 * A;                                 /* P recomputed */
+        float *vt = ds + 3 * A + round_up((size_t)T);             /* [HS,T]: V^T of the head */
 #pragma omp for schedule(dynamic, 1)
         for (int bh = 0; bh < B * NH; bh++) {
             const int b = bh / NH, h = bh % NH;
@@ -245,23 +246,20 @@ static int attention_backward(const char *fn, float *dq, float *dk, float *dv, i
                 p = pbuf;
             }
             /* dPd[T,T] = dctx[T,HS] V^T */
-            gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, T, HS, 1.0f, dc, C, 1,
-                  v + qo, 1, ld_qkv, 0.0f, ds, T, 1);
+            transpose_head(vt, v + qo, ld_qkv, T, HS);
+            tb_gemm_small(T, T, HS, 1.0f, dc, C, 1, vt, T, 0, ds, T);
             /* dV[T,HS] += Pd^T[T,T] dctx */
             const float *pv = p;
             if (use_drop) {
                 drop_probs(pd, p, tt, off, drop);
                 pv = pd;
             }
-            gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, HS, T, 1.0f, pv, 1, T,
-                  dc, C, 1, 1.0f, dv + go, ld_dqkv, 1);
+            tb_gemm_small(T, HS, T, 1.0f, pv, 1, T, dc, C, 1, dv + go, ld_dqkv);
             /* dS[T,T] from dPd, in place */
             softmax_backward_rows(ds, p, pv, dscores_extra ? dscores_extra + off : NULL, T);
             /* dQ[T,HS] += alpha dS[T,T] K[T,HS];  dK[T,HS] += alpha dS^T Q */
-            gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, HS, T, alpha, ds, T, 1,
-                  k + qo, ld_qkv, 1, 1.0f, dq + go, ld_dqkv, 1);
-            gemm1(&rntm, BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, HS, T, alpha, ds, 1, T,
-                  q + qo, ld_qkv, 1, 1.0f, dk + go, ld_dqkv, 1);
+            tb_gemm_small(T, HS, T, alpha, ds, T, 1, k + qo, ld_qkv, 1, dq + go, ld_dqkv);
+            tb_gemm_small(T, HS, T, alpha, ds, 1, T, q + qo, ld_qkv, 1, dk + go, ld_dqkv);
         }
     }
     return TB_OK;

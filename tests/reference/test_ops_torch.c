@@ -237,7 +237,7 @@ static void case_attention(const char *cs, int B, int T, int NH, int HS, const i
         IN_I(cs, "keep", keep, B, NH, T, T);
     }
     case_end();
-    size_t nsc = tb_attention_scratch_floats(T, tb_ops_threads());
+    size_t nsc = tb_attention_scratch_floats(T, HS, tb_ops_threads());
     float *scr = fa(nsc), *ctx = fa(nctx), *sc = fa(ns), *pr = fa(ns), *dqkv = fa(nqkv);
     const tb_dropout *dp = p > 0 ? &d : NULL;
     cr_assert_eq(tb_attention_forward(ctx, sc, pr, qkv, qkv + C, qkv + 2 * C, 3 * C, mask, B, T, NH, HS, dp, scr, nsc), TB_OK);

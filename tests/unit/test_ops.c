@@ -412,7 +412,7 @@ static void attention_fd(int B, int T, int NH, int HS, int pad, float p, int nth
     tb_dropout d = {p, tb_rng_key_make(7, TB_RNG_DROPOUT), 3, 1 * 16 + 1};
     att_ctx c = {B, T, NH, HS, fa(nqkv), fa(nctx), fa(ns), fa(ns), fa(nctx), fa(ns), NULL, 0, NULL,
                  p > 0 ? &d : NULL};
-    c.nscratch = tb_attention_scratch_floats(T, nthreads);
+    c.nscratch = tb_attention_scratch_floats(T, HS, nthreads);
     c.scratch = fa(c.nscratch);
     c.mask = calloc((size_t)B * T, sizeof(int32_t));
     for (int b = 0; b < B; b++)
@@ -459,7 +459,7 @@ Test(ops, attention_mask_null_equals_all_ones_and_split_qkv_equals_fused)
     const size_t nqkv = (size_t)B * T * 3 * C, ns = (size_t)B * NH * T * T;
     float *qkv = fa(nqkv), *q = fa(B * T * C), *k = fa(B * T * C), *v = fa(B * T * C);
     float *c1 = fa(B * T * C), *c2 = fa(B * T * C), *s1 = fa(ns), *s2 = fa(ns), *p1 = fa(ns), *p2 = fa(ns);
-    size_t nsc = tb_attention_scratch_floats(T, tb_ops_threads());
+    size_t nsc = tb_attention_scratch_floats(T, HS, tb_ops_threads());
     float *scr = fa(nsc);
     int32_t ones[B * T];
     for (int i = 0; i < B * T; i++) ones[i] = 1;
@@ -498,7 +498,7 @@ Test(ops, attention_backward_from_scores_equals_saved_probs)
     tb_fd_fill(qkv, nqkv, 900, -2, 2);
     tb_fd_fill(dctx, nctx, 901, -1, 1);
     tb_fd_fill(dsc, ns, 902, -1, 1);
-    size_t nsc = tb_attention_scratch_floats(T, tb_ops_threads());
+    size_t nsc = tb_attention_scratch_floats(T, HS, tb_ops_threads());
     float *scr = fa(nsc);
     for (int pass = 0; pass < 2; pass++) {
         tb_dropout d = {0.25f, tb_rng_key_make(8, TB_RNG_DROPOUT), 4, 33};
@@ -538,7 +538,8 @@ Test(ops, bad_arguments_are_rejected)
     cr_assert_eq(tb_attention_forward(y, s, s, x, x, x, 1, NULL, 1, 2, 1, 2, NULL, s, 64), TB_EINVAL);
     cr_assert_eq(tb_attention_forward(y, s, s, x, x, x, 2, NULL, 1, 0, 1, 2, NULL, s, 64), TB_EINVAL);
     cr_assert_eq(tb_attention_backward(y, y, y, 2, x, NULL, s, x, x, x, 2, 1, 2, 1, 2, NULL, s, 1), TB_EINVAL);
-    cr_assert_eq(tb_attention_scratch_floats(0, 1), 0);
+    cr_assert_eq(tb_attention_scratch_floats(0, 1, 1), 0);
+    cr_assert_eq(tb_attention_scratch_floats(4, 0, 1), 0);
 }
 
 /* Linear (forward, din, dW, db), attention, LayerNorm, embeddings and dropout give bit-identical
@@ -563,7 +564,7 @@ Test(ops, deterministic_across_thread_counts)
     for (int k = 0; k < 3; k++) {
         cr_assert_eq(tb_ops_set_threads(k + 1), TB_OK);
         for (int j = 0; j < 8; j++) out[k][j] = fa(sizes[j]);
-        size_t nsc = tb_attention_scratch_floats(T, k + 1);
+        size_t nsc = tb_attention_scratch_floats(T, HS, k + 1);
         float *scr = fa(nsc), *mean = fa(B * T), *rstd = fa(B * T);
         cr_assert_eq(tb_attention_forward(out[k][0], out[k][1], out[k][2], qkv, qkv + C, qkv + 2 * C, 3 * C, mask,
                                           B, T, NH, HS, &d, scr, nsc), TB_OK);

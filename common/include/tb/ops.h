@@ -113,6 +113,17 @@ int tb_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *do
                           const int32_t *ids, const int32_t *types,
                           int B, int T, int C, int V, int max_pos, int n_types, int pad_id);
 
+/* ---- small GEMM --------------------------------------------------------------------------
+ * C[m,n] = alpha * A B (accumulate = 0: C is overwritten, never read) or alpha * A B + C
+ * (accumulate = 1), single-threaded, for the per-head products of attention.
+ *   A element (i, p) at a[i*rsa + p*csa] (any strides: A^T is rsa = 1, csa = rows of A),
+ *   B row-major [k, n] with row stride ldb and unit column stride, C row-major with row stride ldc.
+ * Each element of C is summed over p in increasing order whatever m and n are, so a row computed
+ * alone equals the same row computed in a larger product. Vector width chosen at run time
+ * (AVX-512F, AVX2 + FMA, plain C; the environment variable TB_GEMM_ISA = avx2 | scalar caps it). */
+void tb_gemm_small(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
+                   const float *b, ptrdiff_t ldb, int accumulate, float *c, ptrdiff_t ldc);
+
 /* ---- self-attention core --------------------------------------------------------------------
  * Inputs q, k, v: row (b,t) of each at q + (b*T + t) * ld_qkv, head h in columns
  * [h*HS, (h+1)*HS). A fused QKV linear output [B,T,3C] is passed as q = qkv, k = qkv + C,
@@ -126,10 +137,10 @@ int tb_embedding_backward(float *dwte, float *dwpe, float *dwtt, const float *do
  * for a sequence with no unmasked key; the saved fp32 scores of masked keys (~ -10000) carry
  * their fp32 rounding (ulp 1e-3), which the attention loss ignores (entries <= -100 -> 0).
  * Attention-probs dropout element index = position in [B,NH,T,T]; `drop` may be NULL (off).
- * Runs an OpenMP loop over (batch, head) with single-threaded BLIS GEMMs. `scratch` is per
- * thread working memory: at least tb_attention_scratch_floats(T, 1) floats; with
- * tb_attention_scratch_floats(T, nt) floats up to nt threads are used. */
-size_t tb_attention_scratch_floats(int T, int nthreads);
+ * Runs an OpenMP loop over (batch, head) with single-threaded tb_gemm_small products. `scratch`
+ * is per thread working memory: at least tb_attention_scratch_floats(T, HS, 1) floats; with
+ * tb_attention_scratch_floats(T, HS, nt) floats up to nt threads are used. */
+size_t tb_attention_scratch_floats(int T, int HS, int nthreads);
 int tb_attention_forward(float *ctx, float *scores, float *probs,
                          const float *q, const float *k, const float *v, int ld_qkv,
                          const int32_t *mask, int B, int T, int NH, int HS,
