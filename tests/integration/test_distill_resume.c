@@ -7,6 +7,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
+/* Peer timeout of the processes whose liveness is not under test: generous, so that a loaded host
+ * (CI runs the sanitizer build beside others) cannot starve a heartbeat into a false death. */
+#define TEST_PEER_TIMEOUT_MS "6000"
+
 #define NB 48
 #define BS 8
 #define SEQ 32
@@ -33,7 +37,7 @@ static pid_t emitter(const fixture *f, const char *ep, const char *policy, const
 {
     char *argv[] = {TD_EMIT, "--teacher", (char *)f->teacher, "--input", (char *)f->batches, "--output", (char *)ep,
                     "--students", "1", "--on-student-death", (char *)policy, "--dead-wait-ms", "60000",
-                    "--peer-timeout-ms", "2000", "--threads", "1", "--progress", "none", "--log-level", "warn", NULL};
+                    "--peer-timeout-ms", TEST_PEER_TIMEOUT_MS, "--threads", "1", "--progress", "none", "--log-level", "warn", NULL};
     return td_spawn(argv, err);
 }
 
@@ -42,7 +46,7 @@ static pid_t student(const fixture *f, const char *ep, const char *out, int resu
     char *argv[] = {TD_DISTILL, "--input", (char *)ep, "--output", (char *)out, "--mode", "general", "--config",
                     (char *)f->cfg, "--seed", "5", "--total-steps", "48", "--save-every", "2", "--threads", "1",
                     "--progress", "none", "--log-level", "warn", "--plot", "", "--consumer-id", "student-a",
-                    "--peer-timeout-ms", "2000", resume ? "--resume" : NULL, NULL};
+                    "--peer-timeout-ms", TEST_PEER_TIMEOUT_MS, resume ? "--resume" : NULL, NULL};
     return td_spawn(argv, err);
 }
 
@@ -205,7 +209,7 @@ Test(distill_resume, incompatible_students_are_refused_clearly, .timeout = 120)
         pid_t em = emitter(&f, ep, "fail", eerr);
         char *argv[] = {TD_DISTILL, "--input", ep, "--output", out, "--mode", "general", "--config", cfg,
                         "--total-steps", "4", "--threads", "1", "--progress", "none", "--log-level", "warn",
-                        "--peer-timeout-ms", "2000", "--recv-timeout-ms", "20000", NULL};
+                        "--peer-timeout-ms", TEST_PEER_TIMEOUT_MS, "--recv-timeout-ms", "20000", NULL};
         pid_t st = td_spawn(argv, err);
         int code = td_wait(st, 60000);
         cr_assert_eq(code, 1, "case %d: the student should fail, got exit %d", c, code);
