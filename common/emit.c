@@ -576,7 +576,13 @@ error:
                                        TB_MI("regenerated", (int64_t)e.regenerated), TB_MI("dropped", res->dropped)},
                          4);
     if (have_pr) tb_progress_free(&pr);
-    tb_stream_close(e.out);
+    if (rc != TB_OK) { /* the students are told why (a refused request names the student and the field) */
+        char why[512];
+        snprintf(why, sizeof why, "%s", tb_err_msg());
+        tb_stream_close_failed(e.out, rc, why);
+    } else {
+        tb_stream_close(e.out);
+    }
     tb_stream_close(e.in);
     if (e.remove_output && unlink(file_path(o->output)) == 0)
         TB_INFO("removed the incomplete feature file %s", file_path(o->output));

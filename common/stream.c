@@ -7,6 +7,7 @@
 #include "tb/signals.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,13 +206,14 @@ error:
     return rc;
 }
 
-void tb_stream_close(tb_stream *s)
+/* Closes s; a producer that did not finish stops with `status` (0: its own failure or TB_EINTR). */
+static void close_stream(tb_stream *s, int status)
 {
     if (!s) return;
     if (s->is_file) tb_stream_file_close(s);
     if (s->thread_started) {
         int st = TB_OK;
-        if (s->mode == TB_STREAM_WRITE && !s->finished) st = s->failed ? s->failed : TB_EINTR;
+        if (s->mode == TB_STREAM_WRITE && !s->finished) st = status ? status : s->failed ? s->failed : TB_EINTR;
         if (s->mode == TB_STREAM_READ && !s->ended) st = s->failed ? s->failed : TB_EINTR;
         atomic_store(&s->quit_status, st);
         atomic_store(&s->quit, 1);
@@ -226,6 +228,16 @@ void tb_stream_close(tb_stream *s)
     tb_buf_free(&s->buf);
     pthread_mutex_destroy(&s->mu);
     free(s);
+}
+
+void tb_stream_close(tb_stream *s) { close_stream(s, TB_OK); }
+
+void tb_stream_close_failed(tb_stream *s, int status, const char *reason)
+{
+    if (!s) return;
+    if (s->mode == TB_STREAM_WRITE && !s->is_file && !s->finished)
+        snprintf(s->quit_reason, sizeof s->quit_reason, "%s", reason ? reason : "");
+    close_stream(s, status);
 }
 
 /* ---- application side of a ZeroMQ stream ----------------------------------------------------- */

@@ -99,6 +99,8 @@ struct tb_stream {
     int thread_started;
     atomic_int quit;         /* app asks the I/O thread to stop */
     atomic_int quit_status;  /* why: 0 after a clean finish / END, else a tb_status */
+    char quit_reason[512];   /* producer: the application's error, told to consumers ("" = none);
+                              * written before quit is set, read by the I/O thread after */
     int ready;               /* producer: CMD_READY seen */
     int inflight;            /* producer: a batch waits for CMD_ACCEPTED */
     int done;                /* producer: CMD_DONE seen */

@@ -96,7 +96,7 @@ static tb_wire_hdr hdr_of(prod *p, tb_wire_kind k)
 __attribute__((format(printf, 5, 6))) static void send_error(prod *p, const char *id, size_t idn, int fatal,
                                                              const char *fmt, ...)
 {
-    char text[256];
+    char text[768];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
@@ -625,7 +625,9 @@ static void say_goodbye(prod *p)
     for (int i = 0; i < p->npeers; i++) {
         peer *c = &p->peers[i];
         if (c->state == PS_DROPPED) continue;
-        send_error(p, c->id, c->id_len, 1, "producer stopped before the end (%s)", tb_status_name(st));
+        const char *why = p->s->quit_reason;
+        send_error(p, c->id, c->id_len, 1, "producer stopped before the end (%s)%s%s", tb_status_name(st),
+                   why[0] ? ": " : "", why);
     }
 }
 

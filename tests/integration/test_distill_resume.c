@@ -222,6 +222,8 @@ Test(distill_resume, incompatible_students_are_refused_clearly, .timeout = 120)
         text = td_slurp(err, NULL);
         cr_assert(text && strstr(text, "tb-distill: reading teacher features from"),
                   "case %d: the student's error should say what failed: %s", c, text ? text : "(none)");
+        cr_assert(strstr(text, "producer stopped before the end") && strstr(text, cases[c].want),
+                  "case %d: the student should report the emitter's reason ('%s'): %s", c, cases[c].want, text);
         free(text);
     }
     td_rmtree(f.dir);

@@ -88,6 +88,11 @@ int tb_stream_open(tb_stream **out, const char *endpoint, tb_stream_mode mode,
 /* Closes the stream (a producer that did not finish tells its consumers it stopped; a consumer
  * that did not reach END tells the producer it left). Safe on NULL. */
 void tb_stream_close(tb_stream *s);
+/* Closes a producer that stops on an error, telling every consumer why: each gets a fatal error
+ * "producer stopped before the end (<status>): <reason>", so a student refused by an emitter
+ * reports the emitter's reason, not only that it stopped. `reason` may be NULL; a reading stream,
+ * a file stream or a producer that finished is closed as by tb_stream_close. Safe on NULL. */
+void tb_stream_close_failed(tb_stream *s, int status, const char *reason);
 
 /* Producer: waits until `consumers` hellos have arrived (done by the first tb_stream_send too).
  * TB_ETIMEOUT after hello_timeout_ms. */
