@@ -114,7 +114,7 @@ static int bench_teacher(const opts *o, tb_bert_config c, int student_layers, co
     tb_bert_set_threads(&m, o->threads);
     uint64_t keep_hidden = 0;
     for (int j = 0; j <= student_layers; j++) keep_hidden |= (uint64_t)1 << (j * k);
-    tb_bert_arena_spec spec = {B, T, TB_BERT_INFER, keep, keep_hidden, 0};
+    tb_bert_arena_spec spec = {B, T, TB_BERT_INFER, keep, keep_hidden, 0, 0};
     TB_TRY(tb_bert_arena_reserve_ex(&m, &spec));
     tb_bert_batch bt = {B, T, ids, types, mask};
     tb_bert_run run = {.dropout = 0, .scores_layers = keep};

@@ -106,13 +106,14 @@ static void layout(tb_bert_model *m, tb_bert_arena *a, cursor *c)
         a->logits = take(c, B * (size_t)cf->num_labels);
     }
     if (a->mlm) {
-        a->mlm_pre = take(c, N * C);
-        a->mlm_act = take(c, N * C);
-        a->mlm_ln = take(c, N * C);
-        a->mlm_mean = take(c, N);
-        a->mlm_rstd = take(c, N);
-        a->mlm_logits = take(c, N * V);
-        a->mlm_in = take(c, N * C);
+        const size_t R = (size_t)a->mlm_max_rows;
+        a->mlm_pre = take(c, R * C);
+        a->mlm_act = take(c, R * C);
+        a->mlm_ln = take(c, R * C);
+        a->mlm_mean = take(c, R);
+        a->mlm_rstd = take(c, R);
+        a->mlm_logits = take(c, R * V);
+        a->mlm_in = take(c, R * C);
     }
     a->cls_work = take(c, 12 * B * C + 4 * B * F + 4 * B);
     a->attn_scratch_floats = tb_attention_scratch_floats((int)T, (int)(C / NH), a->nthreads);
@@ -156,7 +157,7 @@ void tb_bert_arena_release(tb_bert_model *m)
 int tb_bert_arena_reserve(tb_bert_model *m, int max_B, int max_T, tb_bert_mode mode,
                           uint64_t keep_scores, int mlm)
 {
-    tb_bert_arena_spec s = {max_B, max_T, mode, keep_scores, TB_BERT_ALL_LAYERS, mlm};
+    tb_bert_arena_spec s = {max_B, max_T, mode, keep_scores, TB_BERT_ALL_LAYERS, mlm, 0};
     return tb_bert_arena_reserve_ex(m, &s);
 }
 
@@ -189,11 +190,17 @@ int tb_bert_arena_reserve_ex(tb_bert_model *m, const tb_bert_arena_spec *spec)
     keep_scores &= all;
     keep_hidden &= all_hidden;
     int nt = tb_bert_threads_now(m);
+    TB_CHECK(spec->mlm_max_rows >= 0, TB_EINVAL, "tb_bert_arena_reserve: mlm_max_rows %lld is negative",
+             (long long)spec->mlm_max_rows);
+    const int64_t all_rows = (int64_t)max_B * max_T;
+    const int64_t mlm_rows = !mlm ? 0
+                             : spec->mlm_max_rows > 0 && spec->mlm_max_rows < all_rows ? spec->mlm_max_rows : all_rows;
 
     tb_bert_arena *old = m->arena;
     if (old && old->max_B >= max_B && old->max_T >= max_T && old->mode == mode &&
         (old->keep_scores & keep_scores) == keep_scores &&
-        (old->keep_hidden & keep_hidden) == keep_hidden && old->mlm >= (mlm != 0) && old->nthreads >= nt)
+        (old->keep_hidden & keep_hidden) == keep_hidden && old->mlm >= (mlm != 0) &&
+        old->mlm_max_rows >= mlm_rows && old->nthreads >= nt)
         return TB_OK;
 
     a = calloc(1, sizeof *a);
@@ -204,6 +211,7 @@ int tb_bert_arena_reserve_ex(tb_bert_model *m, const tb_bert_arena_spec *spec)
     a->keep_scores = keep_scores;
     a->keep_hidden = keep_hidden;
     a->mlm = mlm != 0;
+    a->mlm_max_rows = mlm_rows;
     a->nthreads = nt;
     size_t np = (size_t)(L + 1) * 2 + (size_t)L;
     a->ptrs = calloc(1, np * sizeof(float *) + (size_t)L * sizeof(tb_bert_layer_act));

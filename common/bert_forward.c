@@ -48,6 +48,10 @@ static int check_inputs(const tb_bert_model *m, const tb_bert_batch *bt, const t
         TB_CHECK(run->mlm_rows[i] >= 0 && run->mlm_rows[i] < N && (i == 0 || run->mlm_rows[i] > run->mlm_rows[i - 1]),
                  TB_EINVAL, "tb_bert_forward: mlm_rows[%d] = %d is not increasing within 0..%ld", i,
                  (int)run->mlm_rows[i], (long)N - 1);
+    TB_CHECK(!run->mlm || (run->mlm_rows ? run->mlm_count : N) <= a->mlm_max_rows, TB_EINVAL,
+             "tb_bert_forward: the MLM head would run on %ld rows, but the arena has room for %lld "
+             "(tb_bert_arena_spec.mlm_max_rows)", run->mlm_rows ? (long)run->mlm_count : (long)N,
+             (long long)a->mlm_max_rows);
     TB_CHECK(!run->cls_only || (run->logits && !run->mlm), TB_EINVAL,
              "tb_bert_forward: cls_only needs logits and no MLM head output (the MLM head reads every row)");
     TB_CHECK((run->scores_layers & ~a->keep_scores) == 0, TB_EINVAL,

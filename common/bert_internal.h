@@ -45,9 +45,10 @@ struct tb_bert_arena {
     float *pooled;           /* [B, C] tanh output */
     float *head_act;         /* [B, C] relu(pooled) or dropout(pooled) */
     float *logits;           /* [B, NL] */
-    float *mlm_pre, *mlm_act, *mlm_ln, *mlm_mean, *mlm_rstd; /* [N, C] x3, [N] x2 */
-    float *mlm_logits;       /* [N, V] */
-    float *mlm_in;           /* [N, C]: the rows of h_L the MLM head reads (run.mlm_rows) */
+    int64_t mlm_max_rows;    /* R: rows the MLM head has room for (<= max_B * max_T) */
+    float *mlm_pre, *mlm_act, *mlm_ln, *mlm_mean, *mlm_rstd; /* [R, C] x3, [R] x2 */
+    float *mlm_logits;       /* [R, V] */
+    float *mlm_in;           /* [R, C]: the rows of h_L the MLM head reads (run.mlm_rows) */
     float *gelu_scratch;     /* INFER: [TB_BERT_GELU_ROWS, F], GELU output before it overwrites
                               * its input (ffn_act == ffn_pre there) */
     float *attn_scratch;
@@ -95,8 +96,6 @@ void tb_bert_dropout_cls(float *out, const float *in, int B, int T, int w, float
  * The forward and the backward both call this, so their masks are the same by construction. */
 tb_dropout tb_bert_drop_desc(const tb_bert_run *run, float p, int layer, int site);
 
-/* Frees the arena (safe when none). */
-void tb_bert_arena_release(tb_bert_model *m);
 
 /* Thread count to use now (model setting or OpenMP default). */
 int tb_bert_threads_now(const tb_bert_model *m);

@@ -9,6 +9,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Positions chosen in a row with n >= 1 candidates: max(1, floor(prob n + 0.5)), at most n. */
+static int chosen_of(const tb_mlm_opts *o, int n)
+{
+    int k = (int)(o->prob * n + 0.5);
+    if (k < 1) k = 1;
+    return k > n ? n : k;
+}
+
+int64_t tb_mlm_max_chosen(const tb_mlm_opts *o, int B, int T)
+{
+    if (!o || B <= 0 || T <= 0) return 0;
+    return (int64_t)B * chosen_of(o, T);
+}
+
 tb_mlm_opts tb_mlm_opts_default(int32_t mask_id, int32_t vocab_size)
 {
     tb_mlm_opts o;
@@ -85,9 +99,7 @@ static int64_t mask_row(const tb_mlm_opts *o, tb_rng_key key, uint64_t seq, int 
         if ((!mask || mask[t]) && !is_special(o, ids[t])) cand[n++] = t;
     }
     if (n == 0) return 0;
-    int k = (int)(o->prob * n + 0.5);
-    if (k < 1) k = 1;
-    if (k > n) k = n;
+    const int k = chosen_of(o, n);
     uint32_t hi = (uint32_t)seq, lo = (uint32_t)b;
     for (int i = 0; i < k; i++) {
         uint32_t u = tb_rng_u32(key, hi, lo, (uint64_t)i);

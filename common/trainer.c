@@ -648,7 +648,11 @@ static int ft_mlm(tb_ft_loss *l, tb_bert_model *m, const tb_batch *b, uint64_t s
     TB_TRY(grow_mlm(l, (size_t)B * T));
     TB_TRY(tb_mlm_mask(&l->mlm, l->seed, seq, B, T, b->input_ids.data, b->attention_mask.data, l->ids, l->labels,
                        &l->masked));
-    TB_TRY(tb_bert_arena_reserve(m, B, T, TB_BERT_TRAIN, 0, 1));
+    /* the MLM head runs on the labelled rows only, so its buffers need room for that many */
+    tb_bert_arena_spec spec = {.max_B = B, .max_T = T, .mode = TB_BERT_TRAIN, .keep_scores = 0,
+                               .keep_hidden = TB_BERT_ALL_LAYERS, .mlm = 1,
+                               .mlm_max_rows = tb_mlm_max_chosen(&l->mlm, B, T)};
+    TB_TRY(tb_bert_arena_reserve_ex(m, &spec));
     tb_bert_batch bb = {.B = B, .T = T, .input_ids = l->ids, .token_type_ids = b->token_type_ids.data,
                         .attention_mask = b->attention_mask.data};
     /* the MLM head runs on the labelled rows only: labels compacted in place, in row order */

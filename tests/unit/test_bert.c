@@ -647,7 +647,7 @@ Test(bert, inference_arena_with_few_kept_states_matches_training_bit_for_bit)
     tb_bert_batch bt = {BB, TT, ids, NULL, mask};
     tb_bert_run run = {.dropout = 1, .seed = 9, .seq = 2, .logits = 1, .scores_layers = 0xA};
     cr_assert_eq(tb_bert_arena_reserve(&tr, BB, TT, TB_BERT_TRAIN, 0, 0), TB_OK, "%s", tb_err_msg());
-    tb_bert_arena_spec spec = {BB, TT, TB_BERT_INFER, 0xA, (1u << 0) | (1u << 2) | (1u << 4), 0};
+    tb_bert_arena_spec spec = {BB, TT, TB_BERT_INFER, 0xA, (1u << 0) | (1u << 2) | (1u << 4), 0, 0};
     cr_assert_eq(tb_bert_arena_reserve_ex(&inf, &spec), TB_OK, "%s", tb_err_msg());
     cr_assert_lt(tb_bert_arena_bytes(&inf), tb_bert_arena_bytes(&tr) / 2);
     cr_assert_eq(tb_bert_forward(&tr, &bt, &run), TB_OK, "%s", tb_err_msg());
@@ -778,5 +778,53 @@ Test(bert, mlm_rows_match_the_full_head)
     cr_assert_eq(tb_bert_forward(m, &x.batch, &x.run), TB_EINVAL);
     free(full_logits);
     free(g_full);
+    fd_teardown(&x);
+}
+
+/* An arena with room for the labelled rows only (tb_bert_arena_spec.mlm_max_rows) gives the same
+ * logits and gradients as a full MLM arena, in fewer bytes, and refuses a forward with more rows. */
+Test(bert, mlm_arena_with_room_for_the_labelled_rows_only)
+{
+    static fd_ctx x;
+    fd_setup(&x, OBJ_MLM, tiny_config(), 1);
+    tb_bert_model *m = &x.m;
+    const int V = m->config.vocab_size;
+    int32_t rows[B_ * T_ + 1];
+    int M = 0;
+    for (int i = 0; i < B_ * T_; i++)
+        if (x.mlm_labels[i] != TB_IGNORE_INDEX) rows[M++] = i;
+    cr_assert(M > 1 && M < B_ * T_ - 1, "the test needs some labelled and some unlabelled rows (%d)", M);
+    x.run.mlm_rows = rows;
+    x.run.mlm_count = M;
+    tb_bert_zero_grad(m);
+    cr_assert_eq(tb_bert_forward(m, &x.batch, &x.run), TB_OK, "%s", tb_err_msg());
+    float *want = malloc(sizeof(float) * (size_t)M * V);
+    memcpy(want, tb_bert_mlm_logits(m), sizeof(float) * (size_t)M * V);
+    const size_t full_bytes = tb_bert_arena_bytes(m);
+
+    tb_bert_arena_release(m);
+    tb_bert_arena_spec spec = {.max_B = B_, .max_T = T_, .mode = TB_BERT_TRAIN, .keep_hidden = TB_BERT_ALL_LAYERS,
+                               .mlm = 1, .mlm_max_rows = M};
+    cr_assert_eq(tb_bert_arena_reserve_ex(m, &spec), TB_OK, "%s", tb_err_msg());
+    cr_assert_lt(tb_bert_arena_bytes(m), full_bytes - (size_t)(B_ * T_ - M) * V * sizeof(float) + 1,
+                 "the capped arena should save the logits of the %d unlabelled rows", B_ * T_ - M);
+    tb_bert_zero_grad(m);
+    cr_assert_eq(tb_bert_forward(m, &x.batch, &x.run), TB_OK, "%s", tb_err_msg());
+    cr_assert(memcmp(want, tb_bert_mlm_logits(m), sizeof(float) * (size_t)M * V) == 0,
+              "logits differ from the full arena's");
+
+    /* one row more than reserved, or the full head, is refused and says why */
+    int extra = -1;
+    for (int i = B_ * T_ - 1; i >= 0 && extra < 0; i--)
+        if (x.mlm_labels[i] == TB_IGNORE_INDEX && i > rows[M - 1]) extra = i;
+    if (extra < 0) extra = B_ * T_ - 1; /* still increasing: rows[M - 1] < B_*T_ - 1 was checked */
+    rows[M] = extra;
+    x.run.mlm_count = M + 1;
+    cr_assert_eq(tb_bert_forward(m, &x.batch, &x.run), TB_EINVAL);
+    cr_assert(strstr(tb_err_msg(), "room for"), "%s", tb_err_msg());
+    x.run.mlm_rows = NULL;
+    x.run.mlm_count = 0;
+    cr_assert_eq(tb_bert_forward(m, &x.batch, &x.run), TB_EINVAL);
+    free(want);
     fd_teardown(&x);
 }

@@ -213,3 +213,23 @@ Test(mlm, unigram_bad_input_leaves_counts_untouched)
     cr_expect_eq(tb_mlm_unigram_bias(&o, counts, bias), TB_EINVAL);
     cr_expect(strstr(tb_err_msg(), "id 7"), "%s", tb_err_msg());
 }
+
+/* tb_mlm_max_chosen by hand, and as a bound: rows whose every position is a candidate reach it. */
+Test(mlm, max_chosen_hand_worked_and_reached)
+{
+    tb_mlm_opts o = tb_mlm_opts_default(1, 50);
+    cr_assert_eq(tb_mlm_max_chosen(&o, 32, 64), 32 * 10);  /* floor(0.15 * 64 + 0.5) = floor(10.1) */
+    cr_assert_eq(tb_mlm_max_chosen(&o, 32, 128), 32 * 19); /* floor(19.7) */
+    cr_assert_eq(tb_mlm_max_chosen(&o, 5, 3), 5);          /* floor(0.95) = 0, at least 1 */
+    cr_assert_eq(tb_mlm_max_chosen(&o, 0, 8), 0);
+    cr_assert_eq(tb_mlm_max_chosen(&o, 4, 0), 0);
+    o.prob = 1.0;
+    cr_assert_eq(tb_mlm_max_chosen(&o, 3, 7), 21);
+    o.prob = 0.15;
+    enum { B = 4, T = 23 };
+    int32_t ids[B * T], out[B * T], lab[B * T];
+    for (int i = 0; i < B * T; i++) ids[i] = 2 + i % 40; /* no special id, no padding: T candidates a row */
+    int64_t chosen = -1;
+    cr_assert_eq(tb_mlm_mask(&o, 3, 9, B, T, ids, NULL, out, lab, &chosen), TB_OK, "%s", tb_err_msg());
+    cr_assert_eq(chosen, tb_mlm_max_chosen(&o, B, T), "chosen %lld", (long long)chosen);
+}

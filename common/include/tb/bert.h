@@ -180,11 +180,18 @@ typedef struct tb_bert_arena_spec {
     uint64_t keep_scores;  /* bit l: layer l's pre-softmax scores (INFER) */
     uint64_t keep_hidden;  /* bit j: hidden state j (INFER) */
     int mlm;               /* room for MLM logits */
+    int64_t mlm_max_rows;  /* with mlm: rows the MLM head may run on, at most (0 = every row,
+                            * max_B * max_T); a forward with more rows (run.mlm_count, or B * T
+                            * without run.mlm_rows) is TB_EINVAL. A masked-LM trainer passes
+                            * tb_mlm_max_chosen: MLM logits are [rows, V], the largest buffer of
+                            * a model with a big vocabulary. */
 } tb_bert_arena_spec;
 int tb_bert_arena_reserve_ex(tb_bert_model *m, const tb_bert_arena_spec *spec);
 
 /* Bytes held by the arena. */
 size_t tb_bert_arena_bytes(const tb_bert_model *m);
+/* Frees the activation arena (the parameters stay); the next tb_bert_arena_reserve allocates anew. */
+void tb_bert_arena_release(tb_bert_model *m);
 
 /* Forward pass. Checks every input (ids in range, shapes within the arena, requests consistent
  * with the model) before computing. */

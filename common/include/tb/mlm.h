@@ -48,6 +48,10 @@ int tb_mlm_opts_check(const tb_mlm_opts *o);
  * mask value other than 0/1 is TB_EINVAL naming (row, position), with nothing written. */
 int tb_mlm_mask(const tb_mlm_opts *o, uint64_t seed, uint64_t seq, int B, int T, const int32_t *ids,
                 const int32_t *attention_mask, int32_t *out_ids, int32_t *labels, int64_t *chosen);
+/* The most positions tb_mlm_mask can choose in a [B, T] batch: B * min(T, max(1, k(T))), k(n) =
+ * floor(prob * n + 0.5) being the per-row count for n candidates (n <= T); 0 when B or T <= 0.
+ * Sizes the MLM head's buffers (tb_bert_arena_spec.mlm_max_rows). */
+int64_t tb_mlm_max_chosen(const tb_mlm_opts *o, int B, int T);
 
 /* Unigram statistics for the initial MLM output bias. A randomly initialised BERT whose decoder
  * bias starts at 0 first learns the token frequencies, and with Adam it gets there fastest by
