@@ -15,7 +15,8 @@
  * that tests can run every path on one machine. */
 #include "tb/ops.h"
 
-#include <stdlib.h>
+#include "isa.h"
+
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -188,21 +189,12 @@ gemm_avx2(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdi
     }
 }
 
-/* 2 = AVX-512F, 1 = AVX2 + FMA, 0 = plain C: the best the CPU has, capped by TB_GEMM_ISA.
- * Decided once; a race only recomputes the same value. */
+/* 2 = AVX-512F, 1 = AVX2 + FMA, 0 = plain C, capped by TB_GEMM_ISA. Decided once; a race only
+ * recomputes the same value. */
 static int vector_level(void)
 {
     static int level = -1;
-    if (level < 0) {
-        const char *cap = getenv("TB_GEMM_ISA");
-        int l;
-        __builtin_cpu_init();
-        l = __builtin_cpu_supports("avx512f") ? 2
-            : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
-        if (cap && !strcmp(cap, "scalar")) l = 0;
-        if (cap && !strcmp(cap, "avx2") && l > 1) l = 1;
-        level = l;
-    }
+    if (level < 0) level = tb_isa_level("TB_GEMM_ISA", 1);
     return level;
 }
 #endif

@@ -1,9 +1,9 @@
 /* rng.c - Philox4x32-10 counter-based generator and the streams built on it. */
 #include "tb/rng.h"
 
+#include "isa.h"
+
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 #define PHILOX_M0 0xD2511F53u
 #define PHILOX_M1 0xCD9E8D57u
@@ -169,21 +169,12 @@ __attribute__((target("avx2"))) static void uniform_avx2(tb_rng_key key, uint32_
     }
 }
 
-/* 2 = AVX-512F, 1 = AVX2, 0 = scalar: the best the CPU has, capped by the environment variable
- * TB_RNG_ISA (= scalar | avx2), so tests can run every path on one machine. Decided once; a
+/* 2 = AVX-512F, 1 = AVX2, 0 = scalar, capped by TB_RNG_ISA (= scalar | avx2). Decided once; a
  * race only recomputes the same value. */
 static int vector_level(void)
 {
     static int level = -1;
-    if (level < 0) {
-        const char *cap = getenv("TB_RNG_ISA");
-        int l;
-        __builtin_cpu_init();
-        l = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
-        if (cap && !strcmp(cap, "scalar")) l = 0;
-        if (cap && !strcmp(cap, "avx2") && l > 1) l = 1;
-        level = l;
-    }
+    if (level < 0) level = tb_isa_level("TB_RNG_ISA", 0);
     return level;
 }
 #endif
