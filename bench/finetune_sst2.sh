@@ -18,7 +18,7 @@
 #   TB_BIN [build/bin]  SHARED [../shared/data]  WORK [/tmp/tb-sst2]  THREADS [1]
 #   VOCAB_SIZE [8000]  LAYERS [4]  HIDDEN [256]  HEADS [4]  FFN [1024]
 #   MLM_EPOCHS [4]  MLM_STEPS [1000]  MLM_LR [1e-4]  MLM_SEQ [64]
-#   FT_EPOCHS [1]  FT_LR [1e-4]  FT_SEQ [64]  BATCH [32]
+#   FT_EPOCHS [2]  FT_LR [1e-4]  FT_SEQ [64]  BATCH [32]
 # Fine-tuning batches are padded to their longest sequence (--pad-to-longest): SST-2 sentences
 # average ~13 tokens, so this is ~4x less work than padding to FT_SEQ and changes no result.
 set -eu
@@ -30,7 +30,7 @@ THREADS=${THREADS:-1}
 VOCAB_SIZE=${VOCAB_SIZE:-8000}
 LAYERS=${LAYERS:-4} HIDDEN=${HIDDEN:-256} HEADS=${HEADS:-4} FFN=${FFN:-1024}
 MLM_EPOCHS=${MLM_EPOCHS:-4} MLM_STEPS=${MLM_STEPS:-1000} MLM_LR=${MLM_LR:-1e-4} MLM_SEQ=${MLM_SEQ:-64}
-FT_EPOCHS=${FT_EPOCHS:-1} FT_LR=${FT_LR:-1e-4} FT_SEQ=${FT_SEQ:-64} BATCH=${BATCH:-32}
+FT_EPOCHS=${FT_EPOCHS:-2} FT_LR=${FT_LR:-1e-4} FT_SEQ=${FT_SEQ:-64} BATCH=${BATCH:-32}
 PY=/usr/bin/python3
 SMOKE=0
 [ "${1:-}" = "--smoke" ] && SMOKE=1
