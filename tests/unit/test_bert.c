@@ -734,6 +734,19 @@ Test(bert, cls_only_matches_the_full_last_layer)
     fd_teardown(&x);
 }
 
+/* The labelled positions of x's MLM batch: rows[] (flattened b*T + t, increasing) and, when
+ * labels is not NULL, their labels compacted in the same order. Returns their count. */
+static int labelled_rows(const fd_ctx *x, int32_t *rows, int32_t *labels)
+{
+    int M = 0;
+    for (int i = 0; i < B_ * T_; i++)
+        if (x->mlm_labels[i] != TB_IGNORE_INDEX) {
+            if (labels) labels[M] = x->mlm_labels[i];
+            rows[M++] = i;
+        }
+    return M;
+}
+
 /* The MLM head on the labelled rows only (run.mlm_rows) gives the full head's loss, the same
  * logits on those rows and the same parameter gradients. */
 Test(bert, mlm_rows_match_the_full_head)
@@ -748,9 +761,7 @@ Test(bert, mlm_rows_match_the_full_head)
     memcpy(g_full, m->params.grads, m->params.total * sizeof(float));
 
     int32_t rows[B_ * T_], labels[B_ * T_];
-    int M = 0;
-    for (int i = 0; i < B_ * T_; i++)
-        if (x.mlm_labels[i] != TB_IGNORE_INDEX) rows[M] = i, labels[M++] = x.mlm_labels[i];
+    const int M = labelled_rows(&x, rows, labels);
     cr_assert(M > 1 && M < B_ * T_, "the test needs some labelled and some unlabelled rows (%d)", M);
     x.run.mlm_rows = rows;
     x.run.mlm_count = M;
@@ -781,25 +792,41 @@ Test(bert, mlm_rows_match_the_full_head)
     fd_teardown(&x);
 }
 
+/* One forward + MLM loss + backward on the labelled rows; copies the logits and the gradients. */
+static void mlm_rows_step(fd_ctx *x, const int32_t *rows, const int32_t *labels, int M, float *logits, float *grads)
+{
+    tb_bert_model *m = &x->m;
+    const int V = m->config.vocab_size;
+    double loss;
+    x->run.mlm_rows = rows;
+    x->run.mlm_count = M;
+    tb_bert_zero_grad(m);
+    cr_assert_eq(tb_bert_forward(m, &x->batch, &x->run), TB_OK, "%s", tb_err_msg());
+    memcpy(logits, tb_bert_mlm_logits(m), sizeof(float) * (size_t)M * V);
+    memset(x->dmlm, 0, sizeof(float) * (size_t)M * V);
+    cr_assert_eq(tb_loss_ce(&loss, x->dmlm, logits, labels, M, V, TB_IGNORE_INDEX, 1.0f, NULL), TB_OK, "%s",
+                 tb_err_msg());
+    tb_bert_grads g = {.dmlm_logits = x->dmlm};
+    cr_assert_eq(tb_bert_backward(m, &g), TB_OK, "%s", tb_err_msg());
+    memcpy(grads, m->params.grads, m->params.total * sizeof(float));
+}
+
 /* An arena with room for the labelled rows only (tb_bert_arena_spec.mlm_max_rows) gives the same
- * logits and gradients as a full MLM arena, in fewer bytes, and refuses a forward with more rows. */
+ * logits and gradients as a full MLM arena, bit for bit, in fewer bytes, and refuses a forward
+ * with more rows. */
 Test(bert, mlm_arena_with_room_for_the_labelled_rows_only)
 {
     static fd_ctx x;
     fd_setup(&x, OBJ_MLM, tiny_config(), 1);
     tb_bert_model *m = &x.m;
     const int V = m->config.vocab_size;
-    int32_t rows[B_ * T_ + 1];
-    int M = 0;
-    for (int i = 0; i < B_ * T_; i++)
-        if (x.mlm_labels[i] != TB_IGNORE_INDEX) rows[M++] = i;
+    int32_t rows[B_ * T_ + 1], labels[B_ * T_];
+    const int M = labelled_rows(&x, rows, labels);
     cr_assert(M > 1 && M < B_ * T_ - 1, "the test needs some labelled and some unlabelled rows (%d)", M);
-    x.run.mlm_rows = rows;
-    x.run.mlm_count = M;
-    tb_bert_zero_grad(m);
-    cr_assert_eq(tb_bert_forward(m, &x.batch, &x.run), TB_OK, "%s", tb_err_msg());
-    float *want = malloc(sizeof(float) * (size_t)M * V);
-    memcpy(want, tb_bert_mlm_logits(m), sizeof(float) * (size_t)M * V);
+    const size_t np = m->params.total;
+    float *want = malloc(sizeof(float) * (size_t)M * V), *got = malloc(sizeof(float) * (size_t)M * V);
+    float *want_g = malloc(np * sizeof(float)), *got_g = malloc(np * sizeof(float));
+    mlm_rows_step(&x, rows, labels, M, want, want_g);
     const size_t full_bytes = tb_bert_arena_bytes(m);
 
     tb_bert_arena_release(m);
@@ -808,17 +835,13 @@ Test(bert, mlm_arena_with_room_for_the_labelled_rows_only)
     cr_assert_eq(tb_bert_arena_reserve_ex(m, &spec), TB_OK, "%s", tb_err_msg());
     cr_assert_lt(tb_bert_arena_bytes(m), full_bytes - (size_t)(B_ * T_ - M) * V * sizeof(float) + 1,
                  "the capped arena should save the logits of the %d unlabelled rows", B_ * T_ - M);
-    tb_bert_zero_grad(m);
-    cr_assert_eq(tb_bert_forward(m, &x.batch, &x.run), TB_OK, "%s", tb_err_msg());
-    cr_assert(memcmp(want, tb_bert_mlm_logits(m), sizeof(float) * (size_t)M * V) == 0,
-              "logits differ from the full arena's");
+    mlm_rows_step(&x, rows, labels, M, got, got_g);
+    cr_assert(memcmp(want, got, sizeof(float) * (size_t)M * V) == 0, "logits differ from the full arena's");
+    cr_assert(memcmp(want_g, got_g, np * sizeof(float)) == 0, "gradients differ from the full arena's");
 
     /* one row more than reserved, or the full head, is refused and says why */
-    int extra = -1;
-    for (int i = B_ * T_ - 1; i >= 0 && extra < 0; i--)
-        if (x.mlm_labels[i] == TB_IGNORE_INDEX && i > rows[M - 1]) extra = i;
-    if (extra < 0) extra = B_ * T_ - 1; /* still increasing: rows[M - 1] < B_*T_ - 1 was checked */
-    rows[M] = extra;
+    cr_assert_lt(rows[M - 1], B_ * T_ - 1, "the test appends the last position, which must be unlabelled");
+    rows[M] = B_ * T_ - 1;
     x.run.mlm_count = M + 1;
     cr_assert_eq(tb_bert_forward(m, &x.batch, &x.run), TB_EINVAL);
     cr_assert(strstr(tb_err_msg(), "room for"), "%s", tb_err_msg());
@@ -826,5 +849,8 @@ Test(bert, mlm_arena_with_room_for_the_labelled_rows_only)
     x.run.mlm_count = 0;
     cr_assert_eq(tb_bert_forward(m, &x.batch, &x.run), TB_EINVAL);
     free(want);
+    free(got);
+    free(want_g);
+    free(got_g);
     fd_teardown(&x);
 }
