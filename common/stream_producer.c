@@ -332,9 +332,21 @@ static void on_heartbeat(prod *p, peer *c, const tb_wire_hdr *h)
         c->end_sent = 0; /* the END was lost: pump sends it again */
 }
 
+/* A routing id that ZeroMQ made up (it starts with a zero byte; a consumer's own id is its consumer
+ * id, never empty). ROUTER_HANDOVER gives such an id to the old connection of a consumer that
+ * reconnected before the old one was seen to close: what that stale connection still sends is
+ * obsolete, and must not register a second consumer. */
+static int generated_id(const char *id, size_t idn) { return idn == 0 || id[0] == '\0'; }
+
 static void on_peer_msg(prod *p, const char *id, size_t idn, const void *data, size_t len)
 {
     tb_wire_hdr h;
+    if (generated_id(id, idn)) {
+        if (tb_wire_peek(data, len, &h) == TB_OK && h.kind == TB_WIRE_HELLO)
+            send_error(p, id, idn, 1, "a consumer must connect with its consumer id as ZMQ_ROUTING_ID "
+                       "(a stale connection replaced by a newer one with the same id gets this too)");
+        return;
+    }
     if (tb_wire_peek(data, len, &h) != TB_OK) {
         send_error(p, id, idn, 0, "malformed message (%zu bytes): %s", len, tb_err_msg());
         return;

@@ -677,6 +677,43 @@ Test(stream, malformed_messages_to_producer_get_error_replies)
     wait_ok(pp, 30000, 0, "producer (survived the malformed peer)");
 }
 
+/* A consumer that reconnects with the same id before its old connection is seen to close takes
+ * the id over (ROUTER_HANDOVER), and ZeroMQ gives the old connection a generated id (a zero byte
+ * first). Whatever arrives under such an id must not register a consumer: here a connection
+ * without a routing id of its own says hello, gets an error, and the stream finishes with the one
+ * real consumer (registered, the silent peer would fail the stream under the 'fail' policy). */
+Test(stream, connection_without_its_own_routing_id_is_not_a_consumer)
+{
+    char ep[128];
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    pcfg p = {.ep = ep, .consumers = 1, .count = 300, .send_sleep_us = 2000, .peer_timeout_ms = 1500};
+    pid_t pp = tb_proc_fork(producer_main, &p);
+
+    void *ctx = zmq_ctx_new();
+    void *d = zmq_socket(ctx, ZMQ_DEALER); /* no ZMQ_ROUTING_ID: the producer sees a generated one */
+    int zero = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    cr_assert_eq(zmq_connect(d, ep), 0);
+    const char *hk[2] = {"resume", "credit"};
+    int64_t hv[2] = {0, 2};
+    msgpack_sbuffer sb;
+    pack_map(&sb, "hello", 2, hk, hv);
+    cr_assert_geq(zmq_send(d, sb.data, sb.size, 0), 0);
+    msgpack_sbuffer_destroy(&sb);
+    char buf[65536], text[512];
+    int len = recv_kind(d, 0, "error", buf, sizeof buf, 10000);
+    cr_assert_gt(len, 0, "the connection without an id got no error");
+    cr_assert(map_str(buf, (size_t)len, "error", text, sizeof text));
+    cr_assert(strstr(text, "ZMQ_ROUTING_ID"), "error '%s' should say the connection has no id of its own", text);
+
+    ccfg c = consumer_cfg(ep, "honest", 300);
+    pid_t cp = tb_proc_fork(consumer_main, &c);
+    wait_ok(cp, 30000, 0, "honest consumer");
+    wait_ok(pp, 30000, 0, "producer (one consumer, the silent peer was never one)");
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+}
+
 typedef struct fake_cfg {
     const char *ep;
 } fake_cfg;
