@@ -1,4 +1,4 @@
-/* bench_bert - throughput and peak memory of the BERT model (tb/bert.h), one case per process so
+/* bench_bert - throughput and peak memory of the BERT model (tb/model/bert.h), one case per process so
  * that the peak RSS belongs to that case alone. Run side by side with bench_bert_torch.py by
  * scripts/bench-bert. Prints one JSON object per line.
  *
@@ -16,11 +16,11 @@
  * Usage: bench_bert --case a|b|c|d-teacher|d-student|sgemm [--batch 32] [--seq 128]
  *                   [--threads N] [--iters N] [--warmup N]
  */
-#include "tb/bert.h"
-#include "tb/error.h"
-#include "tb/ops.h"
-#include "tb/optim.h"
-#include "tb/rng.h"
+#include "tb/model/bert.h"
+#include "tb/base/error.h"
+#include "tb/model/ops.h"
+#include "tb/model/optim.h"
+#include "tb/base/rng.h"
 
 #include <blis.h>
 #include <stdio.h>

@@ -25,13 +25,13 @@
  *
  * Usage: bench_emit [--quick] [--reps N] [--batches N] [--dtype f32|f16|both] [--retain N]
  */
-#include "tb/bert.h"
-#include "tb/codec.h"
-#include "tb/error.h"
-#include "tb/features.h"
-#include "tb/log.h"
-#include "tb/stream.h"
-#include "tb/threads.h"
+#include "tb/model/bert.h"
+#include "tb/wire/codec.h"
+#include "tb/base/error.h"
+#include "tb/train/features.h"
+#include "tb/base/log.h"
+#include "tb/wire/stream.h"
+#include "tb/base/threads.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* bench_ops: time of each tb/ops.h kernel and tb/loss.h loss at TinyBERT4 / BERT-base shapes
+/* bench_ops: time of each tb/model/ops.h kernel and tb/model/loss.h loss at TinyBERT4 / BERT-base shapes
  * (batch 32, seq 128). Prints one JSON object per line: {"bench", "op", "config", "batch", "seq",
  * "threads", "ms", "samples_per_s", "gflops", "peak_rss_mb"} (samples/s = batch / time of one call).
  * Usage: bench_ops [threads] [reps] [0 = all | 1 = tinybert4 | 2 = bert-base | 3 = small student 2L/128, seq 64] */
@@ -9,11 +9,11 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "tb/error.h"
-#include "tb/loss.h"
-#include "tb/ops.h"
-#include "tb/rng.h"
-#include "tb/tensor.h"
+#include "tb/base/error.h"
+#include "tb/model/loss.h"
+#include "tb/model/ops.h"
+#include "tb/base/rng.h"
+#include "tb/base/tensor.h"
 
 static double now_s(void)
 {

@@ -14,10 +14,10 @@
  * TB_BENCH_CREDIT=n sets the lossless consumers' credit window (default 4), TB_BENCH_RAW_HWM=n
  * the raw sockets' high-water marks (default 8, as the lossless sockets').
  */
-#include "tb/codec.h"
-#include "tb/error.h"
-#include "tb/log.h"
-#include "tb/stream.h"
+#include "tb/wire/codec.h"
+#include "tb/base/error.h"
+#include "tb/base/log.h"
+#include "tb/wire/stream.h"
 
 #include <signal.h>
 #include <stdio.h>

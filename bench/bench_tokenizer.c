@@ -4,8 +4,8 @@
  *   bench_tokenizer [--no-python] [--repeat N] [FILE...]
  * Default files: SST-2 train sentences and WikiText-2 valid from ../shared/data. Each file is
  * tokenized line by line (split on "\n", as the readers do). One JSON object per line on stdout. */
-#include "tb/error.h"
-#include "tb/tokenizer.h"
+#include "tb/base/error.h"
+#include "tb/text/tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,8 +5,8 @@
  * kinds and values, tensors bit for bit), and its re-encoding must be a fixed point. Any
  * disagreement aborts, so the fuzzer reports it like a crash.
  */
-#include "tb/codec.h"
-#include "tb/error.h"
+#include "tb/wire/codec.h"
+#include "tb/base/error.h"
 
 #include <stdint.h>
 #include <stdlib.h>

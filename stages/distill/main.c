@@ -1,10 +1,10 @@
-/* tb-distill: trains a TinyBERT student on a stream of teacher features (tb/distill.h). */
-#include "tb/cli.h"
-#include "tb/config.h"
-#include "tb/dataset.h"
-#include "tb/distill.h"
-#include "tb/error.h"
-#include "tb/log.h"
+/* tb-distill: trains a TinyBERT student on a stream of teacher features (stages/distill/distill.h). */
+#include "tb/base/cli.h"
+#include "tb/store/config.h"
+#include "tb/text/dataset.h"
+#include "distill.h"
+#include "tb/base/error.h"
+#include "tb/base/log.h"
 
 #include <stdio.h>
 

@@ -1,11 +1,11 @@
 /* tb-emit: runs a teacher once per token batch and streams the batch with the teacher features
- * its students asked for (tb/emit.h, tb/features.h; docs/emit.md). */
-#include "tb/cli.h"
-#include "tb/dataset.h"
-#include "tb/emit.h"
-#include "tb/error.h"
-#include "tb/features.h"
-#include "tb/log.h"
+ * its students asked for (stages/emit/emit.h, tb/train/features.h; docs/emit.md). */
+#include "tb/base/cli.h"
+#include "tb/text/dataset.h"
+#include "emit.h"
+#include "tb/base/error.h"
+#include "tb/train/features.h"
+#include "tb/base/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,13 +1,13 @@
 /* tb-eval: evaluates one or two checkpoints on a token stream: task metrics, speed, size. */
-#include "tb/bert.h"
-#include "tb/checkpoint.h"
-#include "tb/cli.h"
-#include "tb/dataset.h"
-#include "tb/error.h"
-#include "tb/evaluate.h"
-#include "tb/log.h"
-#include "tb/threads.h"
-#include "tb/trainer.h"
+#include "tb/model/bert.h"
+#include "tb/store/checkpoint.h"
+#include "tb/base/cli.h"
+#include "tb/text/dataset.h"
+#include "tb/base/error.h"
+#include "tb/train/evaluate.h"
+#include "tb/base/log.h"
+#include "tb/base/threads.h"
+#include "tb/train/trainer.h"
 
 #include <errno.h>
 #include <stdio.h>

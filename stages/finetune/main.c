@@ -1,16 +1,16 @@
 /* tb-finetune: fine-tunes a BERT checkpoint on token batches (classification, regression) or
- * pre-trains it with masked-LM; the loop, checkpoints and evaluation are libtb's (tb/trainer.h). */
-#include "tb/bert.h"
-#include "tb/cli.h"
-#include "tb/dataset.h"
-#include "tb/config.h"
-#include "tb/error.h"
-#include "tb/evaluate.h"
-#include "tb/log.h"
-#include "tb/optim.h"
-#include "tb/threads.h"
-#include "tb/trainer.h"
-#include "tb/vocab.h"
+ * pre-trains it with masked-LM; the loop, checkpoints and evaluation are libtb's (tb/train/trainer.h). */
+#include "tb/model/bert.h"
+#include "tb/base/cli.h"
+#include "tb/text/dataset.h"
+#include "tb/store/config.h"
+#include "tb/base/error.h"
+#include "tb/train/evaluate.h"
+#include "tb/base/log.h"
+#include "tb/model/optim.h"
+#include "tb/base/threads.h"
+#include "tb/train/trainer.h"
+#include "tb/text/vocab.h"
 #include "unigram.h"
 
 #include <stdio.h>
@@ -122,7 +122,7 @@ error:
     return rc;
 }
 
-/* --mlm-bias: a new model's decoder bias starts at the log token frequencies (see tb/mlm.h), so
+/* --mlm-bias: a new model's decoder bias starts at the log token frequencies (see tb/train/mlm.h), so
  * the encoder does not collapse into predicting them. */
 static int mlm_bias_setup(const tb_cli *cli, tb_bert_model *m, const tb_mlm_opts *o)
 {

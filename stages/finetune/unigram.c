@@ -1,10 +1,10 @@
 /* unigram.c - tb-finetune: the initial MLM output bias from the token frequencies of the input. */
 #include "unigram.h"
 
-#include "tb/dataset.h"
-#include "tb/error.h"
-#include "tb/msg.h"
-#include "tb/stream.h"
+#include "tb/text/dataset.h"
+#include "tb/base/error.h"
+#include "tb/wire/msg.h"
+#include "tb/wire/stream.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -2,8 +2,8 @@
 #ifndef TB_FINETUNE_UNIGRAM_H
 #define TB_FINETUNE_UNIGRAM_H
 
-#include "tb/bert.h"
-#include "tb/mlm.h"
+#include "tb/model/bert.h"
+#include "tb/train/mlm.h"
 
 /* Reads the first epoch of the message file `path` (the batches whose epoch equals the first
  * one's), counts the tokens masked LM can choose (tb_mlm_count_candidates) and sets the model's

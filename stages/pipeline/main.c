@@ -1,10 +1,10 @@
 /* tb-pipeline: runs, supervises and reports the stages of a pipeline file. */
-#include "tb/cli.h"
-#include "tb/error.h"
-#include "tb/log.h"
-#include "tb/metrics.h"
-#include "tb/pipeline.h"
-#include "tb/signals.h"
+#include "tb/base/cli.h"
+#include "tb/base/error.h"
+#include "tb/base/log.h"
+#include "tb/base/metrics.h"
+#include "pipeline.h"
+#include "tb/base/signals.h"
 
 #include <libgen.h>
 #include <signal.h>

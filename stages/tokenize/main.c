@@ -1,9 +1,9 @@
 /* tb-tokenize: reads a task file or corpus, tokenizes it once and streams addressable token
- * batches to a ZeroMQ endpoint or a message file (tb/feed.h). */
-#include "tb/cli.h"
-#include "tb/error.h"
-#include "tb/feed.h"
-#include "tb/log.h"
+ * batches to a ZeroMQ endpoint or a message file (stages/tokenize/feed.h). */
+#include "tb/base/cli.h"
+#include "tb/base/error.h"
+#include "feed.h"
+#include "tb/base/log.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,9 +1,9 @@
 /* tb-vocab: learns a WordPiece vocabulary (vocab.txt) of a chosen size from a corpus or task file. */
-#include "tb/cli.h"
-#include "tb/dataset.h"
-#include "tb/error.h"
-#include "tb/log.h"
-#include "tb/vocab.h"
+#include "tb/base/cli.h"
+#include "tb/text/dataset.h"
+#include "tb/base/error.h"
+#include "tb/base/log.h"
+#include "tb/text/vocab.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -4,12 +4,12 @@
 #define TEST_DISTILL_H
 
 #include "proc.h"
-#include "tb/bert.h"
-#include "tb/checkpoint.h"
-#include "tb/config.h"
-#include "tb/dataset.h"
-#include "tb/error.h"
-#include "tb/stream.h"
+#include "tb/model/bert.h"
+#include "tb/store/checkpoint.h"
+#include "tb/store/config.h"
+#include "tb/text/dataset.h"
+#include "tb/base/error.h"
+#include "tb/wire/stream.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>

@@ -1,9 +1,9 @@
-/* tb/distill.h in process: requests per mode, compatibility errors, what each mode freezes, and
+/* stages/distill/distill.h in process: requests per mode, compatibility errors, what each mode freezes, and
  * the loss weights (the weighted gradient is the weighted sum of the per-loss gradients). */
 #include "test_distill.h"
 
-#include "tb/distill.h"
-#include "tb/features.h"
+#include "distill/distill.h"
+#include "tb/train/features.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -4,7 +4,7 @@
  * and a SIGTERM checkpoint that resumes. */
 #include "test_distill.h"
 
-#include "tb/safetensors.h"
+#include "tb/store/safetensors.h"
 
 #include <criterion/criterion.h>
 #include <time.h>

@@ -7,15 +7,15 @@
  * The test process itself never runs BLIS/OpenMP or ZeroMQ: set-up and students run in forked
  * children (tests/support/proc.h), tb-emit is exec'd. */
 #include "proc.h"
-#include "tb/bert.h"
-#include "tb/checkpoint.h"
-#include "tb/dataset.h"
-#include "tb/emit.h"
-#include "tb/error.h"
-#include "tb/features.h"
-#include "tb/safetensors.h"
-#include "tb/stream.h"
-#include "tb/threads.h"
+#include "tb/model/bert.h"
+#include "tb/store/checkpoint.h"
+#include "tb/text/dataset.h"
+#include "emit/emit.h"
+#include "tb/base/error.h"
+#include "tb/train/features.h"
+#include "tb/store/safetensors.h"
+#include "tb/wire/stream.h"
+#include "tb/base/threads.h"
 
 #include <cJSON.h>
 #include <criterion/criterion.h>

@@ -6,11 +6,11 @@
  * (0, tanh 1) for a negative one: the prediction is 1 exactly when the first id is >= 22. */
 #include "proc.h"
 
-#include "tb/bert.h"
-#include "tb/checkpoint.h"
-#include "tb/error.h"
-#include "tb/dataset.h"
-#include "tb/stream.h"
+#include "tb/model/bert.h"
+#include "tb/store/checkpoint.h"
+#include "tb/base/error.h"
+#include "tb/text/dataset.h"
+#include "tb/wire/stream.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -3,9 +3,9 @@
 #include "proc.h"
 #include "test_finetune_data.h"
 
-#include "tb/checkpoint.h"
-#include "tb/safetensors.h"
-#include "tb/stream.h"
+#include "tb/store/checkpoint.h"
+#include "tb/store/safetensors.h"
+#include "tb/wire/stream.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -3,10 +3,10 @@
 #ifndef TB_TEST_FINETUNE_DATA_H
 #define TB_TEST_FINETUNE_DATA_H
 
-#include "tb/dataset.h"
-#include "tb/error.h"
-#include "tb/stream.h"
-#include "tb/tensor.h"
+#include "tb/text/dataset.h"
+#include "tb/base/error.h"
+#include "tb/wire/stream.h"
+#include "tb/base/tensor.h"
 
 #include <stdint.h>
 #include <stdio.h>

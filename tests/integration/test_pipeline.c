@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include "proc.h"
-#include "tb/error.h"
-#include "tb/pipeline.h"
+#include "tb/base/error.h"
+#include "pipeline/pipeline.h"
 
 #define RUNNER TB_BIN_DIR "/tb-pipeline"
 

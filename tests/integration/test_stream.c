@@ -5,10 +5,10 @@
  * of the generator and proves it got every message exactly once, in order. Child exit codes:
  * 0 ok, 1 wrong data / order, 2 other error, 3 TB_EINTR, 4 TB_EPEER, 5 TB_ETIMEOUT. */
 #include "proc.h"
-#include "tb/error.h"
-#include "tb/log.h"
-#include "tb/signals.h"
-#include "tb/stream.h"
+#include "tb/base/error.h"
+#include "tb/base/log.h"
+#include "tb/base/signals.h"
+#include "tb/wire/stream.h"
 
 #include <criterion/criterion.h>
 #include <msgpack.h>

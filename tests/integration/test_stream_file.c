@@ -1,8 +1,8 @@
 /* test_stream_file.c - message files: CRC-32C known answers, record/replay round trip (checked
  * in C and by an independent Python reader with msgpack-numpy), truncation and corruption. */
 #include "proc.h"
-#include "tb/error.h"
-#include "tb/stream.h"
+#include "tb/base/error.h"
+#include "tb/wire/stream.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -1,8 +1,8 @@
 /* test_stream_wire.c - the stream header peek against messages packed independently with
  * msgpack-c: fields, bin or str keys, limits, every truncation, random corruption (never a crash
  * or an out-of-bounds read: run under ASan), and control messages read back by msgpack-c. */
-#include "../../common/stream_internal.h"
-#include "tb/error.h"
+#include "../../common/wire/stream_internal.h"
+#include "tb/base/error.h"
 
 #include <criterion/criterion.h>
 #include <msgpack.h>

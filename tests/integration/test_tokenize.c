@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "proc.h"
-#include "tb/error.h"
-#include "tb/msg.h"
-#include "tb/stream.h"
+#include "tb/base/error.h"
+#include "tb/wire/msg.h"
+#include "tb/wire/stream.h"
 
 #define SHARED TB_SOURCE_DIR "/../shared/data"
 #define VOCAB TB_SOURCE_DIR "/data/vocab/bert-base-uncased-vocab.txt"

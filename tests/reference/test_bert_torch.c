@@ -1,4 +1,4 @@
-/* Reference test of the whole BERT model (tb/bert.h) and the TinyBERT losses against a float64
+/* Reference test of the whole BERT model (tb/model/bert.h) and the TinyBERT losses against a float64
  * PyTorch implementation written from the formulas (tests/reference/py/bert_ref.py, tbref.py).
  *
  * C writes a teacher (4 layers, hidden 32, HF head, MLM head), a student (2 layers, hidden 24,
@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 #include "fdcheck.h"
-#include "tb/bert.h"
-#include "tb/error.h"
-#include "tb/loss.h"
-#include "tb/safetensors.h"
+#include "tb/model/bert.h"
+#include "tb/base/error.h"
+#include "tb/model/loss.h"
+#include "tb/store/safetensors.h"
 
 enum { B = 3, T = 9 };
 #define TOL 1e-4

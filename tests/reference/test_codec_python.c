@@ -14,10 +14,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tb/codec.h"
-#include "tb/error.h"
-#include "tb/msg.h"
-#include "tb/tensor.h"
+#include "tb/wire/codec.h"
+#include "tb/base/error.h"
+#include "tb/wire/msg.h"
+#include "tb/base/tensor.h"
 
 #define INTEROP_PY TB_SOURCE_DIR "/tests/reference/py/codec_interop.py"
 

@@ -4,7 +4,7 @@
  * parameters absent. Also measures what fp16 feature transport does to the losses. */
 #include "../integration/test_distill.h"
 
-#include "tb/safetensors.h"
+#include "tb/store/safetensors.h"
 
 #include <cJSON.h>
 #include <criterion/criterion.h>

@@ -9,13 +9,13 @@
 #include "proc.h"
 #include "../integration/test_finetune_data.h"
 
-#include "tb/bert.h"
-#include "tb/checkpoint.h"
-#include "tb/config.h"
-#include "tb/error.h"
-#include "tb/mlm.h"
-#include "tb/safetensors.h"
-#include "tb/stream.h"
+#include "tb/model/bert.h"
+#include "tb/store/checkpoint.h"
+#include "tb/store/config.h"
+#include "tb/base/error.h"
+#include "tb/train/mlm.h"
+#include "tb/store/safetensors.h"
+#include "tb/wire/stream.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -1,10 +1,10 @@
-/* Reference tests of tb/ops.h and tb/loss.h against a float64 PyTorch run of the same formulas
+/* Reference tests of tb/model/ops.h and tb/model/loss.h against a float64 PyTorch run of the same formulas
  * (tests/reference/py/ops_ref.py, Debian python3-torch) on the same inputs.
  *
  * The test writes every case's inputs as raw little-endian .bin files plus a manifest.json into
  * a fresh mkdtemp directory, runs the script once, reads back the float64 outputs and gradients
  * and requires per tensor ||C - ref|| / ||ref|| <= 1e-4 (fp32 kernels against float64), printing
- * the relative and max absolute error of each. Dropout masks are drawn here from tb/rng.h by the
+ * the relative and max absolute error of each. Dropout masks are drawn here from tb/base/rng.h by the
  * documented convention (keep = uniform >= p) and handed to torch as inputs. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 #include "fdcheck.h"
-#include "tb/error.h"
-#include "tb/loss.h"
-#include "tb/ops.h"
-#include "tb/rng.h"
+#include "tb/base/error.h"
+#include "tb/model/loss.h"
+#include "tb/model/ops.h"
+#include "tb/base/rng.h"
 
 #define REL_TOL 1e-4
 #define MAX_RESULTS 256

@@ -13,12 +13,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tb/checkpoint.h"
-#include "tb/config.h"
-#include "tb/error.h"
-#include "tb/optim.h"
-#include "tb/params.h"
-#include "tb/safetensors.h"
+#include "tb/store/checkpoint.h"
+#include "tb/store/config.h"
+#include "tb/base/error.h"
+#include "tb/model/optim.h"
+#include "tb/model/params.h"
+#include "tb/store/safetensors.h"
 
 #define STEPS 20
 

@@ -14,12 +14,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tb/bert.h"
-#include "tb/checkpoint.h"
-#include "tb/config.h"
-#include "tb/error.h"
-#include "tb/log.h"
-#include "tb/safetensors.h"
+#include "tb/model/bert.h"
+#include "tb/store/checkpoint.h"
+#include "tb/store/config.h"
+#include "tb/base/error.h"
+#include "tb/base/log.h"
+#include "tb/store/safetensors.h"
 
 static char dir[128];
 
@@ -278,7 +278,7 @@ Test(safetensors_python, c_checkpoint_loads_in_torch, .init = setup, .fini = tea
     tb_params_free(&t);
 }
 
-/* The model's own parameter table (tb/bert.h) has exactly the Hugging Face names and shapes. */
+/* The model's own parameter table (tb/model/bert.h) has exactly the Hugging Face names and shapes. */
 Test(safetensors_python, bert_model_checkpoint_loads_in_torch, .init = setup, .fini = teardown)
 {
     tb_bert_config c = {.vocab_size = 13, .hidden_size = 8, .num_hidden_layers = 2, .num_attention_heads = 2,

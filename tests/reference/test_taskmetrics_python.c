@@ -15,8 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tb/error.h"
-#include "tb/taskmetrics.h"
+#include "tb/base/error.h"
+#include "tb/train/taskmetrics.h"
 
 #define BATCH 64
 #define SHARED TB_SOURCE_DIR "/../shared/data"

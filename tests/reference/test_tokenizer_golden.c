@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tb/error.h"
-#include "tb/tokenizer.h"
+#include "tb/base/error.h"
+#include "tb/text/tokenizer.h"
 
 #define SHARED TB_SOURCE_DIR "/../shared/data"
 #define VOCAB TB_SOURCE_DIR "/data/vocab/bert-base-uncased-vocab.txt"

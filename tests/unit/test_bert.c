@@ -1,4 +1,4 @@
-/* Unit tests of the BERT model (tb/bert.h): parameter layout against hand-computed sizes, the
+/* Unit tests of the BERT model (tb/model/bert.h): parameter layout against hand-computed sizes, the
  * full backward (model + every loss) against central finite differences, determinism of
  * dropout, and rejection of bad inputs. */
 #include <criterion/criterion.h>
@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "fdcheck.h"
-#include "tb/bert.h"
-#include "tb/error.h"
-#include "tb/loss.h"
+#include "tb/model/bert.h"
+#include "tb/base/error.h"
+#include "tb/model/loss.h"
 
 /* ---- configurations ----------------------------------------------------------------------- */
 

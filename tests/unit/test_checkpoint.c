@@ -8,11 +8,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "tb/checkpoint.h"
-#include "tb/config.h"
-#include "tb/error.h"
-#include "tb/log.h"
-#include "tb/safetensors.h"
+#include "tb/store/checkpoint.h"
+#include "tb/store/config.h"
+#include "tb/base/error.h"
+#include "tb/base/log.h"
+#include "tb/store/safetensors.h"
 
 static char dir[128];
 

@@ -1,4 +1,4 @@
-/* Unit tests: checkpoints of real tb_bert_model parameter tables (tb/bert.h) - a trained student
+/* Unit tests: checkpoints of real tb_bert_model parameter tables (tb/model/bert.h) - a trained student
  * with its BertAdam state saved and resumed bit-identically, a general student loaded into a
  * stage-1 student whose head is not in the file, and the head-kind check. */
 #include <criterion/criterion.h>
@@ -7,12 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tb/bert.h"
-#include "tb/checkpoint.h"
-#include "tb/config.h"
-#include "tb/error.h"
-#include "tb/log.h"
-#include "tb/optim.h"
+#include "tb/model/bert.h"
+#include "tb/store/checkpoint.h"
+#include "tb/store/config.h"
+#include "tb/base/error.h"
+#include "tb/base/log.h"
+#include "tb/model/optim.h"
 
 static char dir[128];
 

@@ -6,8 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tb/cli.h"
-#include "tb/error.h"
+#include "tb/base/cli.h"
+#include "tb/base/error.h"
 
 static const tb_port_field batch_fields[] = {
     {"input_ids", "<i4", "B,T", "token ids"},

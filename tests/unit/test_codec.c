@@ -1,7 +1,7 @@
-/* Unit tests: msgpack codec (tb/codec.h).
+/* Unit tests: msgpack codec (tb/wire/codec.h).
  *
  * Expected bytes and malformed inputs are written by hand with the small msgpack writer below
- * (straight from the msgpack spec, independent of common/codec.c and of msgpack-c).
+ * (straight from the msgpack spec, independent of common/wire/codec.c and of msgpack-c).
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tb/codec.h"
-#include "tb/error.h"
-#include "tb/msg.h"
-#include "tb/tensor.h"
+#include "tb/wire/codec.h"
+#include "tb/base/error.h"
+#include "tb/wire/msg.h"
+#include "tb/base/tensor.h"
 
 /* ---- a hand-written msgpack writer for test inputs ------------------------------------------ */
 

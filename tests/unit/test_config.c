@@ -5,8 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tb/config.h"
-#include "tb/error.h"
+#include "tb/store/config.h"
+#include "tb/base/error.h"
 
 /* bert-base-uncased's config.json as Hugging Face publishes it (keys as in the hub file). */
 static const char *HF_BERT_BASE =

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tb/dataset.h"
-#include "tb/error.h"
-#include "tb/rng.h"
+#include "tb/text/dataset.h"
+#include "tb/base/error.h"
+#include "tb/base/rng.h"
 
 #define SHARED TB_SOURCE_DIR "/../shared/data"
 #define VOCAB TB_SOURCE_DIR "/data/vocab/bert-base-uncased-vocab.txt"
@@ -567,9 +567,9 @@ Test(readers, random_garbage_files)
     }
 }
 
-/* A batch message encoded by tb/codec.h is read by Python msgpack-numpy with the same arrays;
+/* A batch message encoded by tb/wire/codec.h is read by Python msgpack-numpy with the same arrays;
  * and tb_batch_from_msg refuses malformed batches. */
-#include "tb/codec.h"
+#include "tb/wire/codec.h"
 
 Test(batches, message_round_trip_and_python)
 {

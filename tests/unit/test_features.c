@@ -1,4 +1,4 @@
-/* Unit tests of teacher-feature messages (tb/features.h): the TinyBERT layer mapping and the
+/* Unit tests of teacher-feature messages (tb/train/features.h): the TinyBERT layer mapping and the
  * union of requests against hand-computed index sets, hello round trips through the codec,
  * every validation error, sizes against hand-computed byte counts, and f16 transport against
  * the round-to-nearest error bound. */
@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tb/bert.h"
-#include "tb/codec.h"
-#include "tb/error.h"
-#include "tb/features.h"
+#include "tb/model/bert.h"
+#include "tb/wire/codec.h"
+#include "tb/base/error.h"
+#include "tb/train/features.h"
 
 static uint64_t bits(const int *idx, int n)
 {

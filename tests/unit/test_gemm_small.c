@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tb/ops.h"
-#include "tb/rng.h"
+#include "tb/model/ops.h"
+#include "tb/base/rng.h"
 
 static float *filled(size_t n, uint32_t stream)
 {

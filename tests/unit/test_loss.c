@@ -1,4 +1,4 @@
-/* Unit tests of tb/loss.h: hand-computed values and central finite-difference gradients.
+/* Unit tests of tb/model/loss.h: hand-computed values and central finite-difference gradients.
  *
  * The objective is the loss itself (accumulated in double from fp32 inputs). With h = 1e-2 on
  * O(1) inputs the central-difference truncation error is ~h^2 |f'''| / 6 ~ 1e-5 relative and
@@ -10,9 +10,9 @@
 #include <string.h>
 
 #include "fdcheck.h"
-#include "tb/error.h"
-#include "tb/loss.h"
-#include "tb/ops.h"
+#include "tb/base/error.h"
+#include "tb/model/loss.h"
+#include "tb/model/ops.h"
 
 #define FD_H 1e-2f
 #define FD_TOL 1e-3

@@ -7,8 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tb/error.h"
-#include "tb/metrics.h"
+#include "tb/base/error.h"
+#include "tb/base/metrics.h"
 
 Test(metrics, exact_line)
 {

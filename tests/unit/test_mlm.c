@@ -1,8 +1,8 @@
 /* MLM masking: hand-worked counts and positions, the 80/10/10 split and uniform choice within
  * statistical bounds, keyed determinism, in-place use and bad input. */
-#include "tb/error.h"
-#include "tb/loss.h"
-#include "tb/mlm.h"
+#include "tb/base/error.h"
+#include "tb/model/loss.h"
+#include "tb/train/mlm.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -1,4 +1,4 @@
-/* Unit tests of tb/ops.h: hand-computed values and central finite-difference gradient checks.
+/* Unit tests of tb/model/ops.h: hand-computed values and central finite-difference gradient checks.
  *
  * Step and tolerance (fp32 operations): inputs are O(1) (uniform in [-1, 1]), the objective is a
  * random projection L = sum r_i out_i computed in double. With h = 1e-2 the truncation error of
@@ -14,8 +14,8 @@
 #include <string.h>
 
 #include "fdcheck.h"
-#include "tb/error.h"
-#include "tb/ops.h"
+#include "tb/base/error.h"
+#include "tb/model/ops.h"
 
 #define FD_H 1e-2f
 #define FD_TOL 1e-3

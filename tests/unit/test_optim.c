@@ -4,9 +4,9 @@
 #include <omp.h>
 #include <string.h>
 
-#include "tb/error.h"
-#include "tb/optim.h"
-#include "tb/params.h"
+#include "tb/base/error.h"
+#include "tb/model/optim.h"
+#include "tb/model/params.h"
 
 /* warmup_linear of the reference, warm-up 0.1 of t_total = 100 (worked by hand):
  * x = step/100; x < 0.1: x / 0.1; else max((x - 1) / (0.1 - 1), 0). */

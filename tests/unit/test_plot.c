@@ -13,10 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "tb/error.h"
-#include "tb/metrics.h"
-#include "tb/plot.h"
-#include "tb/taskmetrics.h"
+#include "tb/base/error.h"
+#include "tb/base/metrics.h"
+#include "tb/base/plot.h"
+#include "tb/train/taskmetrics.h"
 
 static char dir[128];
 
@@ -125,7 +125,7 @@ Test(plot, load_curves)
     tb_plot_data_free(&d);
 }
 
-/* What a stage writes (tb/metrics.h lines, eval fields from tb/taskmetrics.h naming their main
+/* What a stage writes (tb/base/metrics.h lines, eval fields from tb/train/taskmetrics.h naming their main
  * metric, a NaN loss written as null) is what the plot reads. */
 Test(plot, reads_the_metrics_writer)
 {

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tb/error.h"
-#include "tb/log.h"
-#include "tb/progress.h"
+#include "tb/base/error.h"
+#include "tb/base/log.h"
+#include "tb/base/progress.h"
 
 typedef struct memout { char *buf; size_t len; FILE *f; } memout;
 

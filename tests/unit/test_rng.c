@@ -3,7 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "tb/rng.h"
+#include "tb/base/rng.h"
 
 /* Known-answer tests from Random123 (kat_vectors: philox4x32 10 rounds). */
 Test(rng, philox4x32_10_known_answers)

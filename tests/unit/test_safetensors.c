@@ -5,8 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tb/error.h"
-#include "tb/safetensors.h"
+#include "tb/base/error.h"
+#include "tb/store/safetensors.h"
 
 static char dir[128];
 

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tb/error.h"
-#include "tb/taskmetrics.h"
+#include "tb/base/error.h"
+#include "tb/train/taskmetrics.h"
 
 #define N_OF(a) ((int64_t)(sizeof(a) / sizeof((a)[0])))
 

@@ -3,9 +3,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "tb/error.h"
-#include "tb/msg.h"
-#include "tb/tensor.h"
+#include "tb/base/error.h"
+#include "tb/wire/msg.h"
+#include "tb/base/tensor.h"
 
 Test(tensor, alloc_is_aligned_zeroed_contiguous)
 {

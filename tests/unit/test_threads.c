@@ -10,9 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tb/error.h"
-#include "tb/signals.h"
-#include "tb/threads.h"
+#include "tb/base/error.h"
+#include "tb/base/signals.h"
+#include "tb/base/threads.h"
 
 static int affinity_count(void)
 {

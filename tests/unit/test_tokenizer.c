@@ -10,8 +10,8 @@
 #include <unistd.h>
 #include <utf8proc.h>
 
-#include "tb/error.h"
-#include "tb/tokenizer.h"
+#include "tb/base/error.h"
+#include "tb/text/tokenizer.h"
 
 #define VOCAB TB_SOURCE_DIR "/data/vocab/bert-base-uncased-vocab.txt"
 

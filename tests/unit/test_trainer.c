@@ -5,12 +5,12 @@
 #include "proc.h"
 #include "../integration/test_finetune_data.h"
 
-#include "tb/bert.h"
-#include "tb/checkpoint.h"
-#include "tb/config.h"
-#include "tb/error.h"
-#include "tb/signals.h"
-#include "tb/trainer.h"
+#include "tb/model/bert.h"
+#include "tb/store/checkpoint.h"
+#include "tb/store/config.h"
+#include "tb/base/error.h"
+#include "tb/base/signals.h"
+#include "tb/train/trainer.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -7,10 +7,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tb/dataset.h"
-#include "tb/error.h"
-#include "tb/tokenizer.h"
-#include "tb/vocab.h"
+#include "tb/text/dataset.h"
+#include "tb/base/error.h"
+#include "tb/text/tokenizer.h"
+#include "tb/text/vocab.h"
 
 #define SHARED TB_SOURCE_DIR "/../shared/data"
 #define VOCAB TB_SOURCE_DIR "/data/vocab/bert-base-uncased-vocab.txt"

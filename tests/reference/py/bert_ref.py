@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Float64 PyTorch reference for the whole BERT model of tinybert-c (tb/bert.h) and its losses.
+"""Float64 PyTorch reference for the whole BERT model of tinybert-c (tb/model/bert.h) and its losses.
 
 Usage: bert_ref.py DIR
 Reads DIR/in.safetensors, written by tests/reference/test_bert_torch.c:

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Float64 PyTorch reference for the operations and losses of tinybert-c (tb/ops.h, tb/loss.h).
+"""Float64 PyTorch reference for the operations and losses of tinybert-c (tb/model/ops.h, tb/model/loss.h).
 
 Usage: ops_ref.py DIR
 DIR/manifest.json lists cases {"name", "op", "params", "inputs": {name: {"dtype", "shape"}}};

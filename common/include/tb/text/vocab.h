@@ -1,0 +1,87 @@
+/* tb/text/vocab.h - a WordPiece vocabulary (vocab.txt: one token per line, id = line number - 1).
+ *
+ * Loading follows google-research/bert tokenization.py load_vocab: every line is one id, the
+ * token is the line with surrounding whitespace (space, \t, \r, \n, \v, \f) removed, and when a
+ * token appears twice the later id wins for lookups (id -> token keeps every line).
+ * Lookups are by exact bytes (UTF-8).
+ *
+ * The vocabulary hash ("fnv1a64:<16 hex>") is FNV-1a 64 over every token followed by "\n", in
+ * id order: the same for a file with CRLF or LF line endings, different as soon as any token or
+ * any id changes. Batches carry it so that stages with different vocabularies fail at once.
+ */
+#ifndef TB_VOCAB_H
+#define TB_VOCAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tb_vocab {
+    char **tokens;      /* id -> NUL-terminated token (pointers into `store`) */
+    int32_t *lens;      /* id -> byte length */
+    int32_t count;
+    char *store;        /* all token bytes */
+    /* open-addressing hash table: slot -> id + 1 (0 = empty) */
+    int32_t *slots;
+    uint32_t mask;
+    int32_t max_len;    /* longest token in bytes */
+    uint64_t hash;      /* FNV-1a 64, see above */
+    /* ids of the special tokens, -1 when the vocabulary lacks them */
+    int32_t pad_id, unk_id, cls_id, sep_id, mask_id;
+} tb_vocab;
+
+/* Loads a vocab.txt file. Fails with TB_EIO (cannot read), TB_EFORMAT (empty file, NUL byte or
+ * invalid UTF-8 in a token: the message names file:line). */
+int tb_vocab_load(tb_vocab *v, const char *path);
+/* Builds a vocabulary from `n` tokens in id order (copied). */
+int tb_vocab_from_tokens(tb_vocab *v, const char *const *tokens, int32_t n);
+void tb_vocab_free(tb_vocab *v);
+
+/* Id of the token bytes s[0..len), or -1 when absent. */
+int32_t tb_vocab_find(const tb_vocab *v, const char *s, size_t len);
+/* Id of "##" followed by s[0..len) (a WordPiece continuation), or -1 when absent. */
+int32_t tb_vocab_find_cont(const tb_vocab *v, const char *s, size_t len);
+/* Token of `id`, or NULL when out of range. */
+const char *tb_vocab_token(const tb_vocab *v, int32_t id);
+/* Writes "fnv1a64:0123456789abcdef" (25 bytes with NUL) into buf. */
+const char *tb_vocab_hash_str(const tb_vocab *v, char *buf, size_t n);
+/* Writes the vocabulary as vocab.txt (one token per line, LF). */
+int tb_vocab_save(const tb_vocab *v, const char *path);
+
+/* ---- learning a vocabulary (vocab_build.c) ---------------------------------------------------
+ *
+ * tb_vocab_learn makes a WordPiece vocabulary from word counts (words as the basic tokenizer
+ * gives them, see tb_word_counts_add_text in tb/text/tokenizer.h):
+ *   1. [PAD] [UNK] [CLS] [SEP] [MASK] (ids 0-4);
+ *   2. the alphabet: every character seen, both as a word start ("c") and as a continuation
+ *      ("##c"), most frequent first (a form never seen last), so any word made of known
+ *      characters can be covered by the greedy longest-match tokenizer;
+ *   3. merges, BPE style: repeatedly the most frequent adjacent pair of pieces in the corpus
+ *      (counted over word occurrences; ties: the pair whose pieces were seen first in the word counts) is merged into a new
+ *      piece ("ab" from "a" + "##b", "##ab" from "##a" + "##b"), until vocab_size pieces exist
+ *      or no pair occurs min_frequency times.
+ * When vocab_size is too small for the whole alphabet, the rarest characters are left out (their
+ * words become [UNK]). The result is a standard vocab.txt (tb_vocab_save) that this tokenizer
+ * and Hugging Face's BertTokenizer read. */
+typedef struct tb_word_counts {
+    char **words;     /* NUL-terminated, owned */
+    int64_t *counts;
+    int32_t count, cap;
+    int32_t *slots;   /* hash table: index + 1, 0 empty */
+    uint32_t mask;
+    int64_t total;    /* word occurrences added */
+} tb_word_counts;
+
+void tb_word_counts_init(tb_word_counts *wc);
+void tb_word_counts_free(tb_word_counts *wc);
+/* Adds `count` occurrences of word w[0..len) (UTF-8, no NUL). */
+int tb_word_counts_add(tb_word_counts *wc, const char *w, size_t len, int64_t count);
+
+typedef struct tb_vocab_learn_opts {
+    int32_t vocab_size;       /* total size including the 5 special tokens; >= 6 */
+    int64_t min_frequency;    /* a merge needs a pair seen at least this often (0: the default, 2) */
+    int max_chars_per_word;   /* longer words are left out (they are [UNK] anyway); 0: 100 */
+} tb_vocab_learn_opts;
+
+int tb_vocab_learn(tb_vocab *out, const tb_word_counts *wc, const tb_vocab_learn_opts *opts);
+
+#endif

@@ -1,0 +1,733 @@
+/* trainer.c - the training loop of tb-finetune and tb-distill; see tb/train/trainer.h. */
+#include "tb/train/trainer.h"
+
+#include "tb/store/checkpoint.h"
+#include "tb/store/config.h"
+#include "tb/text/dataset.h"
+#include "tb/train/evaluate.h"
+#include "tb/model/loss.h"
+#include "tb/base/error.h"
+#include "tb/base/log.h"
+#include "tb/base/plot.h"
+#include "tb/base/signals.h"
+#include "tb/wire/stream.h"
+
+#include <cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PATH_N 4096
+
+void tb_trainer_opts_default(tb_trainer_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->stage = "tb-trainer";
+    o->epochs = 1;
+    tb_adam_options_default(&o->adam);
+    o->keep = 2;
+    o->progress = TB_PROGRESS_AUTO;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int is_live_stream(const char *endpoint)
+{
+    return strncmp(endpoint, "tcp://", 6) == 0 || strncmp(endpoint, "ipc://", 6) == 0 ||
+           strncmp(endpoint, "inproc://", 9) == 0;
+}
+
+int tb_trainer_is_live(const char *endpoint)
+{
+    return endpoint && is_live_stream(endpoint);
+}
+
+int tb_trainer_count_messages(const char *endpoint, int64_t *out)
+{
+    int rc = TB_OK;
+    tb_stream *s = NULL;
+    TB_CHECK(endpoint && out, TB_EINVAL, "tb_trainer_count_messages: endpoint and out are required");
+    TB_CHECK(!is_live_stream(endpoint), TB_EINVAL,
+             "cannot count the messages of the live stream %s ahead; give the schedule length (total steps)", endpoint);
+    TB_TRY(tb_stream_open(&s, endpoint, TB_STREAM_READ, NULL));
+    int64_t n = 0;
+    for (;;) {
+        tb_msg m;
+        rc = tb_stream_recv(s, &m, -1);
+        if (rc == TB_EEND) break;
+        if (rc != TB_OK) goto error;
+        tb_msg_free(&m);
+        n++;
+    }
+    rc = TB_OK;
+    *out = n;
+error:
+    tb_stream_close(s);
+    return rc;
+}
+
+int tb_trainer_latest(const char *out_dir, char *path, size_t n)
+{
+    int rc = TB_OK;
+    char link[PATH_N];
+    struct stat st;
+    snprintf(link, sizeof link, "%s/%s", out_dir, TB_CKPT_LATEST);
+    TB_CHECK(lstat(link, &st) == 0, TB_ENOTFOUND, "no checkpoint in %s (no %s link)", out_dir, TB_CKPT_LATEST);
+    TB_TRY(tb_checkpoint_resolve(out_dir, path, n));
+error:
+    return rc;
+}
+
+/* ---- the loop's state ----------------------------------------------------------------------- */
+
+typedef struct trainer {
+    const tb_trainer_opts *o;
+    tb_bert_model *m;
+    tb_trainer_result *res;
+    tb_adam adam;
+    int adam_ready;
+    tb_metrics own, user;
+    tb_progress prog;
+    int prog_ready;
+    tb_stream *in;
+    int live;
+    int manual_ack;         /* live input with a consumer id: ack after each checkpoint */
+    int64_t per_epoch;      /* messages per pass over a file; -1 for a live stream */
+    int epoch;
+    int64_t t_total;
+    int64_t saved_step;     /* step of the last checkpoint written or loaded (-1: none) */
+    int64_t evaluated_step; /* step of the last evaluation (-1: none) */
+    int64_t samples_run;    /* examples trained on by this process (progress rate) */
+    char metrics_file[PATH_N];
+    char best_dir[PATH_N];
+} trainer;
+
+static int write_metrics(trainer *t, const char *event, int64_t step, const tb_metric *f, int n)
+{
+    int rc = TB_OK;
+    TB_TRY(tb_metrics_write(&t->own, event, step, f, n));
+    TB_TRY(tb_metrics_write(&t->user, event, step, f, n));
+error:
+    return rc;
+}
+
+static int make_dir(const char *dir)
+{
+    int rc = TB_OK;
+    TB_CHECK(mkdir(dir, 0777) == 0 || errno == EEXIST, TB_EIO, "cannot create directory %s: %s", dir, strerror(errno));
+error:
+    return rc;
+}
+
+/* Removes a checkpoint folder (files one level deep, then the folder). */
+static int remove_checkpoint_dir(const char *path)
+{
+    int rc = TB_OK;
+    DIR *d = opendir(path);
+    TB_CHECK(d, TB_EIO, "cannot open %s to remove it: %s", path, strerror(errno));
+    struct dirent *e;
+    char f[PATH_N];
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        snprintf(f, sizeof f, "%s/%s", path, e->d_name);
+        if (unlink(f) != 0) TB_WARN("cannot remove %s: %s", f, strerror(errno));
+    }
+    closedir(d);
+    TB_CHECK(rmdir(path) == 0, TB_EIO, "cannot remove %s: %s", path, strerror(errno));
+error:
+    return rc;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Keeps the newest `keep` step-N folders of `dir` (N > 0; step-0 is never removed). */
+static int prune_checkpoints(const char *dir, int keep)
+{
+    int rc = TB_OK;
+    int64_t *steps = NULL;
+    size_t n = 0, cap = 0;
+    DIR *d = opendir(dir);
+    TB_CHECK(d, TB_EIO, "cannot list %s: %s", dir, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        if (strncmp(e->d_name, "step-", 5) != 0) continue;
+        long long v = strtoll(e->d_name + 5, &end, 10);
+        if (*end || end == e->d_name + 5) continue; /* step-N.tmp and others */
+        if (v == 0) continue;                        /* the initial point (save_initial) stays */
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            int64_t *ns = realloc(steps, cap * sizeof *ns);
+            if (!ns) {
+                closedir(d);
+                TB_CHECK(0, TB_ENOMEM, "out of memory listing %s", dir);
+            }
+            steps = ns;
+        }
+        steps[n++] = v;
+    }
+    closedir(d);
+    if (n > 1) qsort(steps, n, sizeof *steps, cmp_i64); /* steps is NULL when n == 0 */
+    for (size_t i = 0; i + (size_t)keep < n; i++) {
+        char p[PATH_N];
+        snprintf(p, sizeof p, "%s/step-%lld", dir, (long long)steps[i]);
+        TB_TRY(remove_checkpoint_dir(p));
+    }
+error:
+    free(steps);
+    return rc;
+}
+
+static int state_extra(trainer *t, char **out)
+{
+    int rc = TB_OK;
+    cJSON *j = cJSON_CreateObject();
+    TB_CHECK(j, TB_ENOMEM, "out of memory");
+    cJSON_AddNumberToObject(j, "epoch", t->epoch);
+    if (isfinite(t->res->best_metric))
+        cJSON_AddNumberToObject(j, "best", t->res->best_metric);
+    else
+        cJSON_AddNullToObject(j, "best");
+    cJSON_AddNumberToObject(j, "best_step", (double)t->res->best_step);
+    cJSON_AddStringToObject(j, "best_metric", t->res->best_metric_name);
+    *out = cJSON_PrintUnformatted(j);
+    TB_CHECK(*out, TB_ENOMEM, "out of memory");
+error:
+    cJSON_Delete(j);
+    return rc;
+}
+
+static int save(trainer *t, const char *reason)
+{
+    int rc = TB_OK;
+    tb_train_state st = {.step = t->res->steps, .seed = t->o->seed, .rng_position = (uint64_t)t->res->messages,
+                         .data_position = (uint64_t)t->res->messages};
+    if (t->saved_step == t->res->steps) return TB_OK;
+    TB_TRY(state_extra(t, &st.extra_json));
+    TB_TRY(tb_checkpoint_save(t->o->out_dir, t->res->steps, &t->m->config, &t->m->params, &t->adam, &st,
+                              t->o->vocab_path, t->res->last_checkpoint, sizeof t->res->last_checkpoint));
+    t->saved_step = t->res->steps;
+    if (t->manual_ack && t->in && t->res->messages > 0) TB_TRY(tb_stream_ack(t->in, (uint64_t)t->res->messages - 1));
+    TB_TRY(prune_checkpoints(t->o->out_dir, t->o->keep));
+    TB_TRY(write_metrics(t, "checkpoint", t->res->steps,
+                         (tb_metric[]){TB_MS("path", t->res->last_checkpoint), TB_MS("reason", reason)}, 2));
+    TB_INFO("checkpoint %s (%s)", t->res->last_checkpoint, reason);
+error:
+    tb_train_state_free(&st);
+    return rc;
+}
+
+static int save_best(trainer *t)
+{
+    int rc = TB_OK;
+    TB_TRY(make_dir(t->best_dir));
+    TB_TRY(tb_checkpoint_clean_tmp(t->best_dir));
+    char sp[PATH_N + 32];
+    snprintf(sp, sizeof sp, "%s/step-%lld", t->best_dir, (long long)t->res->steps);
+    struct stat st;
+    if (stat(sp, &st) == 0) TB_TRY(remove_checkpoint_dir(sp)); /* a resumed run re-evaluating this step */
+    TB_TRY(tb_checkpoint_save(t->best_dir, t->res->steps, &t->m->config, &t->m->params, NULL, NULL, t->o->vocab_path,
+                              t->res->best_checkpoint, sizeof t->res->best_checkpoint));
+    TB_TRY(prune_checkpoints(t->best_dir, 1));
+    TB_TRY(write_metrics(t, "checkpoint", t->res->steps,
+                         (tb_metric[]){TB_MS("path", t->res->best_checkpoint), TB_MS("reason", "best")}, 2));
+error:
+    return rc;
+}
+
+static int evaluate(trainer *t)
+{
+    int rc = TB_OK;
+    if (!t->o->eval || t->evaluated_step == t->res->steps) return TB_OK;
+    tb_taskmetrics_result r;
+    TB_TRY(t->o->eval(t->o->eval_ctx, t->m, &r));
+    t->evaluated_step = t->res->steps;
+    tb_metric f[TB_TM_MAX_FIELDS];
+    int n = 0;
+    TB_TRY(tb_taskmetrics_fields(&r, f, TB_TM_MAX_FIELDS, &n));
+    TB_TRY(write_metrics(t, "eval", t->res->steps, f, n));
+    const char *name = NULL;
+    double v = tb_taskmetrics_main(&r, &name);
+    if (isfinite(t->res->best_metric))
+        TB_INFO("step %lld: dev %s %.4f (best %.4f at step %lld)", (long long)t->res->steps, name ? name : "?", v,
+                t->res->best_metric, (long long)t->res->best_step);
+    else
+        TB_INFO("step %lld: dev %s %.4f (first evaluation)", (long long)t->res->steps, name ? name : "?", v);
+    if (isfinite(v) && (!isfinite(t->res->best_metric) || v > t->res->best_metric)) {
+        t->res->best_metric = v;
+        t->res->best_step = t->res->steps;
+        snprintf(t->res->best_metric_name, sizeof t->res->best_metric_name, "%s", name ? name : "");
+        TB_TRY(save_best(t));
+    }
+error:
+    return rc;
+}
+
+static int open_input(trainer *t, uint64_t from)
+{
+    int rc = TB_OK;
+    tb_stream_opts so;
+    tb_stream_opts_default(&so);
+    so.resume_from = from;
+    if (t->live && t->o->consumer_id) so.consumer_id = t->o->consumer_id;
+    so.manual_ack = t->manual_ack;
+    tb_stream_close(t->in);
+    t->in = NULL;
+    TB_TRY(tb_stream_open(&t->in, t->o->input, TB_STREAM_READ, &so));
+error:
+    return rc;
+}
+
+/* Next training message into *msg: TB_OK, TB_EEND after the last epoch, TB_EINTR on a signal. */
+static int next_message(trainer *t, tb_msg *msg)
+{
+    for (;;) {
+        int rc = tb_stream_recv(t->in, msg, t->o->recv_timeout_ms > 0 ? t->o->recv_timeout_ms : -1);
+        if (rc != TB_EEND || t->live || t->epoch + 1 >= t->o->epochs) return rc;
+        t->epoch++;
+        rc = open_input(t, 0);
+        if (rc != TB_OK) return rc;
+    }
+}
+
+static int load_resume(trainer *t)
+{
+    int rc = TB_OK;
+    char path[PATH_N];
+    tb_train_state st = {0};
+    cJSON *extra = NULL;
+    if (tb_trainer_latest(t->o->out_dir, path, sizeof path) != TB_OK) {
+        tb_err_clear();
+        TB_WARN("--resume: no checkpoint in %s yet, starting from the beginning", t->o->out_dir);
+        return TB_OK;
+    }
+    TB_TRY(tb_checkpoint_load_params(path, &t->m->params, NULL));
+    TB_TRY(tb_checkpoint_load_state(path, &t->m->params, &t->adam, &st));
+    TB_CHECK(st.seed == t->o->seed, TB_EINVAL,
+             "%s was trained with seed %llu, this run has seed %llu; resume with the same seed", path,
+             (unsigned long long)st.seed, (unsigned long long)t->o->seed);
+    t->res->steps = st.step;
+    t->res->messages = (int64_t)st.data_position;
+    t->saved_step = st.step;
+    if (st.extra_json && (extra = cJSON_Parse(st.extra_json))) {
+        const cJSON *b = cJSON_GetObjectItem(extra, "best"), *bs = cJSON_GetObjectItem(extra, "best_step"),
+                    *bn = cJSON_GetObjectItem(extra, "best_metric");
+        if (cJSON_IsNumber(b)) t->res->best_metric = b->valuedouble;
+        if (cJSON_IsNumber(bs)) t->res->best_step = (int64_t)bs->valuedouble;
+        if (cJSON_IsString(bn)) snprintf(t->res->best_metric_name, sizeof t->res->best_metric_name, "%s", bn->valuestring);
+    }
+    TB_INFO("resuming from %s: step %lld, message %lld", path, (long long)st.step, (long long)st.data_position);
+    snprintf(t->res->last_checkpoint, sizeof t->res->last_checkpoint, "%s", path);
+error:
+    cJSON_Delete(extra);
+    tb_train_state_free(&st);
+    return rc;
+}
+
+static int plan(trainer *t)
+{
+    int rc = TB_OK;
+    const tb_trainer_opts *o = t->o;
+    t->live = is_live_stream(o->input);
+    t->per_epoch = -1;
+    TB_CHECK(!t->live || o->epochs == 1, TB_EINVAL,
+             "%d epochs over the live stream %s: a stream is read once; let its producer send every epoch", o->epochs,
+             o->input);
+    if (!t->live) {
+        TB_TRY(tb_trainer_count_messages(o->input, &t->per_epoch));
+        TB_CHECK(t->per_epoch > 0, TB_EINVAL, "%s holds no training batches", o->input);
+    }
+    t->manual_ack = t->live && o->consumer_id;
+    TB_CHECK(!t->manual_ack || o->save_every > 0, TB_EINVAL,
+             "a consumer id on %s acknowledges batches only at checkpoints: give a checkpoint interval (at most the "
+             "producer's retain buffer)", o->input);
+    t->t_total = o->total_steps;
+    if (t->t_total <= 0) {
+        if (!t->live) t->t_total = t->per_epoch * o->epochs;
+        if (o->max_steps > 0 && (t->t_total <= 0 || o->max_steps < t->t_total)) t->t_total = o->max_steps;
+        TB_CHECK(t->t_total > 0, TB_EINVAL,
+                 "the schedule length is unknown for the live stream %s: give the total or the maximum steps", o->input);
+    }
+error:
+    return rc;
+}
+
+static int check_opts(const tb_trainer_opts *o, tb_bert_model *m, tb_trainer_result *res)
+{
+    int rc = TB_OK;
+    TB_CHECK(o && m && res, TB_EINVAL, "tb_trainer_run: options, model and result are required");
+    TB_CHECK(o->input && o->out_dir && o->loss, TB_EINVAL, "tb_trainer_run: input, out_dir and loss are required");
+    TB_CHECK(o->epochs >= 1, TB_EINVAL, "epochs must be >= 1, got %d", o->epochs);
+    TB_CHECK(o->keep >= 1, TB_EINVAL, "checkpoints to keep must be >= 1, got %d", o->keep);
+    TB_CHECK(o->save_every >= 0 && o->eval_every >= 0, TB_EINVAL, "save and eval intervals must be >= 0");
+error:
+    return rc;
+}
+
+static int do_step(trainer *t, const tb_msg *msg, double *dt)
+{
+    int rc = TB_OK;
+    tb_trainer_loss l;
+    memset(&l, 0, sizeof l);
+    double t0 = now_s();
+    tb_bert_zero_grad(t->m);
+    TB_TRY(t->o->loss(t->o->loss_ctx, t->m, msg, (uint64_t)t->res->messages, &l));
+    TB_CHECK(l.n_parts >= 0 && l.n_parts <= TB_TRAINER_MAX_PARTS, TB_EINVAL, "loss function reported %d parts", l.n_parts);
+    TB_CHECK(isfinite(l.loss), TB_EINVAL,
+             "the loss of message %lld is %g: training diverged (lower the learning rate or check the data)",
+             (long long)t->res->messages, l.loss);
+    double lr = tb_adam_lr(&t->adam);
+    TB_TRY(tb_adam_step(&t->adam, &t->m->params));
+    *dt = now_s() - t0;
+    t->res->messages++;
+    t->res->steps = t->adam.step;
+    t->res->last_loss = l.loss;
+    tb_metric f[5 + TB_TRAINER_MAX_PARTS];
+    int n = 0;
+    f[n++] = TB_MF("loss", l.loss);
+    f[n++] = TB_MF("lr", lr);
+    f[n++] = TB_MI("samples", l.samples);
+    f[n++] = TB_MF("samples_per_s", *dt > 0 ? (double)l.samples / *dt : 0.0);
+    f[n++] = TB_MI("epoch", t->epoch);
+    for (int i = 0; i < l.n_parts; i++) f[n++] = l.parts[i];
+    TB_TRY(write_metrics(t, "step", t->res->steps, f, n));
+    t->samples_run += l.samples;
+    tb_progress_update(&t->prog, t->res->steps, t->samples_run, l.loss, lr);
+error:
+    return rc;
+}
+
+static void draw_plot(trainer *t)
+{
+    const char *out = t->o->plot_path;
+    char def[PATH_N];
+    if (out && !*out) return;
+    if (!out) {
+        snprintf(def, sizeof def, "%s/loss.png", t->o->out_dir);
+        out = def;
+    }
+    tb_plot_opts po;
+    memset(&po, 0, sizeof po);
+    po.stage = t->o->stage;
+    po.title = t->o->stage;
+    if (tb_plot_metrics(t->metrics_file, out, &po) != TB_OK)
+        TB_WARN("no loss plot: %s", tb_err_msg());
+    else
+        TB_INFO("loss plot %s", out);
+}
+
+static int loop(trainer *t)
+{
+    int rc = TB_OK;
+    const tb_trainer_opts *o = t->o;
+    while (o->max_steps <= 0 || t->res->steps < o->max_steps) {
+        if (tb_signals_pending()) {
+            t->res->interrupted = 1;
+            break;
+        }
+        tb_msg msg;
+        rc = next_message(t, &msg);
+        if (rc == TB_EEND) {
+            rc = TB_OK;
+            break;
+        }
+        if (rc == TB_EINTR) {
+            rc = TB_OK;
+            t->res->interrupted = 1;
+            break;
+        }
+        if (rc != TB_OK) goto error;
+        double dt = 0;
+        rc = do_step(t, &msg, &dt);
+        tb_msg_free(&msg);
+        if (rc != TB_OK) goto error;
+        if (o->eval_every > 0 && t->res->steps % o->eval_every == 0) TB_TRY(evaluate(t));
+        if (o->save_every > 0 && t->res->steps % o->save_every == 0) TB_TRY(save(t, "interval"));
+    }
+error:
+    return rc;
+}
+
+int tb_trainer_run(const tb_trainer_opts *o, tb_bert_model *m, tb_trainer_result *res)
+{
+    int rc = TB_OK;
+    trainer t;
+    memset(&t, 0, sizeof t);
+    TB_TRY(check_opts(o, m, res));
+    memset(res, 0, sizeof *res);
+    res->best_metric = NAN;
+    res->best_step = -1;
+    t.o = o;
+    t.m = m;
+    t.res = res;
+    t.saved_step = -1;
+    t.evaluated_step = -1;
+    TB_TRY(make_dir(o->out_dir));
+    TB_TRY(tb_checkpoint_clean_tmp(o->out_dir));
+    snprintf(t.metrics_file, sizeof t.metrics_file, "%s/metrics.jsonl", o->out_dir);
+    snprintf(t.best_dir, sizeof t.best_dir, "%s/best", o->out_dir);
+    TB_TRY(plan(&t));
+    tb_adam_options ao = o->adam;
+    ao.t_total = t.t_total;
+    TB_TRY(tb_adam_init(&t.adam, &m->params, &ao));
+    t.adam_ready = 1;
+    if (o->resume) TB_TRY(load_resume(&t));
+    TB_TRY(tb_metrics_open(&t.own, o->stage, t.metrics_file));
+    TB_TRY(tb_metrics_open(&t.user, o->stage, o->metrics_path));
+    if (!t.live) {
+        t.epoch = (int)(res->messages / t.per_epoch);
+        TB_CHECK(t.epoch < o->epochs || res->messages == t.per_epoch * o->epochs, TB_EINVAL,
+                 "the checkpoint is at message %lld, beyond %d epochs of %lld messages", (long long)res->messages,
+                 o->epochs, (long long)t.per_epoch);
+        if (t.epoch >= o->epochs) t.epoch = o->epochs - 1;
+        TB_TRY(open_input(&t, (uint64_t)(res->messages - (int64_t)t.epoch * t.per_epoch)));
+    } else {
+        TB_TRY(open_input(&t, (uint64_t)res->messages));
+    }
+    TB_TRY(write_metrics(&t, "start", res->steps,
+                         (tb_metric[]){TB_MI("t_total", t.t_total), TB_MI("messages_per_epoch", t.per_epoch),
+                                       TB_MI("epochs", o->epochs), TB_MB("resumed", res->steps > 0)},
+                         4));
+    if (o->save_initial && res->steps == 0) TB_TRY(save(&t, "initial"));
+    TB_TRY(tb_progress_init(&t.prog, stderr, o->progress, o->stage, o->max_steps > 0 && o->max_steps < t.t_total ? o->max_steps : t.t_total,
+                            o->progress_interval));
+    t.prog_ready = 1;
+    TB_TRY(loop(&t));
+    if (res->interrupted) {
+        TB_TRY(save(&t, "signal"));
+        rc = TB_EINTR;
+        TB_ERR(TB_EINTR, "training interrupted by a signal at step %lld; checkpoint %s (continue with resume)",
+               (long long)res->steps, res->last_checkpoint);
+        goto error;
+    }
+    TB_TRY(evaluate(&t));
+    TB_TRY(save(&t, "end"));
+    tb_progress_finish(&t.prog);
+    draw_plot(&t);
+error:
+    if (t.prog_ready) tb_progress_free(&t.prog);
+    tb_stream_close(t.in);
+    tb_metrics_close(&t.own);
+    tb_metrics_close(&t.user);
+    if (t.adam_ready) tb_adam_free(&t.adam);
+    return rc;
+}
+
+/* ---- pieces for the stages ------------------------------------------------------------------- */
+
+int tb_trainer_model_open(tb_bert_model *m, const tb_model_source *src)
+{
+    int rc = TB_OK;
+    tb_bert_config cfg;
+    char path[PATH_N];
+    TB_CHECK(m && src, TB_EINVAL, "tb_trainer_model_open: model and source are required");
+    TB_CHECK(src->init_path || src->config_path, TB_EINVAL,
+             "no model to train: give a checkpoint folder to start from, or a config.json for a random model");
+    if (src->init_path) {
+        TB_TRY(tb_checkpoint_resolve(src->init_path, path, sizeof path));
+        TB_TRY(tb_checkpoint_load_config(path, TB_CKPT_ANY_HEAD, &cfg));
+    } else {
+        TB_TRY(tb_config_load(src->config_path, &cfg));
+    }
+    if (src->head != TB_HEAD_NONE || src->num_labels > 0) {
+        TB_CHECK(src->head != TB_HEAD_NONE && src->num_labels >= 1, TB_EINVAL,
+                 "a classification/regression head needs a head kind and at least 1 label (got %d)", src->num_labels);
+        TB_CHECK(cfg.head == TB_HEAD_NONE || cfg.head == src->head, TB_EINVAL,
+                 "%s has a '%s' head, '%s' was asked for; start from a checkpoint without a head or ask for '%s'",
+                 src->init_path ? src->init_path : src->config_path, tb_head_kind_name(cfg.head),
+                 tb_head_kind_name(src->head), tb_head_kind_name(cfg.head));
+        TB_CHECK(cfg.head == TB_HEAD_NONE || cfg.num_labels == src->num_labels, TB_EINVAL,
+                 "%s has %d labels, the data has %d; start from a checkpoint without a classification head",
+                 src->init_path ? src->init_path : src->config_path, cfg.num_labels, src->num_labels);
+        cfg.head = src->head;
+        cfg.num_labels = src->num_labels;
+    }
+    if (src->mlm_head >= 0) cfg.mlm_head = src->mlm_head;
+    TB_TRY(tb_config_validate(&cfg, src->init_path ? src->init_path : src->config_path));
+    TB_TRY(tb_bert_init(m, &cfg));
+    tb_bert_init_random(m, src->seed);
+    if (src->init_path) {
+        static const char *const optional[] = {"bert.pooler.", "classifier.", "cls.predictions.", "fit_dense.", NULL};
+        TB_TRY(tb_checkpoint_load_params(path, &m->params, optional));
+    }
+error:
+    return rc;
+}
+
+int tb_trainer_peek_label_order(const char *endpoint, char *out, size_t n)
+{
+    int rc = TB_OK;
+    tb_stream *s = NULL;
+    tb_msg m;
+    tb_msg_init(&m);
+    TB_CHECK(endpoint && out && n > 0, TB_EINVAL, "tb_trainer_peek_label_order: bad arguments");
+    TB_CHECK(!is_live_stream(endpoint), TB_EINVAL,
+             "cannot look at the labels of the live stream %s ahead; give the number of labels", endpoint);
+    out[0] = 0;
+    TB_TRY(tb_stream_open(&s, endpoint, TB_STREAM_READ, NULL));
+    rc = tb_stream_recv(s, &m, -1);
+    if (rc == TB_EEND) rc = TB_ERR(TB_EINVAL, "%s holds no batches", endpoint);
+    if (rc != TB_OK) goto error;
+    const char *order = NULL;
+    if (tb_msg_get_str(&m, "label_order", &order) == TB_OK)
+        snprintf(out, n, "%s", order);
+    else
+        tb_err_clear();
+error:
+    tb_msg_free(&m);
+    tb_stream_close(s);
+    return rc;
+}
+
+void tb_ft_loss_init(tb_ft_loss *l, tb_ft_objective objective, int dropout, uint64_t seed)
+{
+    memset(l, 0, sizeof *l);
+    l->objective = objective;
+    l->dropout = dropout;
+    l->seed = seed;
+}
+
+void tb_ft_loss_free(tb_ft_loss *l)
+{
+    if (!l) return;
+    tb_aligned_free(l->dbuf);
+    free(l->ids);
+    free(l->labels);
+    free(l->rows);
+    memset(l, 0, sizeof *l);
+}
+
+static int grow_f32(float **buf, size_t *cap, size_t need)
+{
+    int rc = TB_OK;
+    if (need <= *cap) return TB_OK;
+    tb_aligned_free(*buf);
+    *buf = tb_aligned_alloc(need * sizeof **buf);
+    *cap = *buf ? need : 0;
+    TB_CHECK(*buf, TB_ENOMEM, "out of memory for a loss gradient of %zu floats", need);
+error:
+    return rc;
+}
+
+static int grow_mlm(tb_ft_loss *l, size_t need)
+{
+    int rc = TB_OK;
+    if (need <= l->icap) return TB_OK;
+    free(l->ids);
+    free(l->labels);
+    free(l->rows);
+    l->ids = malloc(need * sizeof *l->ids);
+    l->labels = malloc(need * sizeof *l->labels);
+    l->rows = malloc(need * sizeof *l->rows);
+    l->icap = l->ids && l->labels && l->rows ? need : 0;
+    TB_CHECK(l->icap, TB_ENOMEM, "out of memory for MLM inputs of %zu tokens", need);
+error:
+    return rc;
+}
+
+static int ft_mlm(tb_ft_loss *l, tb_bert_model *m, const tb_batch *b, uint64_t seq, double *loss)
+{
+    int rc = TB_OK;
+    int B = (int)b->input_ids.shape[0], T = (int)b->input_ids.shape[1], V = m->config.vocab_size;
+    TB_CHECK(m->config.mlm_head, TB_EINVAL, "masked-LM training needs a model with the MLM head");
+    TB_TRY(grow_mlm(l, (size_t)B * T));
+    TB_TRY(tb_mlm_mask(&l->mlm, l->seed, seq, B, T, b->input_ids.data, b->attention_mask.data, l->ids, l->labels,
+                       &l->masked));
+    /* the MLM head runs on the labelled rows only, so its buffers need room for that many */
+    tb_bert_arena_spec spec = {.max_B = B, .max_T = T, .mode = TB_BERT_TRAIN, .keep_scores = 0,
+                               .keep_hidden = TB_BERT_ALL_LAYERS, .mlm = 1,
+                               .mlm_max_rows = tb_mlm_max_chosen(&l->mlm, B, T)};
+    TB_TRY(tb_bert_arena_reserve_ex(m, &spec));
+    tb_bert_batch bb = {.B = B, .T = T, .input_ids = l->ids, .token_type_ids = b->token_type_ids.data,
+                        .attention_mask = b->attention_mask.data};
+    /* the MLM head runs on the labelled rows only: labels compacted in place, in row order */
+    int M = 0;
+    for (int i = 0; i < B * T; i++)
+        if (l->labels[i] != TB_IGNORE_INDEX) l->rows[M] = i, l->labels[M++] = l->labels[i];
+    tb_bert_run run = {.dropout = l->dropout, .seed = l->seed, .seq = seq, .mlm = 1, .mlm_rows = l->rows,
+                       .mlm_count = M};
+    TB_TRY(tb_bert_forward(m, &bb, &run));
+    size_t n = (size_t)M * (size_t)V;
+    TB_TRY(grow_f32(&l->dbuf, &l->dcap, n > 0 ? n : 1));
+    memset(l->dbuf, 0, n * sizeof *l->dbuf);
+    *loss = 0.0; /* a batch without a maskable token (every row special or padding) */
+    if (M > 0) TB_TRY(tb_loss_ce(loss, l->dbuf, tb_bert_mlm_logits(m), l->labels, M, V, TB_IGNORE_INDEX, 1.0f, NULL));
+    tb_bert_grads g = {.dmlm_logits = l->dbuf};
+    TB_TRY(tb_bert_backward(m, &g));
+error:
+    return rc;
+}
+
+static int ft_task(tb_ft_loss *l, tb_bert_model *m, const tb_batch *b, uint64_t seq, double *loss)
+{
+    int rc = TB_OK;
+    int B = (int)b->input_ids.shape[0], T = (int)b->input_ids.shape[1], NL = m->config.num_labels;
+    TB_CHECK(m->config.head != TB_HEAD_NONE, TB_EINVAL, "fine-tuning needs a model with a classification head");
+    int regress = l->objective == TB_FT_REGRESS;
+    TB_CHECK(regress == (NL == 1), TB_EINVAL, "%s needs %s output, the model has %d labels",
+             regress ? "regression" : "classification", regress ? "1" : ">= 2", NL);
+    TB_CHECK(b->labels.dtype == (regress ? TB_F32 : TB_I32), TB_ESHAPE,
+             "batch labels are %s, %s needs %s labels", tb_dtype_name(b->labels.dtype),
+             regress ? "regression" : "classification", regress ? "f32" : "i32");
+    TB_TRY(tb_bert_arena_reserve(m, B, T, TB_BERT_TRAIN, 0, 0));
+    tb_bert_batch bb = {.B = B, .T = T, .input_ids = b->input_ids.data, .token_type_ids = b->token_type_ids.data,
+                        .attention_mask = b->attention_mask.data};
+    tb_bert_run run = {.dropout = l->dropout, .seed = l->seed, .seq = seq, .logits = 1};
+    TB_TRY(tb_bert_forward(m, &bb, &run));
+    size_t n = (size_t)B * NL;
+    TB_TRY(grow_f32(&l->dbuf, &l->dcap, n));
+    memset(l->dbuf, 0, n * sizeof *l->dbuf);
+    if (regress)
+        TB_TRY(tb_loss_mse(loss, l->dbuf, tb_bert_logits(m), b->labels.data, (size_t)B, 1.0f));
+    else
+        TB_TRY(tb_loss_ce(loss, l->dbuf, tb_bert_logits(m), b->labels.data, B, NL, TB_IGNORE_INDEX, 1.0f, NULL));
+    tb_bert_grads g = {.dlogits = l->dbuf};
+    TB_TRY(tb_bert_backward(m, &g));
+error:
+    return rc;
+}
+
+int tb_ft_loss_step(void *ctx, tb_bert_model *m, const tb_msg *msg, uint64_t seq, tb_trainer_loss *out)
+{
+    int rc = TB_OK;
+    tb_ft_loss *l = ctx;
+    tb_batch b = {0};
+    TB_TRY(tb_batch_from_msg(&b, msg));
+    out->samples = b.input_ids.shape[0];
+    out->n_parts = 0;
+    if (l->objective == TB_FT_MLM) {
+        TB_TRY(ft_mlm(l, m, &b, seq, &out->loss));
+        out->parts[out->n_parts++] = TB_MI("masked", l->masked);
+    } else {
+        TB_TRY(ft_task(l, m, &b, seq, &out->loss));
+    }
+error:
+    if (rc != TB_OK) tb_err_wrap(rc, "training message %llu", (unsigned long long)seq);
+    tb_batch_free(&b);
+    return rc;
+}
+
+int tb_trainer_eval_stream(void *ctx, tb_bert_model *m, tb_taskmetrics_result *out)
+{
+    int rc = TB_OK;
+    tb_eval_result r;
+    TB_TRY(tb_evaluate(m, ctx, &r));
+    *out = r.metrics;
+error:
+    return rc;
+}
