@@ -1,4 +1,4 @@
-/* isa.h - private: which x86 vector path a kernel with run-time dispatch takes. */
+/* tb/base/isa.h - which x86 vector path a kernel with run-time dispatch takes (rng.c, ops_gemm_small.c). */
 #ifndef TB_ISA_H
 #define TB_ISA_H
 
