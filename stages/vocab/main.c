@@ -4,6 +4,7 @@
 #include "tb/base/error.h"
 #include "tb/base/log.h"
 #include "tb/text/vocab.h"
+#include "tb/text/vocab_build.h"
 
 #include <stdio.h>
 #include <string.h>
