@@ -256,6 +256,37 @@ error:
     return rc;
 }
 
+/* Canonical ordering of w[0..k): a stable sort of each run of non-starters by combining class. */
+static void canonical_order(uint32_t *w, size_t k)
+{
+    for (size_t i = 1; i < k; i++) {
+        uint32_t c = w[i];
+        int cc = c < 0x300 ? 0 : utf8proc_get_property((utf8proc_int32_t)c)->combining_class;
+        if (cc == 0) continue;
+        size_t j = i;
+        while (j > 0) {
+            uint32_t p = w[j - 1];
+            int pc = p < 0x300 ? 0 : utf8proc_get_property((utf8proc_int32_t)p)->combining_class;
+            if (pc <= cc) break;
+            w[j] = p;
+            j--;
+        }
+        w[j] = c;
+    }
+}
+
+/* Removes the nonspacing marks (Mn) from w[0..k) in place; returns the new length. */
+static size_t strip_mn(uint32_t *w, size_t k)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < k; i++) {
+        uint32_t c = w[i];
+        if (c >= 0x300 && utf8proc_category((utf8proc_int32_t)c) == UTF8PROC_CATEGORY_MN) continue;
+        w[o++] = c;
+    }
+    return o;
+}
+
 /* Lower-cases (Python str.lower) and strips accents (NFD, drop Mn) of token t[0..n) into
  * out->word; returns the new length through *m. */
 static int lower_strip(tb_words *out, const uint32_t *t, size_t n, size_t *m)
@@ -293,28 +324,8 @@ static int lower_strip(tb_words *out, const uint32_t *t, size_t n, size_t *m)
             k += (size_t)r;
         }
     }
-    /* Canonical ordering: stable sort of each run of non-starters by combining class. */
-    for (size_t i = 1; i < k; i++) {
-        uint32_t c = w[i];
-        int cc = c < 0x300 ? 0 : utf8proc_get_property((utf8proc_int32_t)c)->combining_class;
-        if (cc == 0) continue;
-        size_t j = i;
-        while (j > 0) {
-            uint32_t p = w[j - 1];
-            int pc = p < 0x300 ? 0 : utf8proc_get_property((utf8proc_int32_t)p)->combining_class;
-            if (pc <= cc) break;
-            w[j] = p;
-            j--;
-        }
-        w[j] = c;
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < k; i++) {
-        uint32_t c = w[i];
-        if (c >= 0x300 && utf8proc_category((utf8proc_int32_t)c) == UTF8PROC_CATEGORY_MN) continue;
-        w[o++] = c;
-    }
-    *m = o;
+    canonical_order(w, k);
+    *m = strip_mn(w, k);
 error:
     return rc;
 }
@@ -347,18 +358,15 @@ static int is_unk_literal(const char *lit, const uint32_t *t, size_t n)
     return k == n;
 }
 
-int tb_basic_tokenize(const tb_tokenizer_opts *opts, const char *text, size_t len, tb_words *out)
+/* Steps 1-2: decodes text[0..len), drops what the reference drops, maps whitespace to ' ' and
+ * puts spaces around CJK ideographs; the code points go to out->cps, their count to *n. */
+static int clean_text(const char *text, size_t len, tb_words *out, size_t *n_out)
 {
     int rc = TB_OK;
-    ascii_init();
-    tb_tokenizer_opts def = tb_tokenizer_opts_default();
-    if (!opts) opts = &def;
-    out->count = 0;
-    out->buf_len = 0;
-    /* 1-2: decode, clean, pad CJK; at most 3 code points per input byte. */
+    size_t n = 0, i = 0;
+    /* at most 3 code points per input byte */
     TB_TRY(grow((void **)&out->cps, &out->cps_cap, len * 3 + 1, sizeof(uint32_t)));
     uint32_t *cps = out->cps;
-    size_t n = 0, i = 0;
     const unsigned char *s = (const unsigned char *)text;
     while (i < len) {
         uint32_t c = s[i];
@@ -386,7 +394,17 @@ int tb_basic_tokenize(const tb_tokenizer_opts *opts, const char *text, size_t le
             cps[n++] = c;
         }
     }
-    /* 3-5: whitespace split, lower + strip accents, punctuation split. */
+error:
+    *n_out = n;
+    return rc;
+}
+
+/* Steps 3-5 on out->cps[0..n): whitespace split, lower + strip accents, punctuation split; the
+ * words are pushed to `out`. */
+static int split_words(const tb_tokenizer_opts *opts, size_t n, tb_words *out)
+{
+    int rc = TB_OK;
+    uint32_t *cps = out->cps;
     size_t p = 0;
     while (p < n) {
         while (p < n && is_split_space(cps[p])) p++;
@@ -414,6 +432,21 @@ int tb_basic_tokenize(const tb_tokenizer_opts *opts, const char *text, size_t le
         }
         p = q;
     }
+error:
+    return rc;
+}
+
+int tb_basic_tokenize(const tb_tokenizer_opts *opts, const char *text, size_t len, tb_words *out)
+{
+    int rc = TB_OK;
+    ascii_init();
+    tb_tokenizer_opts def = tb_tokenizer_opts_default();
+    if (!opts) opts = &def;
+    out->count = 0;
+    out->buf_len = 0;
+    size_t n = 0;
+    TB_TRY(clean_text(text, len, out, &n));
+    TB_TRY(split_words(opts, n, out));
 error:
     return rc;
 }
