@@ -1,7 +1,9 @@
 /* corpus.c - plain corpus reader (one sentence per line, blank line between documents), with
- * WikiText conventions on request. See tb_dataset_read_corpus in tb/text/dataset.h. */
-#include "dataset_priv.h"
+ * WikiText conventions on request. See tb_dataset_read_corpus in tb/text/readers.h. */
+#include "tb/text/readers.h"
 
+#include "examples_priv.h"
+#include "lines.h"
 #include "tb/base/error.h"
 
 #include <stdio.h>
@@ -41,6 +43,25 @@ static size_t wikitext_detok(const char *s, size_t n, char *out)
     return o;
 }
 
+/* The text of a corpus line: before the first tab when `first_field`, without leading and
+ * trailing spaces, tabs and carriage returns. */
+static void corpus_trim(int first_field, const char **line, size_t *len)
+{
+    const char *s = *line;
+    size_t n = *len;
+    if (first_field) {
+        const char *tab = memchr(s, '\t', n);
+        if (tab) n = (size_t)(tab - s);
+    }
+    while (n > 0 && (s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+    while (n > 0 && (s[0] == ' ' || s[0] == '\t')) {
+        s++;
+        n--;
+    }
+    *line = s;
+    *len = n;
+}
+
 int tb_dataset_read_corpus(tb_dataset *ds, const char *path, const tb_read_opts *opts)
 {
     int rc = TB_OK;
@@ -49,27 +70,16 @@ int tb_dataset_read_corpus(tb_dataset *ds, const char *path, const tb_read_opts 
     if (!opts) opts = &def;
     TB_TRY(tb_ds_begin(ds, TB_TASK_CORPUS, path));
     size_t len;
-    TB_TRY(tb_ds_slurp(path, &buf, &len));
+    TB_TRY(tb_lines_slurp(path, &buf, &len));
     tmp = malloc(len + 1);
     TB_CHECK(tmp, TB_ENOMEM, "out of memory reading %s", path);
-    size_t pos = (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) ? 3 : 0;
+    size_t pos = tb_lines_bom(buf, len), n;
+    const char *s;
     int64_t lineno = 0, doc = 0, in_doc = 0;
     char msg[160];
-    while (pos < len) {
-        const char *s = buf + pos;
-        const char *nl = memchr(s, '\n', len - pos);
-        size_t n = nl ? (size_t)(nl - s) : len - pos;
-        pos += n + (nl ? 1 : 0);
+    while (tb_lines_next(buf, len, &pos, &s, &n)) {
         lineno++;
-        if (opts->first_field) {
-            const char *tab = memchr(s, '\t', n);
-            if (tab) n = (size_t)(tab - s);
-        }
-        while (n > 0 && (s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
-        while (n > 0 && (s[0] == ' ' || s[0] == '\t')) {
-            s++;
-            n--;
-        }
+        corpus_trim(opts->first_field, &s, &n);
         size_t bad;
         if (memchr(s, '\0', n) || tb_utf8_check(s, n, &bad) != TB_OK) {
             snprintf(msg, sizeof msg, "invalid UTF-8 or NUL byte in the line; convert the file to UTF-8");

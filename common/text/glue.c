@@ -1,6 +1,8 @@
 /* glue.c - readers for GLUE task TSV files and the seed project's text<TAB>label format. */
-#include "dataset_priv.h"
+#include "tb/text/readers.h"
 
+#include "examples_priv.h"
+#include "lines.h"
 #include "tb/base/error.h"
 
 #include <errno.h>
@@ -40,40 +42,6 @@ static int split_tabs(const char *s, size_t len, fields *out)
     return TB_OK;
 }
 
-/* Iterates lines of buf: returns 0 at the end. Strips one trailing \r. */
-static int next_line(const char *buf, size_t len, size_t *pos, const char **line, size_t *n)
-{
-    if (*pos >= len) return 0;
-    const char *s = buf + *pos;
-    const char *nl = memchr(s, '\n', len - *pos);
-    size_t l = nl ? (size_t)(nl - s) : len - *pos;
-    *pos += l + (nl ? 1 : 0);
-    if (l > 0 && s[l - 1] == '\r') l--;
-    *line = s;
-    *n = l;
-    return 1;
-}
-
-static size_t bom_skip(const char *buf, size_t len)
-{
-    return len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
-}
-
-/* Checks the line is valid UTF-8 without NUL bytes; fills msg when not. */
-static int line_ok(const char *s, size_t n, char *msg, size_t msgn)
-{
-    size_t bad = 0;
-    if (memchr(s, '\0', n)) {
-        snprintf(msg, msgn, "NUL byte in the row");
-        return 0;
-    }
-    if (tb_utf8_check(s, n, &bad) != TB_OK) {
-        snprintf(msg, msgn, "invalid UTF-8 at byte %zu of the row; convert the file to UTF-8", bad);
-        return 0;
-    }
-    return 1;
-}
-
 static int parse_float(const char *s, size_t n, float *out)
 {
     char tmp[64];
@@ -107,64 +75,103 @@ static int parse_label_int(const char *s, size_t n, int32_t *out)
     return 1;
 }
 
-int tb_dataset_read_glue(tb_dataset *ds, tb_task task, const char *path, const tb_read_opts *opts)
+/* The label field of a GLUE row: a finite number (regression, into *target) or one of the task's
+ * labels (into *label). Returns 0 with the reason in msg when it is neither. */
+static int glue_label(const tb_task_info *ti, const field *fl, int32_t *label, float *target, char *msg, size_t msgn)
+{
+    if (ti->regression) {
+        if (parse_float(fl->p, fl->n, target)) return 1;
+        snprintf(msg, msgn, "label '%.*s' is not a finite number", (int)(fl->n > 40 ? 40 : fl->n), fl->p);
+        return 0;
+    }
+    for (int k = 0; k < ti->n_labels; k++) {
+        if (strlen(ti->labels[k]) == fl->n && memcmp(ti->labels[k], fl->p, fl->n) == 0) *label = k;
+    }
+    if (*label >= 0) return 1;
+    int m = snprintf(msg, msgn, "unknown %s label '%.*s'; expected one of", ti->name, (int)(fl->n > 40 ? 40 : fl->n),
+                     fl->p);
+    for (int k = 0; k < ti->n_labels && m > 0 && (size_t)m < msgn; k++)
+        m += snprintf(msg + m, msgn - (size_t)m, " '%s'", ti->labels[k]);
+    return 0;
+}
+
+/* One row's example, its texts pointing into the file buffer. */
+typedef struct row {
+    const field *a, *b;  /* b NULL: single sentence */
+    int32_t label;
+    float target;
+} row;
+
+/* Makes the example of a row from its fields; 0 with the reason in msg for a malformed row. */
+typedef int (*row_parser)(const tb_task_info *ti, const fields *fs, row *out, char *msg, size_t msgn);
+
+static int glue_row(const tb_task_info *ti, const fields *fs, row *out, char *msg, size_t msgn)
+{
+    if (fs->count < ti->min_cols) {
+        snprintf(msg, msgn, "%s row has %d tab-separated fields, expected at least %d", ti->name, fs->count,
+                 ti->min_cols);
+        return 0;
+    }
+    const field *fl = &fs->f[ti->col_label >= 0 ? ti->col_label : fs->count + ti->col_label];
+    if (!glue_label(ti, fl, &out->label, &out->target, msg, msgn)) return 0;
+    out->a = &fs->f[ti->col_a];
+    out->b = ti->col_b >= 0 ? &fs->f[ti->col_b] : NULL;
+    return 1;
+}
+
+static int simple_row(const tb_task_info *ti, const fields *fs, row *out, char *msg, size_t msgn)
+{
+    (void)ti;
+    if (fs->count < 2) {
+        snprintf(msg, msgn, "expected text<TAB>label, found no tab");
+        return 0;
+    }
+    const field *fl = &fs->f[fs->count - 1];
+    if (!parse_label_int(fl->p, fl->n, &out->label)) {
+        snprintf(msg, msgn, "label '%.*s' (last field) is not an integer >= 0", (int)(fl->n > 40 ? 40 : fl->n),
+                 fl->p);
+        return 0;
+    }
+    out->a = &fs->f[0];
+    out->b = fs->count > 2 ? &fs->f[1] : NULL;
+    return 1;
+}
+
+/* Reads the tab-separated rows of `path` into `ds` (started for `task`): the task's header line
+ * and, with skip_blank, empty lines are passed over; an invalid line or a row `parse` refuses is
+ * a bad row (tb_ds_bad_row). */
+static int read_rows(tb_dataset *ds, tb_task task, const char *path, const tb_read_opts *opts, int skip_blank,
+                     row_parser parse)
 {
     int rc = TB_OK;
     char *buf = NULL;
     fields fs = {0};
     tb_read_opts def = {0};
     if (!opts) opts = &def;
-    memset(ds, 0, sizeof *ds);
-    TB_CHECK(task >= TB_TASK_COLA && task <= TB_TASK_WNLI, TB_EINVAL,
-             "tb_dataset_read_glue: task %d is not a GLUE task; use tb_dataset_read_simple / _corpus", (int)task);
     const tb_task_info *ti = tb_task_get(task);
     TB_TRY(tb_ds_begin(ds, task, path));
     size_t len;
-    TB_TRY(tb_ds_slurp(path, &buf, &len));
-    size_t pos = bom_skip(buf, len);
+    TB_TRY(tb_lines_slurp(path, &buf, &len));
+    size_t pos = tb_lines_bom(buf, len);
     const char *s;
     size_t n;
     int64_t lineno = 0;
     char msg[256];
-    while (next_line(buf, len, &pos, &s, &n)) {
+    while (tb_lines_next(buf, len, &pos, &s, &n)) {
         lineno++;
         if (lineno == 1 && ti->header) continue;
-        if (!line_ok(s, n, msg, sizeof msg)) {
+        if (skip_blank && n == 0) continue;
+        if (!tb_lines_valid(s, n, msg, sizeof msg)) {
             TB_TRY(tb_ds_bad_row(ds, opts->lenient, lineno, msg));
             continue;
         }
         TB_TRY(split_tabs(s, n, &fs));
-        if (fs.count < ti->min_cols) {
-            snprintf(msg, sizeof msg, "%s row has %d tab-separated fields, expected at least %d", ti->name, fs.count,
-                     ti->min_cols);
+        row r = {.label = -1, .target = 0.0f};
+        if (!parse(ti, &fs, &r, msg, sizeof msg)) {
             TB_TRY(tb_ds_bad_row(ds, opts->lenient, lineno, msg));
             continue;
         }
-        const field *fl = &fs.f[ti->col_label >= 0 ? ti->col_label : fs.count + ti->col_label];
-        int32_t label = -1;
-        float target = 0.0f;
-        if (ti->regression) {
-            if (!parse_float(fl->p, fl->n, &target)) {
-                snprintf(msg, sizeof msg, "label '%.*s' is not a finite number", (int)(fl->n > 40 ? 40 : fl->n), fl->p);
-                TB_TRY(tb_ds_bad_row(ds, opts->lenient, lineno, msg));
-                continue;
-            }
-        } else {
-            for (int k = 0; k < ti->n_labels; k++) {
-                if (strlen(ti->labels[k]) == fl->n && memcmp(ti->labels[k], fl->p, fl->n) == 0) label = k;
-            }
-            if (label < 0) {
-                int m = snprintf(msg, sizeof msg, "unknown %s label '%.*s'; expected one of", ti->name,
-                                 (int)(fl->n > 40 ? 40 : fl->n), fl->p);
-                for (int k = 0; k < ti->n_labels && m > 0 && (size_t)m < sizeof msg; k++)
-                    m += snprintf(msg + m, sizeof msg - (size_t)m, " '%s'", ti->labels[k]);
-                TB_TRY(tb_ds_bad_row(ds, opts->lenient, lineno, msg));
-                continue;
-            }
-        }
-        const field *fa = &fs.f[ti->col_a];
-        const field *fb = ti->col_b >= 0 ? &fs.f[ti->col_b] : NULL;
-        TB_TRY(tb_ds_push(ds, fa->p, fa->n, fb ? fb->p : NULL, fb ? fb->n : 0, label, target, lineno, -1));
+        TB_TRY(tb_ds_push(ds, r.a->p, r.a->n, r.b ? r.b->p : NULL, r.b ? r.b->n : 0, r.label, r.target, lineno, -1));
     }
     free(fs.f);
     free(buf);
@@ -176,54 +183,24 @@ error:
     return rc;
 }
 
+int tb_dataset_read_glue(tb_dataset *ds, tb_task task, const char *path, const tb_read_opts *opts)
+{
+    if (task < TB_TASK_COLA || task > TB_TASK_WNLI) {
+        memset(ds, 0, sizeof *ds);
+        return TB_ERR(TB_EINVAL,
+                      "tb_dataset_read_glue: task %d is not a GLUE task; use tb_dataset_read_simple / _corpus",
+                      (int)task);
+    }
+    return read_rows(ds, task, path, opts, 0, glue_row);
+}
+
 int tb_dataset_read_simple(tb_dataset *ds, const char *path, const tb_read_opts *opts)
 {
-    int rc = TB_OK;
-    char *buf = NULL;
-    fields fs = {0};
-    tb_read_opts def = {0};
-    if (!opts) opts = &def;
-    TB_TRY(tb_ds_begin(ds, TB_TASK_SIMPLE, path));
-    size_t len;
-    TB_TRY(tb_ds_slurp(path, &buf, &len));
-    size_t pos = bom_skip(buf, len);
-    const char *s;
-    size_t n;
-    int64_t lineno = 0;
+    int rc = read_rows(ds, TB_TASK_SIMPLE, path, opts, 1, simple_row);
+    if (rc != TB_OK) return rc;
     int32_t max_label = -1;
-    char msg[256];
-    while (next_line(buf, len, &pos, &s, &n)) {
-        lineno++;
-        if (n == 0) continue;
-        if (!line_ok(s, n, msg, sizeof msg)) {
-            TB_TRY(tb_ds_bad_row(ds, opts->lenient, lineno, msg));
-            continue;
-        }
-        TB_TRY(split_tabs(s, n, &fs));
-        if (fs.count < 2) {
-            snprintf(msg, sizeof msg, "expected text<TAB>label, found no tab");
-            TB_TRY(tb_ds_bad_row(ds, opts->lenient, lineno, msg));
-            continue;
-        }
-        const field *fl = &fs.f[fs.count - 1];
-        int32_t label;
-        if (!parse_label_int(fl->p, fl->n, &label)) {
-            snprintf(msg, sizeof msg, "label '%.*s' (last field) is not an integer >= 0",
-                     (int)(fl->n > 40 ? 40 : fl->n), fl->p);
-            TB_TRY(tb_ds_bad_row(ds, opts->lenient, lineno, msg));
-            continue;
-        }
-        if (label > max_label) max_label = label;
-        const field *fb = fs.count > 2 ? &fs.f[1] : NULL;
-        TB_TRY(tb_ds_push(ds, fs.f[0].p, fs.f[0].n, fb ? fb->p : NULL, fb ? fb->n : 0, label, 0.0f, lineno, -1));
-    }
+    for (int64_t i = 0; i < ds->count; i++)
+        if (ds->ex[i].label > max_label) max_label = ds->ex[i].label;
     ds->n_labels = max_label + 1;
-    free(fs.f);
-    free(buf);
     return TB_OK;
-error:
-    free(fs.f);
-    free(buf);
-    tb_dataset_free(ds);
-    return rc;
 }

@@ -1,8 +1,8 @@
 /* vocab_build.c - word counts and WordPiece vocabulary learning (BPE-style merges), see
- * tb_vocab_learn in tb/text/vocab.h. */
+ * tb/text/vocab_build.h. */
+#include "tb/text/vocab_build.h"
+
 #include "tb/base/error.h"
-#include "tb/text/tokenizer.h"
-#include "tb/text/vocab.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +116,19 @@ int tb_word_counts_add(tb_word_counts *wc, const char *w, size_t len, int64_t co
     if (added) wc->counts[idx] = 0;
     wc->counts[idx] += count;
     wc->total += count;
+error:
+    return rc;
+}
+
+int tb_word_counts_add_text(tb_word_counts *wc, const tb_tokenizer_opts *opts, const char *text, size_t len,
+                            tb_words *scratch)
+{
+    int rc = TB_OK;
+    TB_TRY(tb_basic_tokenize(opts, text, len, scratch));
+    for (int32_t i = 0; i < scratch->count; i++) {
+        if (scratch->len[i] < 0) continue; /* the unk literal is not a word to learn */
+        TB_TRY(tb_word_counts_add(wc, scratch->buf + scratch->off[i], (size_t)scratch->len[i], 1));
+    }
 error:
     return rc;
 }
@@ -253,6 +266,7 @@ typedef struct word_seq {
 typedef struct learner {
     strmap pieces;          /* piece string -> symbol id */
     int64_t *piece_freq;    /* alphabet symbols: frequency */
+    size_t piece_cap;       /* entries of piece_freq */
     word_seq *words;
     int32_t nwords;
     pairmap pairs;
@@ -364,6 +378,149 @@ static int alpha_cmp(const void *x, const void *y)
     return a->sym < b->sym ? -1 : a->sym > b->sym;
 }
 
+/* Makes room in piece_freq for every piece (new entries 0). */
+static int piece_freq_reserve(learner *L)
+{
+    if ((size_t)L->pieces.count <= L->piece_cap) return TB_OK;
+    size_t cap = L->piece_cap ? L->piece_cap * 2 : 1024;
+    while (cap < (size_t)L->pieces.count) cap *= 2;
+    int64_t *f = realloc(L->piece_freq, cap * sizeof *f);
+    if (!f) return TB_ERR(TB_ENOMEM, "out of memory");
+    memset(f + L->piece_cap, 0, (cap - L->piece_cap) * sizeof *f);
+    L->piece_freq = f;
+    L->piece_cap = cap;
+    return TB_OK;
+}
+
+/* Symbol of the piece s[0..n), made when new. */
+static int piece_add(learner *L, const char *s, size_t n, int32_t *sym)
+{
+    int added;
+    int rc = strmap_get(&L->pieces, s, n, sym, &added);
+    if (rc == TB_OK) rc = piece_freq_reserve(L);
+    return rc;
+}
+
+/* Adds word w[0..n) (nch characters, seen `count` times) as a sequence of character pieces, "c"
+ * at the start and "##c" after it, counting their frequencies; the other form of each character
+ * becomes a piece too, so any arrangement of known characters is covered (not for characters that
+ * always stand alone: CJK, punctuation). */
+static int add_word(learner *L, const char *w, size_t n, size_t nch, int64_t count)
+{
+    int rc = TB_OK;
+    word_seq *ws = &L->words[L->nwords];
+    ws->sym = malloc(nch * sizeof *ws->sym);
+    TB_CHECK(ws->sym, TB_ENOMEM, "out of memory");
+    ws->count = count;
+    L->nwords++;
+    for (size_t k = 0; k < n;) {
+        size_t cl = utf8_len((unsigned char)w[k]);
+        if (k + cl > n) cl = n - k;
+        char piece[8] = {'#', '#'}, other[8] = {'#', '#'};
+        size_t pb = k > 0 ? 2 : 0, ob = k > 0 ? 0 : 2;
+        memcpy(piece + pb, w + k, cl);
+        int32_t sym;
+        TB_TRY(piece_add(L, piece, pb + cl, &sym));
+        L->piece_freq[sym] += ws->count;
+        ws->sym[ws->len++] = sym;
+        if (!tb_char_stands_alone(decode_one(w + k, cl))) {
+            memcpy(other + ob, w + k, cl);
+            TB_TRY(piece_add(L, other, ob + cl, &sym));
+        }
+        k += cl;
+    }
+error:
+    return rc;
+}
+
+/* Step 1: every word of at most max_chars characters as character pieces (add_word). */
+static int learn_alphabet(learner *L, const tb_word_counts *wc, int max_chars)
+{
+    int rc = TB_OK;
+    L->words = calloc((size_t)wc->count, sizeof *L->words);
+    TB_CHECK(L->words, TB_ENOMEM, "out of memory for %d words", wc->count);
+    for (int32_t wi = 0; wi < wc->count; wi++) {
+        const char *w = wc->words[wi];
+        size_t n = strlen(w), nch = 0;
+        for (size_t k = 0; k < n; k += utf8_len((unsigned char)w[k])) nch++;
+        if (nch == 0 || nch > (size_t)max_chars) continue;
+        TB_TRY(add_word(L, w, n, nch, wc->counts[wi]));
+    }
+    TB_CHECK(L->pieces.count > 0, TB_EINVAL, "no usable words to learn a vocabulary from");
+error:
+    return rc;
+}
+
+/* Rewrites every word that holds the pair (a, b) with the merged piece c, updating the pair counts
+ * and the symbol index. */
+static int merge_in_words(learner *L, int32_t a, int32_t b, int32_t c)
+{
+    int rc = TB_OK;
+    int32_t nix = L->index_n[a];
+    for (int32_t x = 0; x < nix; x++) {
+        int32_t wi = L->index[a][x];
+        word_seq *ws = &L->words[wi];
+        int has = 0;
+        for (int32_t k = 0; k + 1 < ws->len; k++) has |= ws->sym[k] == a && ws->sym[k + 1] == b;
+        if (!has) continue;
+        TB_TRY(word_pairs(L, ws, -1));
+        int32_t o = 0;
+        for (int32_t k = 0; k < ws->len; k++) {
+            if (k + 1 < ws->len && ws->sym[k] == a && ws->sym[k + 1] == b) {
+                ws->sym[o++] = c;
+                k++;
+            } else {
+                ws->sym[o++] = ws->sym[k];
+            }
+        }
+        ws->len = o;
+        TB_TRY(word_pairs(L, ws, 1));
+        TB_TRY(index_add(L, c, wi));
+    }
+error:
+    return rc;
+}
+
+/* Step 3: merges of the most frequent pairs, each new piece appended to toks[*nt ..], until
+ * cap_tokens tokens or no pair occurs min_freq times. */
+static int learn_merges(learner *L, const char **toks, int32_t *nt, int32_t cap_tokens, int64_t min_freq)
+{
+    int rc = TB_OK;
+    char *merged = NULL;
+    TB_TRY(pairmap_init(&L->pairs, 1u << 16));
+    for (int32_t wi = 0; wi < L->nwords; wi++) {
+        TB_TRY(word_pairs(L, &L->words[wi], 1));
+        for (int32_t k = 0; k < L->words[wi].len; k++) TB_TRY(index_add(L, L->words[wi].sym[k], wi));
+    }
+    while (*nt < cap_tokens && L->heap.n > 0) {
+        heap_item top = heap_pop(&L->heap);
+        int64_t *cur = pairmap_slot(&L->pairs, top.key, 0);
+        if (!cur || *cur != top.count) {
+            if (cur && *cur > 0 && *cur < top.count) TB_TRY(heap_push(&L->heap, *cur, top.key));
+            continue;
+        }
+        if (top.count < min_freq) break;
+        int32_t a = (int32_t)(top.key >> 32), b = (int32_t)(uint32_t)top.key;
+        /* new piece: a + b without its "##" */
+        const char *sa = L->pieces.keys[a], *sb = L->pieces.keys[b] + 2;
+        size_t la = strlen(sa), lb = strlen(sb);
+        merged = malloc(la + lb + 1);
+        TB_CHECK(merged, TB_ENOMEM, "out of memory");
+        memcpy(merged, sa, la);
+        memcpy(merged + la, sb, lb);
+        int32_t c;
+        int added;
+        TB_TRY(strmap_get(&L->pieces, merged, la + lb, &c, &added));
+        free(merged);
+        merged = NULL;
+        if (added) toks[(*nt)++] = L->pieces.keys[c];
+        TB_TRY(merge_in_words(L, a, b, c));
+    }
+error:
+    free(merged);
+    return rc;
+}
+
 int tb_vocab_learn(tb_vocab *out, const tb_word_counts *wc, const tb_vocab_learn_opts *opts)
 {
     int rc = TB_OK;
@@ -372,8 +529,6 @@ int tb_vocab_learn(tb_vocab *out, const tb_word_counts *wc, const tb_vocab_learn
     memset(out, 0, sizeof *out);
     const char **toks = NULL;
     alpha *al = NULL;
-    char *buf = NULL;
-    int32_t *keep = NULL;
     static const char *SPECIAL[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
     const int32_t nspecial = 5;
     TB_CHECK(opts && opts->vocab_size > nspecial, TB_EINVAL, "vocabulary size must be > %d (the special tokens), got %d",
@@ -383,68 +538,8 @@ int tb_vocab_learn(tb_vocab *out, const tb_word_counts *wc, const tb_vocab_learn
     TB_CHECK(wc->count > 0, TB_EINVAL, "no words to learn a vocabulary from: is the corpus empty?");
 
     /* 1. words -> sequences of character pieces; the alphabet with frequencies */
-    L.words = calloc((size_t)wc->count, sizeof *L.words);
-    TB_CHECK(L.words, TB_ENOMEM, "out of memory for %d words", wc->count);
-    size_t piece_cap = 0;
-    buf = malloc(8);
-    TB_CHECK(buf, TB_ENOMEM, "out of memory");
-    for (int32_t wi = 0; wi < wc->count; wi++) {
-        const char *w = wc->words[wi];
-        size_t n = strlen(w), nch = 0;
-        for (size_t k = 0; k < n; k += utf8_len((unsigned char)w[k])) nch++;
-        if (nch == 0 || nch > (size_t)max_chars) continue;
-        word_seq *ws = &L.words[L.nwords];
-        ws->sym = malloc(nch * sizeof *ws->sym);
-        TB_CHECK(ws->sym, TB_ENOMEM, "out of memory");
-        ws->count = wc->counts[wi];
-        for (size_t k = 0; k < n;) {
-            size_t cl = utf8_len((unsigned char)w[k]);
-            if (k + cl > n) cl = n - k;
-            size_t bl = 0;
-            if (k > 0) {
-                buf[0] = buf[1] = '#';
-                bl = 2;
-            }
-            memcpy(buf + bl, w + k, cl);
-            int32_t sym;
-            int added;
-            TB_TRY(strmap_get(&L.pieces, buf, bl + cl, &sym, &added));
-            if ((size_t)L.pieces.count > piece_cap) {
-                size_t cap = piece_cap ? piece_cap * 2 : 1024;
-                while (cap < (size_t)L.pieces.count) cap *= 2;
-                int64_t *f = realloc(L.piece_freq, cap * sizeof *f);
-                TB_CHECK(f, TB_ENOMEM, "out of memory");
-                memset(f + piece_cap, 0, (cap - piece_cap) * sizeof *f);
-                L.piece_freq = f;
-                piece_cap = cap;
-            }
-            L.piece_freq[sym] += ws->count;
-            ws->sym[ws->len++] = sym;
-            /* the other form of the character, so any arrangement of known characters is covered
-             * (not for characters that always stand alone: CJK, punctuation) */
-            if (tb_char_stands_alone(decode_one(w + k, cl))) {
-                k += cl;
-                continue;
-            }
-            size_t ob = k > 0 ? 0 : 2;
-            char other[8] = {'#', '#'};
-            memcpy(other + ob, w + k, cl);
-            int32_t osym;
-            TB_TRY(strmap_get(&L.pieces, other, ob + cl, &osym, &added));
-            if ((size_t)L.pieces.count > piece_cap) {
-                size_t cap = piece_cap * 2;
-                int64_t *f = realloc(L.piece_freq, cap * sizeof *f);
-                TB_CHECK(f, TB_ENOMEM, "out of memory");
-                memset(f + piece_cap, 0, (cap - piece_cap) * sizeof *f);
-                L.piece_freq = f;
-                piece_cap = cap;
-            }
-            k += cl;
-        }
-        L.nwords++;
-    }
+    TB_TRY(learn_alphabet(&L, wc, max_chars));
     int32_t nalpha = L.pieces.count;
-    TB_CHECK(nalpha > 0, TB_EINVAL, "no usable words to learn a vocabulary from");
     al = malloc((size_t)nalpha * sizeof *al);
     TB_CHECK(al, TB_ENOMEM, "out of memory");
     for (int32_t i = 0; i < nalpha; i++) al[i] = (alpha){i, L.piece_freq[i]};
@@ -452,76 +547,19 @@ int tb_vocab_learn(tb_vocab *out, const tb_word_counts *wc, const tb_vocab_learn
     int32_t budget = opts->vocab_size - nspecial;
     int32_t nkeep = nalpha < budget ? nalpha : budget;
 
-    /* 2. merges (only when the whole alphabet fits) */
+    /* 2. special tokens and the alphabet, most frequent first; 3. merges (only when the whole
+     * alphabet fits) */
     int32_t cap_tokens = opts->vocab_size;
     toks = malloc((size_t)cap_tokens * sizeof *toks);
     TB_CHECK(toks, TB_ENOMEM, "out of memory");
     int32_t nt = 0;
     for (int32_t i = 0; i < nspecial; i++) toks[nt++] = SPECIAL[i];
-    keep = calloc((size_t)nalpha, sizeof *keep);
-    TB_CHECK(keep, TB_ENOMEM, "out of memory");
-    for (int32_t i = 0; i < nkeep; i++) {
-        toks[nt++] = L.pieces.keys[al[i].sym];
-        keep[al[i].sym] = 1;
-    }
-    if (nkeep == nalpha && nt < cap_tokens) {
-        TB_TRY(pairmap_init(&L.pairs, 1u << 16));
-        for (int32_t wi = 0; wi < L.nwords; wi++) {
-            TB_TRY(word_pairs(&L, &L.words[wi], 1));
-            for (int32_t k = 0; k < L.words[wi].len; k++) TB_TRY(index_add(&L, L.words[wi].sym[k], wi));
-        }
-        while (nt < cap_tokens && L.heap.n > 0) {
-            heap_item top = heap_pop(&L.heap);
-            int64_t *cur = pairmap_slot(&L.pairs, top.key, 0);
-            if (!cur || *cur != top.count) {
-                if (cur && *cur > 0 && *cur < top.count) TB_TRY(heap_push(&L.heap, *cur, top.key));
-                continue;
-            }
-            if (top.count < min_freq) break;
-            int32_t a = (int32_t)(top.key >> 32), b = (int32_t)(uint32_t)top.key;
-            /* new piece: a + b without its "##" */
-            const char *sa = L.pieces.keys[a], *sb = L.pieces.keys[b] + 2;
-            size_t la = strlen(sa), lb = strlen(sb);
-            char *merged = malloc(la + lb + 1);
-            TB_CHECK(merged, TB_ENOMEM, "out of memory");
-            memcpy(merged, sa, la);
-            memcpy(merged + la, sb, lb);
-            int32_t c;
-            int added;
-            rc = strmap_get(&L.pieces, merged, la + lb, &c, &added);
-            free(merged);
-            TB_TRY(rc);
-            if (added) toks[nt++] = L.pieces.keys[c];
-            /* rewrite the words that may contain (a, b) */
-            int32_t nix = L.index_n[a];
-            for (int32_t x = 0; x < nix; x++) {
-                int32_t wi = L.index[a][x];
-                word_seq *ws = &L.words[wi];
-                int has = 0;
-                for (int32_t k = 0; k + 1 < ws->len; k++) has |= ws->sym[k] == a && ws->sym[k + 1] == b;
-                if (!has) continue;
-                TB_TRY(word_pairs(&L, ws, -1));
-                int32_t o = 0;
-                for (int32_t k = 0; k < ws->len; k++) {
-                    if (k + 1 < ws->len && ws->sym[k] == a && ws->sym[k + 1] == b) {
-                        ws->sym[o++] = c;
-                        k++;
-                    } else {
-                        ws->sym[o++] = ws->sym[k];
-                    }
-                }
-                ws->len = o;
-                TB_TRY(word_pairs(&L, ws, 1));
-                TB_TRY(index_add(&L, c, wi));
-            }
-        }
-    }
+    for (int32_t i = 0; i < nkeep; i++) toks[nt++] = L.pieces.keys[al[i].sym];
+    if (nkeep == nalpha && nt < cap_tokens) TB_TRY(learn_merges(&L, toks, &nt, cap_tokens, min_freq));
     TB_TRY(tb_vocab_from_tokens(out, toks, nt));
 error:
     free(toks);
     free(al);
-    free(buf);
-    free(keep);
     learner_free(&L);
     return rc;
 }

@@ -1,9 +1,22 @@
-/* wordpiece.c - greedy longest-match-first WordPiece (google-research/bert WordpieceTokenizer). */
+/* wordpiece.c - greedy longest-match-first WordPiece (google-research/bert WordpieceTokenizer), and
+ * full tokenization of a text: basic tokenization (basic.c), then WordPiece per word. */
 #include "tb/base/error.h"
 #include "tb/text/tokenizer.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+void tb_ids_init(tb_ids *ids)
+{
+    memset(ids, 0, sizeof *ids);
+}
+
+void tb_ids_free(tb_ids *ids)
+{
+    free(ids->ids);
+    tb_words_free(&ids->words);
+    memset(ids, 0, sizeof *ids);
+}
 
 static int ids_reserve(tb_ids *out, size_t extra)
 {
@@ -75,19 +88,6 @@ int tb_tokenizer_tokenize(const tb_tokenizer *t, const char *text, size_t len, t
         size_t blen = (size_t)w->len[i], nch = 0;
         for (size_t k = 0; k < blen; k++) nch += ((unsigned char)word[k] & 0xC0) != 0x80;
         TB_TRY(tb_wordpiece_word(t, word, blen, nch, out));
-    }
-error:
-    return rc;
-}
-
-int tb_word_counts_add_text(tb_word_counts *wc, const tb_tokenizer_opts *opts, const char *text, size_t len,
-                            tb_words *scratch)
-{
-    int rc = TB_OK;
-    TB_TRY(tb_basic_tokenize(opts, text, len, scratch));
-    for (int32_t i = 0; i < scratch->count; i++) {
-        if (scratch->len[i] < 0) continue; /* the unk literal is not a word to learn */
-        TB_TRY(tb_word_counts_add(wc, scratch->buf + scratch->off[i], (size_t)scratch->len[i], 1));
     }
 error:
     return rc;

@@ -1,26 +1,20 @@
 /* emit.c - the teacher-feature emitter (stages/emit/emit.h): teacher forward once per batch, the union
  * of the students' requests, lossless fan-out, regeneration for resuming students, feature files
- * with a size check, and the check mode (losses + gradients of one batch). */
+ * with a size check. The check mode is in check.c. */
 #include "emit.h"
 
 #include "tb/store/checkpoint.h"
-#include "tb/wire/codec.h"
-#include "tb/text/dataset.h"
+#include "tb/text/batch_msg.h"
 #include "tb/base/error.h"
-#include "tb/base/json.h"
 #include "tb/base/log.h"
 #include "tb/base/metrics.h"
-#include "tb/store/safetensors.h"
 #include "tb/base/signals.h"
 #include "tb/text/vocab.h"
 
-#include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,16 +37,7 @@ void tb_emit_opts_default(tb_emit_opts *o)
     o->progress = TB_PROGRESS_NONE;
 }
 
-void tb_emit_check_opts_default(tb_emit_check_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->kind = TB_DISTILL_INTERMEDIATE;
-    o->temperature = 1.0f;
-    o->dtype = TB_F32;
-    o->seed = 42;
-}
-
-static int is_zmq(const char *endpoint)
+int tb_emit_is_stream(const char *endpoint)
 {
     return !strncmp(endpoint, "tcp://", 6) || !strncmp(endpoint, "ipc://", 6) || !strncmp(endpoint, "inproc://", 9);
 }
@@ -225,18 +210,17 @@ error:
     return rc;
 }
 
-/* Reads message `seq` of the input file into `out`. */
-static int read_input_at(emitter *e, uint64_t seq, tb_msg *out)
+int tb_emit_read_input_at(const char *input, const char *stream_id, uint64_t seq, tb_msg *out)
 {
     int rc = TB_OK;
     tb_stream *s = NULL;
     tb_stream_opts so;
     tb_stream_opts_default(&so);
-    so.stream_id = e->o->input_stream_id;
+    so.stream_id = stream_id;
     so.resume_from = seq;
-    TB_TRY(tb_stream_open(&s, e->o->input, TB_STREAM_READ, &so));
+    TB_TRY(tb_stream_open(&s, input, TB_STREAM_READ, &so));
     rc = tb_stream_recv(s, out, -1);
-    if (rc == TB_EEND) rc = TB_ERR(TB_EINVAL, "input %s has no message %llu", e->o->input, (unsigned long long)seq);
+    if (rc == TB_EEND) rc = TB_ERR(TB_EINVAL, "input %s has no message %llu", input, (unsigned long long)seq);
 error:
     tb_stream_close(s);
     return rc;
@@ -264,7 +248,7 @@ static int regen(void *ctx, uint64_t seq, tb_msg *out)
     tb_batch b = {0};
     tb_msg in;
     tb_msg_init(&in);
-    TB_TRY(read_input_at(e, seq, &in));
+    TB_TRY(tb_emit_read_input_at(e->o->input, e->o->input_stream_id, seq, &in));
     tb_msg_free(out);
     *out = in; /* the message (and its buffer) moves into `out` */
     tb_msg_init(&in);
@@ -449,6 +433,16 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* File output without an estimate (live input): adds one batch of B x T to *written and checks
+ * the total; a refusal marks the incomplete file for removal. */
+static int check_growth(emitter *e, uint64_t *written, int64_t B, int64_t T)
+{
+    *written += tb_emit_file_estimate(&e->uni, &e->meta, 1, B, T);
+    int rc = check_space(e, *written, "so far");
+    if (rc) e->remove_output = 1;
+    return rc;
+}
+
 static int emit_loop(emitter *e, tb_emit_result *res, tb_metrics *mx, tb_progress *pr)
 {
     int rc = TB_OK;
@@ -477,14 +471,7 @@ static int emit_loop(emitter *e, tb_emit_result *res, tb_metrics *mx, tb_progres
         double t1 = now_s();
         const int64_t B = e->pending.input_ids.shape[0], T = e->pending.input_ids.shape[1];
         uint64_t fb = tb_features_bytes(&e->uni, &e->meta, B, T);
-        if (e->out_is_file && !res->estimate_bytes) {
-            written += tb_emit_file_estimate(&e->uni, &e->meta, 1, B, T);
-            rc = check_space(e, written, "so far");
-            if (rc) {
-                e->remove_output = 1;
-                goto error;
-            }
-        }
+        if (e->out_is_file && !res->estimate_bytes) TB_TRY(check_growth(e, &written, B, T));
         e->in_send = 1;
         e->pending_msg = &m;
         rc = tb_stream_send(e->out, &m, NULL);
@@ -513,6 +500,40 @@ error:
     return rc;
 }
 
+/* Loads the teacher (o->teacher, o->threads) and its feature facts; resolves the emitter's own
+ * request (o->extra) into the union. */
+static int load_teacher(emitter *e)
+{
+    int rc = TB_OK;
+    const tb_emit_opts *o = e->o;
+    TB_TRY(tb_emit_load_model(o->teacher, &e->teacher, e->meta.vocab_hash, sizeof e->meta.vocab_hash));
+    if (o->threads > 0) tb_bert_set_threads(&e->teacher, o->threads);
+    char vh[TB_FEATURES_HASH_MAX];
+    memcpy(vh, e->meta.vocab_hash, sizeof vh);
+    tb_features_meta_from_model(&e->meta, &e->teacher);
+    memcpy(e->meta.vocab_hash, vh, sizeof vh);
+    e->meta.dtype = o->dtype;
+    e->meta.dropout = o->teacher_dropout;
+    TB_TRY(tb_features_request_resolve(&o->extra, &e->meta, "the emitter's own request", &e->uni));
+error:
+    return rc;
+}
+
+/* The counts of a run (also a failed one) into `res`. */
+static void fill_result(const emitter *e, tb_emit_result *res)
+{
+    if (e->out) {
+        tb_stream_stats st;
+        if (tb_stream_stats_get(e->out, &st) == TB_OK) {
+            res->students = st.consumers;
+            res->dropped = st.dropped;
+        }
+    }
+    res->regenerated = e->regenerated;
+    res->feature_bytes = e->feature_bytes;
+    res->sent = e->uni;
+}
+
 int tb_emit_run(const tb_emit_opts *o, tb_emit_result *res)
 {
     int rc = TB_OK;
@@ -528,18 +549,10 @@ int tb_emit_run(const tb_emit_opts *o, tb_emit_result *res)
     TB_CHECK(o && o->teacher && o->input && o->output, TB_EINVAL, "tb-emit needs a teacher, an input and an output");
     TB_CHECK(o->dtype == TB_F32 || o->dtype == TB_F16, TB_EINVAL, "feature dtype must be f32 or f16");
     TB_CHECK(o->students >= 1, TB_EINVAL, "--students must be >= 1, got %d", o->students);
-    e.input_is_file = !is_zmq(o->input);
-    e.out_is_file = !is_zmq(o->output);
+    e.input_is_file = !tb_emit_is_stream(o->input);
+    e.out_is_file = !tb_emit_is_stream(o->output);
     TB_TRY(tb_metrics_open(&mx, "tb-emit", o->metrics_path));
-    TB_TRY(tb_emit_load_model(o->teacher, &e.teacher, e.meta.vocab_hash, sizeof e.meta.vocab_hash));
-    if (o->threads > 0) tb_bert_set_threads(&e.teacher, o->threads);
-    char vh[TB_FEATURES_HASH_MAX];
-    memcpy(vh, e.meta.vocab_hash, sizeof vh);
-    tb_features_meta_from_model(&e.meta, &e.teacher);
-    memcpy(e.meta.vocab_hash, vh, sizeof vh);
-    e.meta.dtype = o->dtype;
-    e.meta.dropout = o->teacher_dropout;
-    TB_TRY(tb_features_request_resolve(&o->extra, &e.meta, "the emitter's own request", &e.uni));
+    TB_TRY(load_teacher(&e));
     if (e.out_is_file) TB_TRY(plan_file(&e, res, &mx));
     TB_TRY(open_streams(&e));
     if (!e.out_is_file) {
@@ -560,16 +573,7 @@ int tb_emit_run(const tb_emit_opts *o, tb_emit_result *res)
     TB_TRY(emit_loop(&e, res, &mx, &pr));
     tb_progress_finish(&pr);
 error:
-    if (e.out) {
-        tb_stream_stats st;
-        if (tb_stream_stats_get(e.out, &st) == TB_OK) {
-            res->students = st.consumers;
-            res->dropped = st.dropped;
-        }
-    }
-    res->regenerated = e.regenerated;
-    res->feature_bytes = e.feature_bytes;
-    res->sent = e.uni;
+    fill_result(&e, res);
     if (rc == TB_OK)
         tb_metrics_write(&mx, "end", res->batches,
                          (tb_metric[]){TB_MI("batches", res->batches), TB_MI("feature_bytes", (int64_t)e.feature_bytes),
@@ -589,172 +593,5 @@ error:
     tb_batch_free(&e.pending);
     tb_bert_free(&e.teacher);
     tb_metrics_close(&mx);
-    return rc;
-}
-
-/* ---- check mode -------------------------------------------------------------------------------- */
-
-static int write_losses_json(const char *path, const tb_emit_check_opts *o, const tb_bert_distill_losses *l,
-                             const tb_features_meta *tm, const tb_bert_config *sc, int B, int T)
-{
-    int rc = TB_OK;
-    tb_strbuf s = {0};
-    FILE *f = NULL;
-    TB_TRY(tb_strbuf_printf(&s, "{\n  \"kind\": \"%s\",\n", o->kind == TB_DISTILL_PREDICTION ? "prediction" : "intermediate"));
-    const char *names[5] = {"att", "hidden", "emb", "pred", "total"};
-    double vals[5] = {l->att, l->hidden, l->emb, l->pred, l->total};
-    for (int i = 0; i < 5; i++) {
-        TB_TRY(tb_strbuf_printf(&s, "  \"%s\": ", names[i]));
-        char num[64];
-        snprintf(num, sizeof num, "%.17g", vals[i]);
-        TB_TRY(tb_strbuf_puts(&s, num));
-        TB_TRY(tb_strbuf_puts(&s, ",\n"));
-    }
-    TB_TRY(tb_strbuf_printf(&s, "  \"temperature\": %.9g,\n  \"feature_dtype\": \"%s\",\n", (double)o->temperature,
-                            o->dtype == TB_F16 ? "f16" : "f32"));
-    TB_TRY(tb_strbuf_printf(&s, "  \"teacher_dropout\": %s,\n  \"student_dropout\": %s,\n  \"seed\": %llu,\n",
-                            o->teacher_dropout ? "true" : "false", o->student_dropout ? "true" : "false",
-                            (unsigned long long)o->seed));
-    TB_TRY(tb_strbuf_printf(&s, "  \"batch_index\": %lld,\n  \"batch_size\": %d,\n  \"seq_len\": %d,\n",
-                            (long long)o->index, B, T));
-    TB_TRY(tb_strbuf_printf(&s, "  \"teacher_layers\": %d,\n  \"student_layers\": %d,\n  \"teacher_config_hash\": ",
-                            tm->layers, sc->num_hidden_layers));
-    TB_TRY(tb_json_append_string(&s, tm->config_hash));
-    TB_TRY(tb_strbuf_puts(&s, ",\n  \"teacher\": "));
-    TB_TRY(tb_json_append_string(&s, o->teacher));
-    TB_TRY(tb_strbuf_puts(&s, ",\n  \"student\": "));
-    TB_TRY(tb_json_append_string(&s, o->student));
-    TB_TRY(tb_strbuf_puts(&s, ",\n  \"input\": "));
-    TB_TRY(tb_json_append_string(&s, o->input));
-    TB_TRY(tb_strbuf_puts(&s, ",\n  \"gradients\": \"gradients.safetensors\"\n}\n"));
-    f = fopen(path, "w");
-    TB_CHECK(f, TB_EIO, "cannot write %s: %s", path, strerror(errno));
-    TB_CHECK(fwrite(s.p, 1, s.len, f) == s.len && fflush(f) == 0, TB_EIO, "writing %s failed: %s", path,
-             strerror(errno));
-error:
-    if (f && fclose(f) != 0 && rc == TB_OK) rc = TB_ERR(TB_EIO, "closing %s failed: %s", path, strerror(errno));
-    tb_strbuf_free(&s);
-    return rc;
-}
-
-static int write_grads(const char *path, const tb_bert_model *m, const tb_bert_distill_losses *l,
-                       const tb_emit_check_opts *o)
-{
-    int rc = TB_OK;
-    tb_st_item *items = calloc((size_t)m->params.count, sizeof *items);
-    TB_CHECK(items, TB_ENOMEM, "out of memory listing %d gradients", m->params.count);
-    for (int i = 0; i < m->params.count; i++) {
-        items[i].name = m->params.items[i].name;
-        items[i].tensor = &m->params.items[i].grad;
-    }
-    char total[64], kind[32];
-    snprintf(total, sizeof total, "%.17g", l->total);
-    snprintf(kind, sizeof kind, "%s", o->kind == TB_DISTILL_PREDICTION ? "prediction" : "intermediate");
-    tb_st_meta meta[3] = {{"producer", "tb-emit --check"}, {"loss_total", total}, {"kind", kind}};
-    TB_TRY(tb_st_write(path, items, m->params.count, meta, 3));
-error:
-    free(items);
-    return rc;
-}
-
-int tb_emit_check(const tb_emit_check_opts *o, tb_bert_distill_losses *out)
-{
-    int rc = TB_OK;
-    tb_bert_model t = {0}, s = {0};
-    tb_batch b = {0};
-    tb_msg in, fm;
-    tb_buf wire;
-    tb_features_view v = {0};
-    tb_features_meta tm;
-    char tvh[TB_FEATURES_HASH_MAX], svh[TB_FEATURES_HASH_MAX], path[4300];
-    tb_msg_init(&in);
-    tb_msg_init(&fm);
-    tb_buf_init(&wire);
-    TB_CHECK(o && o->teacher && o->student && o->input && o->out_dir, TB_EINVAL,
-             "check mode needs --teacher, --student, --input (a message file) and --check-out");
-    TB_CHECK(!is_zmq(o->input), TB_EINVAL, "check mode reads one batch from a message file, not %s", o->input);
-    TB_CHECK(o->index >= 0, TB_EINVAL, "--check-index must be >= 0");
-    TB_CHECK(o->kind == TB_DISTILL_INTERMEDIATE || o->kind == TB_DISTILL_PREDICTION, TB_EINVAL, "unknown loss kind");
-    TB_CHECK(o->temperature > 0, TB_EINVAL, "--temperature must be > 0");
-    TB_TRY(tb_emit_load_model(o->teacher, &t, tvh, sizeof tvh));
-    TB_TRY(tb_emit_load_model(o->student, &s, svh, sizeof svh));
-    if (o->threads > 0) {
-        tb_bert_set_threads(&t, o->threads);
-        tb_bert_set_threads(&s, o->threads);
-    }
-    TB_CHECK(!tvh[0] || !svh[0] || !strcmp(tvh, svh), TB_EFORMAT,
-             "teacher vocabulary %s and student vocabulary %s differ", tvh, svh);
-    tb_features_meta_from_model(&tm, &t);
-    tm.dtype = o->dtype;
-    tm.dropout = o->teacher_dropout;
-    tb_features_request req = {0}, res;
-    if (o->kind == TB_DISTILL_INTERMEDIATE) {
-        TB_CHECK(s.config.fit_size > 0, TB_EINVAL,
-                 "student %s has no fit_dense (fit_size 0); the intermediate loss needs it", o->student);
-        req.student_layers = s.config.num_hidden_layers;
-        req.student_heads = s.config.num_attention_heads;
-        req.expect_hidden_size = s.config.fit_size;
-    } else {
-        TB_CHECK(s.config.head != TB_HEAD_NONE, TB_EINVAL, "student %s has no classification head", o->student);
-        TB_CHECK(s.config.num_labels == t.config.num_labels, TB_ESHAPE, "student has %d labels, teacher %d",
-                 s.config.num_labels, t.config.num_labels);
-        req.logits = 1;
-    }
-    TB_TRY(tb_features_request_resolve(&req, &tm, "the student", &res));
-
-    /* the batch, the teacher's features as a message would carry them */
-    emitter e;
-    memset(&e, 0, sizeof e);
-    tb_emit_opts eo;
-    tb_emit_opts_default(&eo);
-    eo.input = o->input;
-    eo.teacher_dropout = o->teacher_dropout;
-    eo.seed = o->seed;
-    e.o = &eo;
-    TB_TRY(read_input_at(&e, (uint64_t)o->index, &in));
-    TB_TRY(tb_batch_from_msg(&b, &in));
-    const int B = (int)b.input_ids.shape[0], T = (int)b.input_ids.shape[1];
-    TB_TRY(tb_bert_arena_reserve(&t, B, T, TB_BERT_INFER, res.attn, 0));
-    tb_bert_batch bb = {.B = B, .T = T, .input_ids = b.input_ids.data, .token_type_ids = b.token_type_ids.data,
-                        .attention_mask = b.attention_mask.data};
-    tb_bert_run tr = {.dropout = o->teacher_dropout, .seed = o->seed, .seq = (uint64_t)o->index};
-    tb_features_run_flags(&res, &tr);
-    TB_TRY(tb_bert_forward(&t, &bb, &tr));
-    TB_TRY(tb_msg_set_tensor_ref(&fm, "input_ids", &b.input_ids));
-    TB_TRY(tb_features_add(&fm, &t, &res, &tm, B, T, NULL));
-    TB_TRY(tb_codec_encode(&fm, &wire)); /* the bytes a student would receive */
-    tb_msg_free(&fm);
-    TB_TRY(tb_codec_decode(wire.data, wire.len, &fm, 0, NULL));
-    TB_TRY(tb_features_view_init(&v, &fm, &req));
-
-    /* the student: forward, loss, backward; nothing updated */
-    TB_TRY(tb_bert_arena_reserve(&s, B, T, TB_BERT_TRAIN, 0, 0));
-    tb_bert_run sr = {.dropout = o->student_dropout, .seed = o->seed, .seq = (uint64_t)o->index,
-                      .logits = o->kind == TB_DISTILL_PREDICTION};
-    TB_TRY(tb_bert_forward(&s, &bb, &sr));
-    tb_bert_zero_grad(&s);
-    tb_bert_distill_losses l;
-    tb_bert_grads g;
-    const float *gold = s.config.num_labels == 1 && b.labels.dtype == TB_F32 ? b.labels.data : NULL;
-    TB_CHECK(o->kind != TB_DISTILL_PREDICTION || s.config.num_labels != 1 || gold, TB_EFORMAT,
-             "a regression student needs f32 labels in the batch");
-    TB_TRY(tb_bert_distill_loss(&s, &v.teacher, o->kind, o->temperature, gold, &l, &g));
-    TB_TRY(tb_bert_backward(&s, &g));
-
-    TB_CHECK(mkdir(o->out_dir, 0777) == 0 || errno == EEXIST, TB_EIO, "cannot create %s: %s", o->out_dir,
-             strerror(errno));
-    snprintf(path, sizeof path, "%s/gradients.safetensors", o->out_dir);
-    TB_TRY(write_grads(path, &s, &l, o));
-    snprintf(path, sizeof path, "%s/losses.json", o->out_dir);
-    TB_TRY(write_losses_json(path, o, &l, &tm, &s.config, B, T));
-    if (out) *out = l;
-error:
-    tb_features_view_free(&v);
-    tb_msg_free(&fm);
-    tb_msg_free(&in);
-    tb_buf_free(&wire);
-    tb_batch_free(&b);
-    tb_bert_free(&s);
-    tb_bert_free(&t);
     return rc;
 }

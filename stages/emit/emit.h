@@ -1,4 +1,4 @@
-/* stages/emit/emit.h - the teacher-feature emitter behind tb-emit, and its check mode.
+/* stages/emit/emit.h - the teacher-feature emitter behind tb-emit (its check mode: check.h).
  *
  * tb_emit_run: loads a teacher checkpoint, reads token batches (tb_batch_to_msg messages) from a
  * message file or a ZeroMQ stream, runs the teacher once per batch and sends the batch with the
@@ -18,11 +18,7 @@
  * gives the same bits. With a message-file input the emitter registers a regenerate callback that
  * re-reads input message N and recomputes its features, so a student may resume from any
  * position; with a ZeroMQ input it relies on the stream's retain buffer (opts.retain_max).
- *
- * tb_emit_check: for one batch of a message file, a teacher and a student, computes the
- * distillation loss of one stage and every student gradient without updating anything, and
- * writes OUT/losses.json and OUT/gradients.safetensors (F32, one tensor per student parameter
- * under its Hugging Face name) so other implementations can be compared with tinybert-c.
+
  */
 #ifndef TB_EMIT_H
 #define TB_EMIT_H
@@ -83,22 +79,12 @@ int tb_emit_load_model(const char *path, tb_bert_model *m, char *vocab_hash, siz
 uint64_t tb_emit_file_estimate(const tb_features_request *r, const tb_features_meta *meta, int64_t batches,
                                int64_t B, int64_t T);
 
-typedef struct tb_emit_check_opts {
-    const char *teacher;          /* teacher checkpoint */
-    const char *student;          /* student checkpoint (fit_size = teacher hidden for stage 1) */
-    const char *input;            /* message file of token batches */
-    int64_t index;                /* which message of the file (0-based) */
-    const char *out_dir;          /* created if missing; losses.json + gradients.safetensors */
-    tb_distill_kind kind;         /* TB_DISTILL_INTERMEDIATE or TB_DISTILL_PREDICTION */
-    float temperature;            /* prediction loss temperature (1) */
-    tb_dtype dtype;               /* features as they would travel: TB_F32 or TB_F16 */
-    int teacher_dropout, student_dropout; /* 0: off (compare with references with dropout off) */
-    uint64_t seed;
-    int threads;
-} tb_emit_check_opts;
+/* 1 when `endpoint` is a ZeroMQ endpoint (tcp://, ipc://, inproc://), 0 for a message file
+ * (file:PATH, file://PATH or a path). */
+int tb_emit_is_stream(const char *endpoint);
 
-void tb_emit_check_opts_default(tb_emit_check_opts *o);
-/* The check mode described above; `out` (may be NULL) gets the losses. */
-int tb_emit_check(const tb_emit_check_opts *o, tb_bert_distill_losses *out);
+/* Reads message `seq` (0-based) of the message file `input` (stream id `stream_id`) into `out`;
+ * TB_EINVAL when the file has fewer messages. */
+int tb_emit_read_input_at(const char *input, const char *stream_id, uint64_t seq, tb_msg *out);
 
 #endif

@@ -2,6 +2,7 @@
  * its students asked for (stages/emit/emit.h, tb/train/features.h; docs/emit.md). */
 #include "tb/base/cli.h"
 #include "tb/text/dataset.h"
+#include "check.h"
 #include "emit.h"
 #include "tb/base/error.h"
 #include "tb/train/features.h"
@@ -128,85 +129,88 @@ static int run_check(const tb_cli *cli)
     return TB_EXIT_OK;
 }
 
+/* The emitter's options from the command line; TB_EXIT_USAGE (after saying why) for bad values,
+ * else -1. */
+static int emit_opts_from_cli(const tb_cli *cli, tb_emit_opts *o)
+{
+    tb_emit_opts_default(o);
+    o->teacher = tb_cli_str(cli, "teacher");
+    o->input = tb_cli_str(cli, "input");
+    o->output = tb_cli_str(cli, "output");
+    if (!o->teacher || !o->input || !o->output) {
+        fprintf(stderr, "tb-emit: give --teacher, --input and --output (or --check); see tb-emit --help\n");
+        return TB_EXIT_USAGE;
+    }
+    int64_t students = tb_cli_int(cli, "students");
+    if (students < 1 || students > 4096) {
+        fprintf(stderr, "tb-emit: --students must be in [1, 4096], got %lld\n", (long long)students);
+        return TB_EXIT_USAGE;
+    }
+    o->students = (int)students;
+    int64_t sl = tb_cli_int(cli, "student-layers");
+    if (sl < 0 || sl > TB_FEATURES_MAX_LAYERS) {
+        fprintf(stderr, "tb-emit: --student-layers must be in [0, %d]\n", TB_FEATURES_MAX_LAYERS);
+        return TB_EXIT_USAGE;
+    }
+    o->extra.student_layers = (int)sl;
+    if (tb_features_mask_parse(tb_cli_str(cli, "hidden"), "--hidden", &o->extra.hidden) != TB_OK ||
+        tb_features_mask_parse(tb_cli_str(cli, "attn"), "--attn", &o->extra.attn) != TB_OK) {
+        fprintf(stderr, "tb-emit: %s\n", tb_err_msg());
+        return TB_EXIT_USAGE;
+    }
+    o->extra.logits = tb_cli_bool(cli, "logits");
+    o->dtype = strcmp(tb_cli_str(cli, "feature-dtype"), "f16") ? TB_F32 : TB_F16;
+    o->teacher_dropout = tb_cli_bool(cli, "teacher-dropout");
+    o->seed = (uint64_t)tb_cli_int(cli, "seed");
+    int64_t ms = tb_cli_int(cli, "max-seq"), mob = tb_cli_int(cli, "max-output-bytes");
+    if (ms < 0 || ms > 1 << 20 || mob < 0 || tb_cli_int(cli, "max-batches") < 0) {
+        fprintf(stderr, "tb-emit: --max-seq, --max-output-bytes and --max-batches must be >= 0\n");
+        return TB_EXIT_USAGE;
+    }
+    o->max_seq = (int)ms;
+    o->max_output_bytes = (uint64_t)mob;
+    o->max_batches = tb_cli_int(cli, "max-batches");
+    o->policy = policy_of(tb_cli_str(cli, "on-student-death"));
+    o->peer_timeout_ms = (int)tb_cli_int(cli, "peer-timeout-ms");
+    o->hello_timeout_ms = (int)tb_cli_int(cli, "hello-timeout-ms");
+    o->dead_wait_ms = (int)tb_cli_int(cli, "dead-wait-ms");
+    o->finish_timeout_ms = (int)tb_cli_int(cli, "finish-timeout-ms");
+    o->retain_max = (int)tb_cli_int(cli, "retain-max");
+    o->recv_timeout_ms = (int)tb_cli_int(cli, "recv-timeout-ms");
+    o->stream_id = tb_cli_str(cli, "stream-id");
+    o->input_stream_id = tb_cli_str(cli, "input-stream-id");
+    o->threads = (int)tb_cli_int(cli, "threads");
+    o->metrics_path = tb_cli_str(cli, "metrics");
+    if (tb_progress_parse_mode(tb_cli_str(cli, "progress"), &o->progress) != TB_OK) o->progress = TB_PROGRESS_NONE;
+    return -1;
+}
+
+static int run_emit(const tb_cli *cli)
+{
+    tb_emit_opts o;
+    int code = emit_opts_from_cli(cli, &o);
+    if (code >= 0) return code;
+    tb_emit_result res;
+    int rc = tb_emit_run(&o, &res);
+    if (rc == TB_EINTR) {
+        fprintf(stderr, "tb-emit: %s\n", tb_err_msg());
+        return TB_EXIT_INTERRUPTED;
+    }
+    if (rc != TB_OK) {
+        fprintf(stderr, "tb-emit: %s\n", tb_err_msg());
+        return TB_EXIT_FAILURE;
+    }
+    TB_INFO("sent %lld batches (%.3f MB of features each way), %llu regenerated, %d student(s) dropped",
+            (long long)res.batches, (double)res.feature_bytes / 1e6, (unsigned long long)res.regenerated, res.dropped);
+    return TB_EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
     tb_cli cli;
     int code = tb_cli_stage_start(&cli, &info, argc, argv);
     if (code >= 0) return code;
-    if (tb_cli_bool(&cli, "check")) {
-        code = run_check(&cli);
-        goto done;
-    }
-    tb_emit_opts o;
-    tb_emit_opts_default(&o);
-    o.teacher = tb_cli_str(&cli, "teacher");
-    o.input = tb_cli_str(&cli, "input");
-    o.output = tb_cli_str(&cli, "output");
-    if (!o.teacher || !o.input || !o.output) {
-        fprintf(stderr, "tb-emit: give --teacher, --input and --output (or --check); see tb-emit --help\n");
-        code = TB_EXIT_USAGE;
-        goto done;
-    }
-    int64_t students = tb_cli_int(&cli, "students");
-    if (students < 1 || students > 4096) {
-        fprintf(stderr, "tb-emit: --students must be in [1, 4096], got %lld\n", (long long)students);
-        code = TB_EXIT_USAGE;
-        goto done;
-    }
-    o.students = (int)students;
-    int64_t sl = tb_cli_int(&cli, "student-layers");
-    if (sl < 0 || sl > TB_FEATURES_MAX_LAYERS) {
-        fprintf(stderr, "tb-emit: --student-layers must be in [0, %d]\n", TB_FEATURES_MAX_LAYERS);
-        code = TB_EXIT_USAGE;
-        goto done;
-    }
-    o.extra.student_layers = (int)sl;
-    if (tb_features_mask_parse(tb_cli_str(&cli, "hidden"), "--hidden", &o.extra.hidden) != TB_OK ||
-        tb_features_mask_parse(tb_cli_str(&cli, "attn"), "--attn", &o.extra.attn) != TB_OK) {
-        fprintf(stderr, "tb-emit: %s\n", tb_err_msg());
-        code = TB_EXIT_USAGE;
-        goto done;
-    }
-    o.extra.logits = tb_cli_bool(&cli, "logits");
-    o.dtype = strcmp(tb_cli_str(&cli, "feature-dtype"), "f16") ? TB_F32 : TB_F16;
-    o.teacher_dropout = tb_cli_bool(&cli, "teacher-dropout");
-    o.seed = (uint64_t)tb_cli_int(&cli, "seed");
-    int64_t ms = tb_cli_int(&cli, "max-seq"), mob = tb_cli_int(&cli, "max-output-bytes");
-    if (ms < 0 || ms > 1 << 20 || mob < 0 || tb_cli_int(&cli, "max-batches") < 0) {
-        fprintf(stderr, "tb-emit: --max-seq, --max-output-bytes and --max-batches must be >= 0\n");
-        code = TB_EXIT_USAGE;
-        goto done;
-    }
-    o.max_seq = (int)ms;
-    o.max_output_bytes = (uint64_t)mob;
-    o.max_batches = tb_cli_int(&cli, "max-batches");
-    o.policy = policy_of(tb_cli_str(&cli, "on-student-death"));
-    o.peer_timeout_ms = (int)tb_cli_int(&cli, "peer-timeout-ms");
-    o.hello_timeout_ms = (int)tb_cli_int(&cli, "hello-timeout-ms");
-    o.dead_wait_ms = (int)tb_cli_int(&cli, "dead-wait-ms");
-    o.finish_timeout_ms = (int)tb_cli_int(&cli, "finish-timeout-ms");
-    o.retain_max = (int)tb_cli_int(&cli, "retain-max");
-    o.recv_timeout_ms = (int)tb_cli_int(&cli, "recv-timeout-ms");
-    o.stream_id = tb_cli_str(&cli, "stream-id");
-    o.input_stream_id = tb_cli_str(&cli, "input-stream-id");
-    o.threads = (int)tb_cli_int(&cli, "threads");
-    o.metrics_path = tb_cli_str(&cli, "metrics");
-    if (tb_progress_parse_mode(tb_cli_str(&cli, "progress"), &o.progress) != TB_OK) o.progress = TB_PROGRESS_NONE;
-    tb_emit_result res;
-    int rc = tb_emit_run(&o, &res);
-    if (rc == TB_EINTR) {
-        fprintf(stderr, "tb-emit: %s\n", tb_err_msg());
-        code = TB_EXIT_INTERRUPTED;
-    } else if (rc != TB_OK) {
-        fprintf(stderr, "tb-emit: %s\n", tb_err_msg());
-        code = TB_EXIT_FAILURE;
-    } else {
-        TB_INFO("sent %lld batches (%.3f MB of features each way), %llu regenerated, %d student(s) dropped",
-                (long long)res.batches, (double)res.feature_bytes / 1e6, (unsigned long long)res.regenerated,
-                res.dropped);
-        code = TB_EXIT_OK;
-    }
-done:
+    code = tb_cli_bool(&cli, "check") ? run_check(&cli) : run_emit(&cli);
     tb_cli_free(&cli);
     return code;
 }

@@ -4,6 +4,7 @@
 #include "tb/base/error.h"
 #include "tb/base/log.h"
 #include "tb/text/vocab.h"
+#include "tb/text/vocab_build.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -38,23 +39,32 @@ static const tb_stage_info info = {
                "adjacent pieces. The result is a standard vocab.txt.",
 };
 
-int main(int argc, char **argv)
+/* --hash PATH: prints the vocabulary hash of an existing vocab.txt. */
+static int print_hash(const char *path)
 {
-    tb_cli cli;
-    int code = tb_cli_stage_start(&cli, &info, argc, argv);
-    if (code >= 0) return code;
+    tb_vocab v = {0};
+    char hash[32];
+    int code = TB_EXIT_OK;
+    if (tb_vocab_load(&v, path) == TB_OK) {
+        printf("%s\n", tb_vocab_hash_str(&v, hash, sizeof hash));
+    } else {
+        fprintf(stderr, "tb-vocab: %s\n", tb_err_msg());
+        code = TB_EXIT_FAILURE;
+    }
+    tb_vocab_free(&v);
+    return code;
+}
+
+/* Reads --input, counts its words and learns and saves the vocabulary. */
+static int learn(const tb_cli *cli)
+{
     tb_dataset ds = {0};
     tb_word_counts wc;
     tb_word_counts_init(&wc);
     tb_vocab v = {0};
     char hash[32];
-    if (tb_cli_str(&cli, "hash")) {
-        if (tb_vocab_load(&v, tb_cli_str(&cli, "hash")) != TB_OK) goto fail;
-        printf("%s\n", tb_vocab_hash_str(&v, hash, sizeof hash));
-        code = TB_EXIT_OK;
-        goto done;
-    }
-    const char *in = tb_cli_str(&cli, "input"), *out = tb_cli_str(&cli, "output");
+    int code;
+    const char *in = tb_cli_str(cli, "input"), *out = tb_cli_str(cli, "output");
     if (!in || !out) {
         fprintf(stderr, "tb-vocab: give --input and --output (or --hash PATH); see tb-vocab --help\n");
         code = TB_EXIT_USAGE;
@@ -62,18 +72,18 @@ int main(int argc, char **argv)
     }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    tb_read_opts ro = {.lenient = tb_cli_bool(&cli, "lenient")};
-    if (tb_dataset_read_format(&ds, tb_cli_str(&cli, "format"), in, &ro) != TB_OK) goto fail;
+    tb_read_opts ro = {.lenient = tb_cli_bool(cli, "lenient")};
+    if (tb_dataset_read_format(&ds, tb_cli_str(cli, "format"), in, &ro) != TB_OK) goto fail;
     if (ds.skipped) TB_WARN("%s: skipped %lld malformed rows (first at line %lld)", in, (long long)ds.skipped,
                             (long long)ds.skipped_first_line);
     tb_tokenizer_opts to = tb_tokenizer_opts_default();
-    to.do_lower_case = !tb_cli_bool(&cli, "cased");
-    if (strcmp(tb_cli_str(&cli, "format"), "wikitext") == 0) to.unk_literal = "<unk>"; /* not a word to learn */
+    to.do_lower_case = !tb_cli_bool(cli, "cased");
+    if (strcmp(tb_cli_str(cli, "format"), "wikitext") == 0) to.unk_literal = "<unk>"; /* not a word to learn */
     if (tb_dataset_count_words(&ds, &to, &wc) != TB_OK) goto fail;
-    tb_vocab_learn_opts lo = {.vocab_size = (int32_t)tb_cli_int(&cli, "vocab-size"),
-                              .min_frequency = tb_cli_int(&cli, "min-frequency"),
-                              .max_chars_per_word = (int)tb_cli_int(&cli, "max-chars-per-word")};
-    if (tb_cli_int(&cli, "vocab-size") > INT32_MAX || tb_cli_int(&cli, "vocab-size") < 6) {
+    tb_vocab_learn_opts lo = {.vocab_size = (int32_t)tb_cli_int(cli, "vocab-size"),
+                              .min_frequency = tb_cli_int(cli, "min-frequency"),
+                              .max_chars_per_word = (int)tb_cli_int(cli, "max-chars-per-word")};
+    if (tb_cli_int(cli, "vocab-size") > INT32_MAX || tb_cli_int(cli, "vocab-size") < 6) {
         fprintf(stderr, "tb-vocab: --vocab-size must be in [6, 2147483647]\n");
         code = TB_EXIT_USAGE;
         goto done;
@@ -93,6 +103,15 @@ done:
     tb_vocab_free(&v);
     tb_word_counts_free(&wc);
     tb_dataset_free(&ds);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    tb_cli cli;
+    int code = tb_cli_stage_start(&cli, &info, argc, argv);
+    if (code >= 0) return code;
+    code = tb_cli_str(&cli, "hash") ? print_hash(tb_cli_str(&cli, "hash")) : learn(&cli);
     tb_cli_free(&cli);
     return code;
 }
