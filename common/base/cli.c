@@ -368,6 +368,8 @@ static void cli_help_opt(FILE *out, const tb_opt *o)
     if (o->required) fprintf(out, " (required)");
     else if (o->def && o->type != TB_OPT_BOOL) fprintf(out, " (default: %s)", o->def);
     else if (o->def && cli_choice_index("true|1|yes|on", o->def) >= 0) fprintf(out, " (default: on)");
+    if (o->ranged && o->max == INT64_MAX && o->min > INT64_MIN) fprintf(out, " (>= %lld)", (long long)o->min);
+    else if (o->ranged && o->max < INT64_MAX) fprintf(out, " (%lld to %lld)", (long long)o->min, (long long)o->max);
     fputc('\n', out);
 }
 

@@ -159,3 +159,17 @@ Test(robust_cli, describe_shows_the_range)
     cr_expect(strstr(json, "\"max\":\t1024") || strstr(json, "\"max\": 1024"), "%s", json);
     free(json);
 }
+
+Test(robust_cli, help_shows_the_range)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    cr_assert_not_null(out);
+    cr_assert_eq(tb_cli_write_help(&info, out), TB_OK, "%s", tb_err_msg());
+    fclose(out);
+    cr_expect(strstr(buf, "classes (0: from the data) (default: 0) (0 to 1024)\n"), "%s", buf);
+    cr_expect(strstr(buf, "-1: wait (default: -1) (-1 to 2147483647)\n"), "%s", buf);
+    cr_expect(strstr(buf, "no range (default: 0)\n"), "%s", buf);
+    free(buf);
+}
