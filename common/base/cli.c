@@ -1,6 +1,7 @@
 /* cli.c - option tables: parsing, --help, --describe, and the common stage start-up. */
 #include "tb/base/cli.h"
 
+#include "tb/base/endpoint.h"
 #include "tb/base/error.h"
 #include "tb/base/log.h"
 #include "tb/base/signals.h"
@@ -15,8 +16,9 @@
 
 const tb_opt tb_cli_common_opts[] = {
     TB_OPTION("threads", TB_OPT_INT, "0", "threads for BLIS and OpenMP; 0: TB_THREADS or every available core",
-              .metavar = "N"),
-    TB_OPTION("seed", TB_OPT_INT, "42", "random seed (data order, dropout, initialisation)", .metavar = "N"),
+              .metavar = "N", TB_RANGE(0, 4096)),
+    TB_OPTION("seed", TB_OPT_INT, "42", "random seed (data order, dropout, initialisation)", .metavar = "N",
+              TB_RANGE(INT64_MIN, INT64_MAX)),
     TB_OPTION("log-level", TB_OPT_ENUM, "info", "messages on stderr at or above this level",
               .choices = "debug|info|warn|error|quiet"),
     TB_OPTION("metrics", TB_OPT_STRING, NULL, "append metrics as JSON lines to PATH ('-': stdout)", .metavar = "PATH|-"),
@@ -60,26 +62,6 @@ static int cli_choice_index(const char *choices, const char *value)
     return -1;
 }
 
-static int cli_endpoint_ok(const char *s)
-{
-    if (!*s) return 0;
-    const char *sep = strstr(s, "://");
-    if (!sep) return 1; /* a path */
-    size_t slen = (size_t)(sep - s);
-    const char *rest = sep + 3;
-    if (!*rest) return 0;
-    if (slen == 3 && strncmp(s, "tcp", 3) == 0) {
-        const char *colon = strrchr(rest, ':');
-        if (!colon || colon == rest || !colon[1]) return 0;
-        if (strcmp(colon + 1, "*") == 0) return 1;
-        for (const char *c = colon + 1; *c; c++)
-            if (*c < '0' || *c > '9') return 0;
-        return 1;
-    }
-    return (slen == 3 && strncmp(s, "ipc", 3) == 0) || (slen == 6 && strncmp(s, "inproc", 6) == 0) ||
-           (slen == 4 && strncmp(s, "file", 4) == 0);
-}
-
 /* Parses `text` as opt's type into v. Errors name the option: "--batch-size: 'x' is not an integer". */
 static int cli_parse_value(const tb_opt *opt, const char *text, tb_cli_value *v)
 {
@@ -93,6 +75,9 @@ static int cli_parse_value(const tb_opt *opt, const char *text, tb_cli_value *v)
             return TB_ERR(TB_EINVAL, "--%s: '%s' is not an integer", opt->name, text);
         if (errno == ERANGE)
             return TB_ERR(TB_EINVAL, "--%s: '%s' is out of range for a 64-bit integer", opt->name, text);
+        if (opt->ranged && (x < opt->min || x > opt->max))
+            return TB_ERR(TB_EINVAL, "--%s: %lld is out of range (%lld to %lld)", opt->name, x,
+                          (long long)opt->min, (long long)opt->max);
         v->i = x;
         return TB_OK;
     }
@@ -116,9 +101,7 @@ static int cli_parse_value(const tb_opt *opt, const char *text, tb_cli_value *v)
             return TB_ERR(TB_EINVAL, "--%s: '%s' is not one of %s", opt->name, text, opt->choices);
         return TB_OK;
     case TB_OPT_ENDPOINT:
-        if (!cli_endpoint_ok(text))
-            return TB_ERR(TB_EINVAL, "--%s: '%s' is not an endpoint (use tcp://HOST:PORT, ipc://PATH, "
-                          "inproc://NAME, file://PATH or a file path)", opt->name, text);
+        if (tb_endpoint_check(text) != TB_OK) return tb_err_wrap(TB_EINVAL, "--%s", opt->name);
         return TB_OK;
     case TB_OPT_STRING:
         return TB_OK;
@@ -162,6 +145,9 @@ static int cli_validate_opt(const tb_stage_info *info, const tb_opt *o)
             o->choices[strlen(o->choices) - 1] == '|')
             return TB_ERR(TB_EINVAL, "%s: enum option '--%s' needs choices like \"a|b|c\"", info->name, o->name);
     }
+    if (o->ranged && (o->type != TB_OPT_INT || o->min > o->max))
+        return TB_ERR(TB_EINVAL, "%s: option '--%s' has a range, but %s", info->name, o->name,
+                      o->type != TB_OPT_INT ? "is not an integer option" : "its minimum exceeds its maximum");
     if (o->required && o->def)
         return TB_ERR(TB_EINVAL, "%s: option '--%s' is required and has a default; choose one", info->name, o->name);
     if (o->def) {
@@ -382,6 +368,8 @@ static void cli_help_opt(FILE *out, const tb_opt *o)
     if (o->required) fprintf(out, " (required)");
     else if (o->def && o->type != TB_OPT_BOOL) fprintf(out, " (default: %s)", o->def);
     else if (o->def && cli_choice_index("true|1|yes|on", o->def) >= 0) fprintf(out, " (default: on)");
+    if (o->ranged && o->max == INT64_MAX && o->min > INT64_MIN) fprintf(out, " (>= %lld)", (long long)o->min);
+    else if (o->ranged && o->max < INT64_MAX) fprintf(out, " (%lld to %lld)", (long long)o->min, (long long)o->max);
     fputc('\n', out);
 }
 
@@ -453,6 +441,10 @@ static int cli_describe_opt(cJSON *arr, const tb_opt *o, int common)
     cJSON_AddStringToObject(p, "type", cli_type_names[o->type]);
     cJSON_AddItemToObject(p, "default", cli_describe_default(o));
     cJSON_AddBoolToObject(p, "required", o->required != 0);
+    if (o->ranged) {
+        cJSON_AddNumberToObject(p, "min", (double)o->min);
+        cJSON_AddNumberToObject(p, "max", (double)o->max);
+    }
     cJSON_AddStringToObject(p, "help", o->help ? o->help : "");
     if (o->type == TB_OPT_ENUM) {
         cJSON *ch = cJSON_AddArrayToObject(p, "choices");
@@ -535,19 +527,6 @@ int tb_cli_write_describe(const tb_stage_info *info, FILE *out)
 
 /* ---- stage start-up ---------------------------------------------------------------------- */
 
-/* The message without its "file.c:123: " origin: usage errors are for the person typing. */
-static const char *cli_user_msg(void)
-{
-    const char *m = tb_err_msg();
-    const char *colon = strchr(m, ':');
-    if (colon && colon > m && colon - m >= 2 && strncmp(colon - 2, ".c", 2) == 0) {
-        const char *p = colon + 1;
-        while (*p >= '0' && *p <= '9') p++;
-        if (p > colon + 1 && p[0] == ':' && p[1] == ' ') return p + 2;
-    }
-    return m;
-}
-
 int tb_cli_stage_start(tb_cli *cli, const tb_stage_info *info, int argc, char **argv)
 {
     memset(cli, 0, sizeof *cli);
@@ -561,7 +540,7 @@ int tb_cli_stage_start(tb_cli *cli, const tb_stage_info *info, int argc, char **
         return TB_EXIT_FAILURE;
     }
     if (tb_cli_parse(cli, info, argc, argv) != TB_OK) {
-        fprintf(stderr, "%s: %s\n", info->name, cli_user_msg());
+        fprintf(stderr, "%s: %s\n", info->name, tb_err_msg());
         tb_cli_free(cli);
         return TB_EXIT_USAGE;
     }
@@ -575,13 +554,7 @@ int tb_cli_stage_start(tb_cli *cli, const tb_stage_info *info, int argc, char **
     tb_log_parse_level(tb_cli_str(cli, "log-level"), &level); /* an enum: already checked */
     tb_log_set_level(level);
     if (reexec_msg[0]) TB_WARN("%s", reexec_msg);
-    int64_t threads = tb_cli_int(cli, "threads");
-    if (threads < 0 || threads > 4096) {
-        fprintf(stderr, "%s: --threads: %lld is not a thread count (0 for the default, or 1 to 4096)\n", info->name,
-                (long long)threads);
-        tb_cli_free(cli);
-        return TB_EXIT_USAGE;
-    }
+    int64_t threads = tb_cli_int(cli, "threads"); /* 0..4096: its range */
     if (tb_threads_setup((int)threads) != TB_OK || tb_signals_install(0) != TB_OK) {
         fprintf(stderr, "%s: %s\n", info->name, tb_err_msg());
         tb_cli_free(cli);

@@ -1,12 +1,15 @@
 /* error.c - thread-local last-error message. */
 #include "tb/base/error.h"
 
+#include "tb/base/log.h"
+
 #include <stdio.h>
 #include <string.h>
 
 #define TB_ERR_CAP 2048
 
 static _Thread_local char tb_err_buf[TB_ERR_CAP];
+static _Thread_local char tb_err_where[128];
 
 static const char *const tb_status_names[TB_STATUS_COUNT] = {
     [TB_OK] = "OK",           [TB_EINVAL] = "EINVAL",     [TB_ENOMEM] = "ENOMEM",
@@ -25,8 +28,12 @@ int tb_err_vset(int status, const char *file, int line, const char *fmt, va_list
 {
     const char *base = file ? strrchr(file, '/') : NULL;
     base = base ? base + 1 : (file ? file : "?");
-    int n = snprintf(tb_err_buf, TB_ERR_CAP, "%s:%d: ", base, line);
-    if (n < 0 || n >= TB_ERR_CAP) n = 0;
+    snprintf(tb_err_where, sizeof tb_err_where, "%s:%d", base, line);
+    int n = 0;
+    if (tb_log_get_level() == TB_LOG_DEBUG) {
+        n = snprintf(tb_err_buf, TB_ERR_CAP, "%s: ", tb_err_where);
+        if (n < 0 || n >= TB_ERR_CAP) n = 0;
+    }
     vsnprintf(tb_err_buf + n, TB_ERR_CAP - (size_t)n, fmt, ap);
     return status;
 }
@@ -50,13 +57,14 @@ int tb_err_wrap(int status, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     size_t n = strnlen(prefix, sizeof prefix - 1);
+    while (n > 0 && (prefix[n - 1] == ':' || prefix[n - 1] == ' ')) n--;
     memcpy(tb_err_buf, prefix, n);
     size_t k = n;
-    if (k + 2 < TB_ERR_CAP) {
+    size_t rest = strnlen(old, TB_ERR_CAP - 1);
+    if (rest > 0 && n > 0 && k + 2 < TB_ERR_CAP) {
         tb_err_buf[k++] = ':';
         tb_err_buf[k++] = ' ';
     }
-    size_t rest = strnlen(old, TB_ERR_CAP - 1);
     if (rest > TB_ERR_CAP - 1 - k) rest = TB_ERR_CAP - 1 - k;
     memcpy(tb_err_buf + k, old, rest);
     tb_err_buf[k + rest] = '\0';
@@ -65,4 +73,10 @@ int tb_err_wrap(int status, const char *fmt, ...)
 
 const char *tb_err_msg(void) { return tb_err_buf; }
 
-void tb_err_clear(void) { tb_err_buf[0] = '\0'; }
+const char *tb_err_origin(void) { return tb_err_where; }
+
+void tb_err_clear(void)
+{
+    tb_err_buf[0] = '\0';
+    tb_err_where[0] = '\0';
+}

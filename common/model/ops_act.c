@@ -110,7 +110,7 @@ int tb_relu_forward(float *out, const float *in, size_t n)
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = in[i];
-        out[i] = x > 0.0f ? x : 0.0f;
+        out[i] = x > 0.0f || x != x ? x : 0.0f; /* NaN stays NaN, as torch.relu keeps it */
     }
     return TB_OK;
 }

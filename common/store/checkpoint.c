@@ -13,6 +13,7 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +150,55 @@ int tb_checkpoint_clean_tmp(const char *dir)
     }
 error:
     if (d) closedir(d);
+    return rc;
+}
+
+/* ---- finiteness --------------------------------------------------------------------------- */
+
+/* Index of the first NaN or infinity in x[0..n), or n when every element is finite. */
+static size_t first_non_finite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return n;
+}
+
+/* TB_OK when the loaded tensor `name` of `file` is finite; else TB_EFORMAT naming its first bad element. */
+static int check_loaded_finite(const float *x, size_t n, const char *name, const char *file)
+{
+    size_t i = first_non_finite(x, n);
+    if (i == n) return TB_OK;
+    return TB_ERR(TB_EFORMAT, "%s: tensor '%s' holds %s at element %zu (of %zu): the checkpoint is damaged or the "
+                  "training that wrote it diverged; use an earlier checkpoint", file, name,
+                  isnan(x[i]) ? "NaN" : "an infinity", i, n);
+}
+
+/* TB_OK when x[0..n), the `what` of parameter `name`, is finite; else TB_EFORMAT naming the tensor, its first
+ * bad element and the checkpoint `final` that is not written. */
+static int check_saved_finite(const char *final, const char *what, const char *name, const float *x, size_t n)
+{
+    size_t i = first_non_finite(x, n);
+    if (i == n) return TB_OK;
+    return TB_ERR(TB_EFORMAT, "not saving checkpoint %s: %s '%s' holds %s at element %zu (of %zu): training diverged "
+                  "(try a lower learning rate, or resume from an earlier checkpoint)", final, what, name,
+                  isnan(x[i]) ? "NaN" : "an infinity", i, n);
+}
+
+/* Checks every parameter and, when given, every optimiser moment before a checkpoint is written. */
+static int check_save_finite(const char *final, const tb_param_table *p, const tb_adam *a)
+{
+    int rc = TB_OK;
+    int moments = a && a->m && a->v && a->total == p->total;
+    for (int i = 0; i < p->count; i++) {
+        const tb_param *it = &p->items[i];
+        if (it->value.dtype != TB_F32 || !it->value.data) continue;
+        size_t n = (size_t)tb_tensor_numel(&it->value), off = tb_params_offset(p, it);
+        TB_TRY(check_saved_finite(final, "parameter", it->name, it->value.data, n));
+        if (!moments || !it->trainable) continue;
+        TB_TRY(check_saved_finite(final, "the optimiser moment next_m of", it->name, a->m + off, n));
+        TB_TRY(check_saved_finite(final, "the optimiser moment next_v of", it->name, a->v + off, n));
+    }
+error:
     return rc;
 }
 
@@ -313,6 +363,7 @@ int tb_checkpoint_save(const char *dir, int64_t step, const tb_bert_config *conf
     TB_TRY(tb_checkpoint_clean_tmp(dir));
     TB_TRY(join(final, sizeof final, dir, name));
     TB_TRY(join(tmp, sizeof tmp, dir, tmp_name));
+    TB_TRY(check_save_finite(final, params, adam));
     struct stat st;
     TB_CHECK(lstat(final, &st) != 0, TB_EINVAL, "checkpoint %s already exists: remove it or save another step", final);
     TB_CHECK(mkdir(tmp, 0755) == 0, TB_EIO, "cannot create %s: %s", tmp, strerror(errno));
@@ -465,6 +516,7 @@ static int load_entries(const tb_st_file *f, tb_param_table *params, const char 
             continue;
         }
         TB_TRY(tb_st_read(f, e, p->value.data, tb_tensor_nbytes(&p->value)));
+        TB_TRY(check_loaded_finite(p->value.data, (size_t)tb_tensor_numel(&p->value), e->name, f->path));
     }
     if (ignored) TB_INFO("%s: %d tensor(s) not used by this model were ignored", f->path, ignored);
     TB_CHECK(bad.count == 0, TB_ESHAPE, "%s: %d tensor(s) do not fit the model:%s%s", f->path, bad.count, bad.text,
@@ -581,6 +633,7 @@ static int load_moments(const tb_st_file *f, const tb_param_table *params, tb_ad
                 continue;
             }
             TB_TRY(tb_st_read(f, e, (k ? a->v : a->m) + off, tb_tensor_nbytes(&it->value)));
+            TB_TRY(check_loaded_finite((k ? a->v : a->m) + off, (size_t)tb_tensor_numel(&it->value), name, f->path));
         }
     }
     TB_CHECK(bad.count == 0, TB_ESHAPE, "%s: optimiser moments do not fit the model (%d problems):%s%s", f->path,

@@ -2,6 +2,7 @@
  * (talking to the I/O thread over an inproc pipe), stats. */
 #include "stream_internal.h"
 
+#include "tb/base/endpoint.h"
 #include "tb/base/error.h"
 #include "tb/base/log.h"
 #include "tb/base/signals.h"
@@ -189,10 +190,11 @@ int tb_stream_open(tb_stream **out, const char *endpoint, tb_stream_mode mode,
              sizeof s->endpoint - 1);
     snprintf(s->endpoint, sizeof s->endpoint, "%s", endpoint);
     if (strncmp(endpoint, "tcp://", 6) == 0 || strncmp(endpoint, "ipc://", 6) == 0) {
+        TB_TRY(tb_endpoint_check(endpoint)); /* port 1..65535, the socket path limit: before binding */
         TB_TRY(zmq_open_stream(s));
     } else if (strncmp(endpoint, "file:", 5) == 0) {
         s->is_file = 1;
-        TB_TRY(tb_stream_file_open(s, endpoint + 5));
+        TB_TRY(tb_stream_file_open(s, endpoint + (strncmp(endpoint, "file://", 7) == 0 ? 7 : 5)));
     } else {
         TB_CHECK(!strstr(endpoint, "://"), TB_EUNSUPPORTED,
                  "stream endpoint '%s': unknown transport (use tcp://, ipc://, file:PATH or a path)", endpoint);

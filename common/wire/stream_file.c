@@ -171,6 +171,10 @@ int tb_stream_file_recv(tb_stream *s, tb_msg *out)
         uint64_t count = get64(b.data);
         TB_CHECK(count == n, TB_EFORMAT, "%s: END record says %llu messages, but the file holds %llu",
                  s->endpoint, (unsigned long long)count, (unsigned long long)n);
+        TB_CHECK(s->file_off == s->file_size, TB_EFORMAT,
+                 "%s: %llu unexpected bytes after the END record, from byte %llu (the file was appended to or "
+                 "corrupted; a message file ends with its END record)", s->endpoint,
+                 (unsigned long long)(s->file_size - s->file_off), (unsigned long long)s->file_off);
         s->ended = 1;
         rc = TB_ERR(TB_EEND, "stream %s: end reached after %llu messages", s->endpoint, (unsigned long long)n);
         goto error;

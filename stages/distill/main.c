@@ -30,24 +30,24 @@ static const tb_opt opts[] = {
               .choices = "none|constant|warmup_linear|warmup_constant"),
     TB_OPTION("warmup", TB_OPT_FLOAT, "0.1", "warm-up fraction of the schedule"),
     TB_OPTION("total-steps", TB_OPT_INT, "0", "schedule length in updates (a stream cannot be counted ahead; 0: "
-                                              "--max-steps)"),
-    TB_OPTION("max-steps", TB_OPT_INT, "0", "stop after this many updates (0: at the end of the stream)"),
-    TB_OPTION("save-every", TB_OPT_INT, "0", "checkpoint every N updates (0: only at the end or on a signal)"),
-    TB_OPTION("keep", TB_OPT_INT, "2", "task-stage2: periodic checkpoints kept (general and stage 1 keep all)"),
+                                              "--max-steps)", TB_RANGE(0, INT64_MAX)),
+    TB_OPTION("max-steps", TB_OPT_INT, "0", "stop after this many updates (0: at the end of the stream)", TB_RANGE(0, INT64_MAX)),
+    TB_OPTION("save-every", TB_OPT_INT, "0", "checkpoint every N updates (0: only at the end or on a signal)", TB_RANGE(0, INT64_MAX)),
+    TB_OPTION("keep", TB_OPT_INT, "2", "task-stage2: periodic checkpoints kept (general and stage 1 keep all)", TB_RANGE(1, INT32_MAX)),
     TB_OPTION("dev", TB_OPT_ENDPOINT, NULL, "task-stage2: dev token batches, evaluated to keep the best model"),
     TB_OPTION("dev-task", TB_OPT_STRING, NULL, "task-stage2: the dev set's task, for its metric (cola: MCC, mrpc/qqp: "
                                                "accuracy + F1, sts-b: correlation; default: accuracy, or correlation "
                                                "for one output)"),
-    TB_OPTION("eval-every", TB_OPT_INT, "0", "task-stage2: evaluate every N updates (0: at the end)"),
+    TB_OPTION("eval-every", TB_OPT_INT, "0", "task-stage2: evaluate every N updates (0: at the end)", TB_RANGE(0, INT64_MAX)),
     TB_OPTION("resume", TB_OPT_BOOL, "false", "continue from the newest checkpoint in --output"),
     TB_OPTION("consumer-id", TB_OPT_STRING, NULL, "this student's id on the stream (default student-<pid>; give a "
                                                   "fixed one to resume after a crash)"),
-    TB_OPTION("credit", TB_OPT_INT, "4", "messages the emitter may send ahead"),
-    TB_OPTION("recv-timeout-ms", TB_OPT_INT, "0", "fail when no message arrives for this long (0: wait)"),
+    TB_OPTION("credit", TB_OPT_INT, "4", "messages the emitter may send ahead", TB_RANGE(1, 1 << 20)),
+    TB_OPTION("recv-timeout-ms", TB_OPT_INT, "0", "fail when no message arrives for this long (0: wait)", TB_RANGE(0, INT32_MAX)),
     TB_OPTION("peer-timeout-ms", TB_OPT_INT, "0", "an emitter silent this long counts as dead (0: stream default "
-                                                  "10000)"),
+                                                  "10000)", TB_RANGE(0, INT32_MAX)),
     TB_OPTION("emitter-wait-ms", TB_OPT_INT, "0", "when the emitter dies: 0 fail; N > 0 wait up to N ms for a "
-                                                   "restarted one and continue from the next message"),
+                                                   "restarted one and continue from the next message", TB_RANGE(0, INT32_MAX)),
     TB_OPTION("expect-config-hash", TB_OPT_STRING, NULL, "teacher config hash required (default: pinned from the "
                                                          "first message)"),
     TB_OPTION("expect-vocab-hash", TB_OPT_STRING, NULL, "vocabulary hash required (default: pinned from the first "

@@ -26,7 +26,7 @@ static const tb_opt opts[] = {
               .metavar = "NAME"),
     TB_OPTION("predictions", TB_OPT_STRING, NULL, "GLUE submission TSV of the (first) model's predictions", .metavar = "PATH"),
     TB_OPTION("json", TB_OPT_STRING, "-", "results as JSON (one object per model per line; \"-\": stdout)", .metavar = "PATH"),
-    TB_OPTION("max-batches", TB_OPT_INT, "0", "evaluate only this many batches (0: all)"),
+    TB_OPTION("max-batches", TB_OPT_INT, "0", "evaluate only this many batches (0: all)", TB_RANGE(0, INT64_MAX)),
     {0},
 };
 

@@ -15,10 +15,10 @@ static const tb_opt opts[] = {
     TB_OPTION("format", TB_OPT_ENUM, "corpus", "how to read --input: a plain corpus, WikiText, text<TAB>label, or a GLUE task TSV",
               .choices = "corpus|wikitext|simple|cola|sst-2|mrpc|sts-b|qqp|mnli|mnli-mm|qnli|rte|wnli"),
     TB_OPTION("output", TB_OPT_STRING, NULL, "vocab.txt to write", .metavar = "PATH"),
-    TB_OPTION("vocab-size", TB_OPT_INT, "8000", "tokens in the vocabulary, the 5 special tokens included"),
-    TB_OPTION("min-frequency", TB_OPT_INT, "2", "a merge needs a pair seen at least this often"),
+    TB_OPTION("vocab-size", TB_OPT_INT, "8000", "tokens in the vocabulary, the 5 special tokens included", TB_RANGE(6, INT32_MAX)),
+    TB_OPTION("min-frequency", TB_OPT_INT, "2", "a merge needs a pair seen at least this often", TB_RANGE(1, INT64_MAX)),
     TB_OPTION("cased", TB_OPT_BOOL, "false", "keep case and accents (default: lower-case and strip accents)"),
-    TB_OPTION("max-chars-per-word", TB_OPT_INT, "100", "longer words are ignored (the tokenizer makes them [UNK])"),
+    TB_OPTION("max-chars-per-word", TB_OPT_INT, "100", "longer words are ignored (the tokenizer makes them [UNK])", TB_RANGE(1, INT32_MAX)),
     TB_OPTION("lenient", TB_OPT_BOOL, "false", "skip and count malformed rows instead of failing"),
     TB_OPTION("hash", TB_OPT_STRING, NULL, "print the vocabulary hash of an existing vocab.txt and exit", .metavar = "PATH"),
     {0},
@@ -83,11 +83,6 @@ static int learn(const tb_cli *cli)
     tb_vocab_learn_opts lo = {.vocab_size = (int32_t)tb_cli_int(cli, "vocab-size"),
                               .min_frequency = tb_cli_int(cli, "min-frequency"),
                               .max_chars_per_word = (int)tb_cli_int(cli, "max-chars-per-word")};
-    if (tb_cli_int(cli, "vocab-size") > INT32_MAX || tb_cli_int(cli, "vocab-size") < 6) {
-        fprintf(stderr, "tb-vocab: --vocab-size must be in [6, 2147483647]\n");
-        code = TB_EXIT_USAGE;
-        goto done;
-    }
     if (tb_vocab_learn(&v, &wc, &lo) != TB_OK) goto fail;
     if (tb_vocab_save(&v, out) != TB_OK) goto fail;
     clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -52,10 +52,16 @@ typedef struct tb_opt {
     int required;         /* must be given (a default then makes no sense) */
     const char *choices;  /* TB_OPT_ENUM: "a|b|c" */
     const char *metavar;  /* shown in --help ("N", "PATH"); NULL: from the type */
+    int ranged;           /* TB_OPT_INT: values outside [min, max] are a usage error (TB_RANGE) */
+    int64_t min, max;
 } tb_opt;
 
+/* The inclusive range of an integer option: TB_OPTION("batch-size", TB_OPT_INT, "32", "...", TB_RANGE(1, 65536)).
+ * Every integer option of a stage has one (tests/unit/test_robust_cli.c checks each stage's --describe). */
+#define TB_RANGE(lo, hi) .ranged = 1, .min = (lo), .max = (hi)
+
 /* A table entry with designated fields, so -Wextra does not ask for every field:
- * TB_OPTION(name, type, default, help[, .required = 1][, .choices = "a|b"][, .metavar = "N"]) */
+ * TB_OPTION(name, type, default, help[, .required = 1][, .choices = "a|b"][, .metavar = "N"][, TB_RANGE(lo, hi)]) */
 #define TB_OPTION(n, t, d, h, ...) {.name = (n), .type = (t), .def = (d), .help = (h), __VA_ARGS__}
 
 /* One tensor (or scalar) field of a message. */

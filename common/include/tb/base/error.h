@@ -34,16 +34,22 @@ typedef enum tb_status {
 /* Short name of a status ("EINVAL", ...). */
 const char *tb_status_name(int status);
 
-/* Records `fmt` as the thread's last error, prefixed by "file:line: ", and returns `status`. */
+/* Records `fmt` as the thread's last error and returns `status`. The message is for the user (what,
+ * where in their input, what to do); the source location file:line is kept apart (tb_err_origin)
+ * and prefixed to the message ("error.c:12: ...") only when the log level is debug. */
 int tb_err_set(int status, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 int tb_err_vset(int status, const char *file, int line, const char *fmt, va_list ap);
 
-/* Prepends context ("while loading x: ") to the thread's last error; returns `status`. */
+/* Prepends context to the thread's last error as "context: message" and returns `status`. Trailing
+ * ':' and blanks of the context are dropped (so "x: " gives "x: message", never "x: : message"); on
+ * an empty last error the message becomes the context alone. */
 int tb_err_wrap(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The thread's last error message ("" when none). Valid until the next tb_err_* call. */
 const char *tb_err_msg(void);
+/* "file.c:123" of the TB_ERR that recorded the last error ("" when none): for --log-level debug. */
+const char *tb_err_origin(void);
 void tb_err_clear(void);
 
 #define TB_ERR(status, ...) tb_err_set((status), __FILE__, __LINE__, __VA_ARGS__)

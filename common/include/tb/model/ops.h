@@ -89,7 +89,7 @@ int tb_tanh_forward(float *out, const float *in, size_t n);
 /* din[n] += dout * (1 - out^2). `out` is the forward OUTPUT. */
 int tb_tanh_backward(float *din, const float *out, const float *dout, size_t n);
 
-/* relu (the TinyBERT classification head). out may equal in. */
+/* relu (the TinyBERT classification head): x > 0 ? x : 0, and NaN stays NaN (as torch.relu). out may equal in. */
 int tb_relu_forward(float *out, const float *in, size_t n);
 /* din[n] += dout * (out > 0). `out` is the forward OUTPUT. */
 int tb_relu_backward(float *din, const float *out, const float *dout, size_t n);
