@@ -173,7 +173,7 @@ static int run(const tb_cli *cli, tb_trainer_result *res)
     /* a live stream is read once (its producer sends every epoch): the default 3 applies to files */
     o.epochs = tb_trainer_is_live(o.input) && !tb_cli_given(cli, "epochs") ? 1 : (int)tb_cli_int(cli, "epochs");
     o.max_steps = tb_cli_int(cli, "max-steps");
-    o.total_steps = tb_cli_int(cli, "total-steps");
+    o.total_steps = tb_cli_int(cli, "total-steps") > 0 ? tb_cli_int(cli, "total-steps") : 0; /* <= 0: counted */
     TB_TRY(adam_opts(cli, &o.adam));
     o.save_every = tb_cli_int(cli, "save-every");
     o.keep = (int)tb_cli_int(cli, "keep");
