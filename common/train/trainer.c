@@ -707,10 +707,12 @@ int tb_trainer_run(const tb_trainer_opts *o, tb_bert_model *m, tb_trainer_result
     int rc = TB_OK;
     trainer t;
     memset(&t, 0, sizeof t);
+    if (res) {
+        memset(res, 0, sizeof *res);
+        res->best_metric = NAN;
+        res->best_step = -1;
+    }
     TB_TRY(check_opts(o, m, res));
-    memset(res, 0, sizeof *res);
-    res->best_metric = NAN;
-    res->best_step = -1;
     t.o = o;
     t.h = &o->hooks;
     t.m = m;

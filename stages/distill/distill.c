@@ -701,6 +701,7 @@ int tb_distill_run(const tb_distill_opts *o, tb_distill_result *res)
     tb_eval_opts eo;
     trainer_opts(o, &s, vocab, &eo, &t);
     tb_trainer_result tr;
+    memset(&tr, 0, sizeof tr);
     rc = tb_trainer_run(&t, &m, &tr);
     res->steps = tr.steps;
     res->messages = tr.messages;
