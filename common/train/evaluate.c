@@ -2,6 +2,7 @@
 #include "tb/train/evaluate.h"
 
 #include "tb/text/dataset.h"
+#include "tb/base/clock.h"
 #include "tb/base/error.h"
 #include "tb/base/json.h"
 #include "tb/base/log.h"
@@ -12,14 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 void tb_eval_opts_default(tb_eval_opts *o)
 {
@@ -130,9 +123,9 @@ static int eval_batch(eval_run *e, const tb_msg *msg)
     tb_bert_batch bb = {.B = B, .T = T, .input_ids = b.input_ids.data, .token_type_ids = b.token_type_ids.data,
                         .attention_mask = b.attention_mask.data};
     tb_bert_run run = {.dropout = 0, .logits = 1};
-    double t0 = now_s();
+    double t0 = tb_now_s();
     TB_TRY(tb_bert_forward(e->m, &bb, &run));
-    e->r->forward_seconds += now_s() - t0;
+    e->r->forward_seconds += tb_now_s() - t0;
     const float *logits = tb_bert_logits(e->m);
     tb_tensor lt;
     int64_t shape[2] = {B, nl};
@@ -191,7 +184,7 @@ int tb_evaluate(tb_bert_model *m, const tb_eval_opts *o, tb_eval_result *out)
              "metric %s does not fit a model with %d output(s)", tb_taskmetrics_kind_name(kind), m->config.num_labels);
     TB_TRY(tb_taskmetrics_init(&e.tm, kind, m->config.num_labels));
     if (o->predictions_path) TB_TRY(open_predictions(&e, tmp, sizeof tmp));
-    double t0 = now_s();
+    double t0 = tb_now_s();
     TB_TRY(tb_stream_open(&s, o->input, TB_STREAM_READ, NULL));
     for (;;) {
         if (o->max_batches > 0 && out->batches >= o->max_batches) break;
@@ -206,7 +199,7 @@ int tb_evaluate(tb_bert_model *m, const tb_eval_opts *o, tb_eval_result *out)
         tb_msg_free(&msg);
         if (rc != TB_OK) goto error;
     }
-    out->wall_seconds = now_s() - t0;
+    out->wall_seconds = tb_now_s() - t0;
     TB_CHECK(out->examples > 0, TB_EINVAL, "%s holds no batches to evaluate", o->input);
     TB_TRY(tb_taskmetrics_compute(&e.tm, &out->metrics));
     out->examples_per_s = out->forward_seconds > 0 ? (double)out->examples / out->forward_seconds : 0;

@@ -6,6 +6,7 @@
 #include "tb/text/dataset.h"
 #include "tb/train/evaluate.h"
 #include "tb/model/loss.h"
+#include "tb/base/clock.h"
 #include "tb/base/error.h"
 #include "tb/base/log.h"
 #include "tb/base/plot.h"
@@ -20,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define PATH_N 4096
@@ -33,13 +33,6 @@ void tb_trainer_opts_default(tb_trainer_opts *o)
     tb_adam_options_default(&o->adam);
     o->keep = 2;
     o->progress = TB_PROGRESS_AUTO;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static int is_live_stream(const char *endpoint)
@@ -93,22 +86,29 @@ error:
 
 typedef struct trainer {
     const tb_trainer_opts *o;
+    const tb_trainer_hooks *h;
     tb_bert_model *m;
     tb_trainer_result *res;
     tb_adam adam;
-    int adam_ready;
+    int adam_ready;         /* model built, optimiser set up (and the resumed state loaded) */
     tb_metrics own, user;
     tb_progress prog;
     int prog_ready;
     tb_stream *in;
     int live;
-    int manual_ack;         /* live input with a consumer id: ack after each checkpoint */
+    int manual_ack;         /* the input was opened with manual acks: ack after each checkpoint */
     int64_t per_epoch;      /* messages per pass over a file; -1 for a live stream */
     int epoch;
     int64_t t_total;
     int64_t saved_step;     /* step of the last checkpoint written or loaded (-1: none) */
+    int64_t saved_messages; /* messages that checkpoint holds */
     int64_t evaluated_step; /* step of the last evaluation (-1: none) */
     int64_t samples_run;    /* examples trained on by this process (progress rate) */
+    int64_t received;       /* messages received since the input was (re)opened */
+    int64_t skip;           /* messages to drop after a re-open before the position ... */
+    uint64_t skip_pos;      /* ... and the stream position of the next one dropped */
+    char resume_path[PATH_N]; /* the checkpoint resumed from ("" when none) */
+    char vocab[PATH_N];     /* OUT/vocab.txt, copied into every checkpoint ("" when none) */
     char metrics_file[PATH_N];
     char best_dir[PATH_N];
 } trainer;
@@ -126,6 +126,49 @@ static int make_dir(const char *dir)
 {
     int rc = TB_OK;
     TB_CHECK(mkdir(dir, 0777) == 0 || errno == EEXIST, TB_EIO, "cannot create directory %s: %s", dir, strerror(errno));
+error:
+    return rc;
+}
+
+static int path_exists(const char *p)
+{
+    struct stat st;
+    return lstat(p, &st) == 0;
+}
+
+/* Copies file `from` to `to` (through a temporary name, so `to` appears only when complete). */
+static int copy_file(const char *from, const char *to)
+{
+    int rc = TB_OK;
+    char tmp[PATH_N + 8];
+    FILE *in = NULL, *out = NULL;
+    char buf[65536];
+    snprintf(tmp, sizeof tmp, "%s.tmp", to);
+    in = fopen(from, "rb");
+    TB_CHECK(in, TB_EIO, "cannot read %s: %s", from, strerror(errno));
+    out = fopen(tmp, "wb");
+    TB_CHECK(out, TB_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) TB_CHECK(fwrite(buf, 1, n, out) == n, TB_EIO, "writing %s failed", tmp);
+    TB_CHECK(!ferror(in), TB_EIO, "reading %s failed", from);
+    int closed = fclose(out);
+    out = NULL;
+    TB_CHECK(closed == 0, TB_EIO, "closing %s failed: %s", tmp, strerror(errno));
+    TB_CHECK(rename(tmp, to) == 0, TB_EIO, "cannot rename %s to %s: %s", tmp, to, strerror(errno));
+error:
+    if (in) fclose(in);
+    if (out) fclose(out);
+    return rc;
+}
+
+/* vocab_path is copied to OUT/vocab.txt, which every checkpoint then copies: a resumed run
+ * keeps the vocabulary without being given it again. */
+static int setup_vocab(trainer *t)
+{
+    int rc = TB_OK;
+    snprintf(t->vocab, sizeof t->vocab, "%s/%s", t->o->out_dir, TB_CKPT_VOCAB);
+    if (t->o->vocab_path) TB_TRY(copy_file(t->o->vocab_path, t->vocab));
+    if (!path_exists(t->vocab)) t->vocab[0] = 0;
 error:
     return rc;
 }
@@ -155,8 +198,9 @@ static int cmp_i64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Keeps the newest `keep` step-N folders of `dir` (N > 0; step-0 is never removed). */
-static int prune_checkpoints(const char *dir, int keep)
+/* Keeps the newest `keep` step-N folders of `dir` (N > 0: step-0 is never removed, nor step
+ * `protect`, the checkpoint just written). */
+static int prune_checkpoints(const char *dir, int keep, int64_t protect)
 {
     int rc = TB_OK;
     int64_t *steps = NULL;
@@ -184,6 +228,7 @@ static int prune_checkpoints(const char *dir, int keep)
     closedir(d);
     if (n > 1) qsort(steps, n, sizeof *steps, cmp_i64); /* steps is NULL when n == 0 */
     for (size_t i = 0; i + (size_t)keep < n; i++) {
+        if (steps[i] == protect) continue;
         char p[PATH_N];
         snprintf(p, sizeof p, "%s/step-%lld", dir, (long long)steps[i]);
         TB_TRY(remove_checkpoint_dir(p));
@@ -193,11 +238,21 @@ error:
     return rc;
 }
 
+/* The checkpoint's extra object: the stage's fields (hooks.state_extra), then the loop's. */
 static int state_extra(trainer *t, char **out)
 {
     int rc = TB_OK;
-    cJSON *j = cJSON_CreateObject();
-    TB_CHECK(j, TB_ENOMEM, "out of memory");
+    char *stage = NULL;
+    cJSON *j = NULL;
+    if (t->h->state_extra) {
+        TB_TRY(t->h->state_extra(t->h->ctx, &stage));
+        j = stage ? cJSON_Parse(stage) : NULL;
+        TB_CHECK(cJSON_IsObject(j), TB_EINVAL, "the stage's checkpoint fields are not a JSON object: %s",
+                 stage ? stage : "(none)");
+    } else {
+        j = cJSON_CreateObject();
+        TB_CHECK(j, TB_ENOMEM, "out of memory");
+    }
     cJSON_AddNumberToObject(j, "epoch", t->epoch);
     if (isfinite(t->res->best_metric))
         cJSON_AddNumberToObject(j, "best", t->res->best_metric);
@@ -208,6 +263,7 @@ static int state_extra(trainer *t, char **out)
     *out = cJSON_PrintUnformatted(j);
     TB_CHECK(*out, TB_ENOMEM, "out of memory");
 error:
+    free(stage);
     cJSON_Delete(j);
     return rc;
 }
@@ -217,13 +273,23 @@ static int save(trainer *t, const char *reason)
     int rc = TB_OK;
     tb_train_state st = {.step = t->res->steps, .seed = t->o->seed, .rng_position = (uint64_t)t->res->messages,
                          .data_position = (uint64_t)t->res->messages};
+    char old[PATH_N + 32];
     if (t->saved_step == t->res->steps) return TB_OK;
     TB_TRY(state_extra(t, &st.extra_json));
+    /* a step-N folder newer than the checkpoint this run resumed from was written by a run that
+     * died before it moved OUT/latest: nothing acknowledged it, so it is replaced */
+    snprintf(old, sizeof old, "%s/step-%lld", t->o->out_dir, (long long)t->res->steps);
+    if (path_exists(old)) {
+        TB_WARN("replacing %s, left by an interrupted run after its last checkpoint", old);
+        TB_TRY(remove_checkpoint_dir(old));
+    }
     TB_TRY(tb_checkpoint_save(t->o->out_dir, t->res->steps, &t->m->config, &t->m->params, &t->adam, &st,
-                              t->o->vocab_path, t->res->last_checkpoint, sizeof t->res->last_checkpoint));
+                              t->vocab[0] ? t->vocab : NULL, t->res->last_checkpoint, sizeof t->res->last_checkpoint));
     t->saved_step = t->res->steps;
+    t->saved_messages = t->res->messages;
+    /* the updates fed by every message up to messages - 1 are now safe */
     if (t->manual_ack && t->in && t->res->messages > 0) TB_TRY(tb_stream_ack(t->in, (uint64_t)t->res->messages - 1));
-    TB_TRY(prune_checkpoints(t->o->out_dir, t->o->keep));
+    if (!t->o->keep_all) TB_TRY(prune_checkpoints(t->o->out_dir, t->o->keep, t->res->steps));
     TB_TRY(write_metrics(t, "checkpoint", t->res->steps,
                          (tb_metric[]){TB_MS("path", t->res->last_checkpoint), TB_MS("reason", reason)}, 2));
     TB_INFO("checkpoint %s (%s)", t->res->last_checkpoint, reason);
@@ -239,11 +305,10 @@ static int save_best(trainer *t)
     TB_TRY(tb_checkpoint_clean_tmp(t->best_dir));
     char sp[PATH_N + 32];
     snprintf(sp, sizeof sp, "%s/step-%lld", t->best_dir, (long long)t->res->steps);
-    struct stat st;
-    if (stat(sp, &st) == 0) TB_TRY(remove_checkpoint_dir(sp)); /* a resumed run re-evaluating this step */
-    TB_TRY(tb_checkpoint_save(t->best_dir, t->res->steps, &t->m->config, &t->m->params, NULL, NULL, t->o->vocab_path,
-                              t->res->best_checkpoint, sizeof t->res->best_checkpoint));
-    TB_TRY(prune_checkpoints(t->best_dir, 1));
+    if (path_exists(sp)) TB_TRY(remove_checkpoint_dir(sp)); /* a resumed run re-evaluating this step */
+    TB_TRY(tb_checkpoint_save(t->best_dir, t->res->steps, &t->m->config, &t->m->params, NULL, NULL,
+                              t->vocab[0] ? t->vocab : NULL, t->res->best_checkpoint, sizeof t->res->best_checkpoint));
+    TB_TRY(prune_checkpoints(t->best_dir, 1, t->res->steps));
     TB_TRY(write_metrics(t, "checkpoint", t->res->steps,
                          (tb_metric[]){TB_MS("path", t->res->best_checkpoint), TB_MS("reason", "best")}, 2));
 error:
@@ -255,7 +320,11 @@ static int evaluate(trainer *t)
     int rc = TB_OK;
     if (!t->o->eval || t->evaluated_step == t->res->steps) return TB_OK;
     tb_taskmetrics_result r;
-    TB_TRY(t->o->eval(t->o->eval_ctx, t->m, &r));
+    rc = t->o->eval(t->o->eval_ctx, t->m, &r);
+    if (rc != TB_OK) {
+        tb_err_wrap(rc, "evaluating at step %lld", (long long)t->res->steps);
+        goto error;
+    }
     t->evaluated_step = t->res->steps;
     tb_metric f[TB_TM_MAX_FIELDS];
     int n = 0;
@@ -285,10 +354,32 @@ static int open_input(trainer *t, uint64_t from)
     tb_stream_opts_default(&so);
     so.resume_from = from;
     if (t->live && t->o->consumer_id) so.consumer_id = t->o->consumer_id;
-    so.manual_ack = t->manual_ack;
+    so.manual_ack = t->live && t->o->consumer_id;
+    if (t->h->open_input) TB_TRY(t->h->open_input(t->h->ctx, from, &so));
+    t->manual_ack = so.manual_ack;
     tb_stream_close(t->in);
     t->in = NULL;
+    t->received = 0;
     TB_TRY(tb_stream_open(&t->in, t->o->input, TB_STREAM_READ, &so));
+error:
+    return rc;
+}
+
+/* The input failed with `why`: re-opens it where the input_failed hook says (skipping what was
+ * trained on already), or returns the failure. */
+static int recover_input(trainer *t, int why)
+{
+    if (!t->h->input_failed || (why != TB_EPEER && why != TB_ETIMEOUT)) return why;
+    tb_trainer_input_failure f = {.why = why, .position = t->res->messages, .received = t->received};
+    uint64_t at = 0;
+    int rc = t->h->input_failed(t->h->ctx, &f, &at);
+    if (rc != TB_OK) return rc;
+    TB_CHECK(at <= (uint64_t)t->res->messages, TB_EINVAL,
+             "re-opening %s at message %llu would skip messages %lld to %llu", t->o->input, (unsigned long long)at,
+             (long long)t->res->messages, (unsigned long long)at - 1);
+    TB_TRY(open_input(t, at));
+    t->skip = t->res->messages - (int64_t)at;
+    t->skip_pos = at;
 error:
     return rc;
 }
@@ -296,34 +387,56 @@ error:
 /* Next training message into *msg: TB_OK, TB_EEND after the last epoch, TB_EINTR on a signal. */
 static int next_message(trainer *t, tb_msg *msg)
 {
+    int rc = TB_OK;
     for (;;) {
-        int rc = tb_stream_recv(t->in, msg, t->o->recv_timeout_ms > 0 ? t->o->recv_timeout_ms : -1);
-        if (rc != TB_EEND || t->live || t->epoch + 1 >= t->o->epochs) return rc;
-        t->epoch++;
-        rc = open_input(t, 0);
-        if (rc != TB_OK) return rc;
+        rc = tb_stream_recv(t->in, msg, t->o->recv_timeout_ms > 0 ? t->o->recv_timeout_ms : -1);
+        if (rc == TB_OK) {
+            t->received++;
+            if (t->skip == 0) return TB_OK;
+            /* trained on already (re-read after a re-open); acknowledged once a checkpoint holds it */
+            uint64_t pos = t->skip_pos++;
+            t->skip--;
+            tb_msg_free(msg);
+            if (t->manual_ack && pos < (uint64_t)t->saved_messages) TB_TRY(tb_stream_ack(t->in, pos));
+            continue;
+        }
+        if (rc == TB_EEND && !t->live && t->epoch + 1 < t->o->epochs) {
+            t->epoch++;
+            TB_TRY(open_input(t, 0));
+            continue;
+        }
+        if (rc == TB_EEND || rc == TB_EINTR) return rc;
+        if (recover_input(t, rc) == TB_OK) continue;
+        rc = tb_err_wrap(rc, "reading %s from %s", t->o->input_what ? t->o->input_what : "training batches",
+                         t->o->input);
+        goto error;
     }
+error:
+    return rc;
 }
 
-static int load_resume(trainer *t)
+/* Finds the checkpoint to resume from (the newest of OUT) and takes its position and best so far;
+ * its weights and optimiser state are loaded once the model exists (model_ready). */
+static int find_resume(trainer *t)
 {
     int rc = TB_OK;
-    char path[PATH_N];
     tb_train_state st = {0};
     cJSON *extra = NULL;
-    if (tb_trainer_latest(t->o->out_dir, path, sizeof path) != TB_OK) {
+    char *path = t->resume_path;
+    if (tb_trainer_latest(t->o->out_dir, path, sizeof t->resume_path) != TB_OK) {
         tb_err_clear();
+        path[0] = 0;
         TB_WARN("--resume: no checkpoint in %s yet, starting from the beginning", t->o->out_dir);
         return TB_OK;
     }
-    TB_TRY(tb_checkpoint_load_params(path, &t->m->params, NULL));
-    TB_TRY(tb_checkpoint_load_state(path, &t->m->params, &t->adam, &st));
+    TB_TRY(tb_checkpoint_load_state(path, NULL, NULL, &st));
     TB_CHECK(st.seed == t->o->seed, TB_EINVAL,
              "%s was trained with seed %llu, this run has seed %llu; resume with the same seed", path,
              (unsigned long long)st.seed, (unsigned long long)t->o->seed);
     t->res->steps = st.step;
     t->res->messages = (int64_t)st.data_position;
     t->saved_step = st.step;
+    t->saved_messages = t->res->messages;
     if (st.extra_json && (extra = cJSON_Parse(st.extra_json))) {
         const cJSON *b = cJSON_GetObjectItem(extra, "best"), *bs = cJSON_GetObjectItem(extra, "best_step"),
                     *bn = cJSON_GetObjectItem(extra, "best_metric");
@@ -331,10 +444,31 @@ static int load_resume(trainer *t)
         if (cJSON_IsNumber(bs)) t->res->best_step = (int64_t)bs->valuedouble;
         if (cJSON_IsString(bn)) snprintf(t->res->best_metric_name, sizeof t->res->best_metric_name, "%s", bn->valuestring);
     }
+    if (t->h->resumed) TB_TRY(t->h->resumed(t->h->ctx, path, st.extra_json));
     TB_INFO("resuming from %s: step %lld, message %lld", path, (long long)st.step, (long long)st.data_position);
     snprintf(t->res->last_checkpoint, sizeof t->res->last_checkpoint, "%s", path);
 error:
     cJSON_Delete(extra);
+    tb_train_state_free(&st);
+    return rc;
+}
+
+/* The model exists: the resumed weights over it, the optimiser and its resumed state. */
+static int model_ready(trainer *t)
+{
+    int rc = TB_OK;
+    tb_train_state st = {0};
+    if (t->resume_path[0]) TB_TRY(tb_checkpoint_load_params(t->resume_path, &t->m->params, NULL));
+    tb_adam_options ao = t->o->adam;
+    ao.t_total = t->t_total;
+    TB_TRY(tb_adam_init(&t->adam, &t->m->params, &ao));
+    t->adam_ready = 1;
+    if (t->resume_path[0]) {
+        TB_TRY(tb_checkpoint_load_state(t->resume_path, &t->m->params, &t->adam, &st));
+        TB_CHECK(t->adam.step == t->res->steps, TB_EFORMAT, "%s: the optimiser is at step %lld, the checkpoint at %lld",
+                 t->resume_path, (long long)t->adam.step, (long long)t->res->steps);
+    }
+error:
     tb_train_state_free(&st);
     return rc;
 }
@@ -352,17 +486,18 @@ static int plan(trainer *t)
         TB_TRY(tb_trainer_count_messages(o->input, &t->per_epoch));
         TB_CHECK(t->per_epoch > 0, TB_EINVAL, "%s holds no training batches", o->input);
     }
-    t->manual_ack = t->live && o->consumer_id;
-    TB_CHECK(!t->manual_ack || o->save_every > 0, TB_EINVAL,
+    TB_CHECK(!(t->live && o->consumer_id) || o->save_every > 0, TB_EINVAL,
              "a consumer id on %s acknowledges batches only at checkpoints: give a checkpoint interval (at most the "
              "producer's retain buffer)", o->input);
     t->t_total = o->total_steps;
-    if (t->t_total <= 0) {
+    if (t->t_total == 0) {
         if (!t->live) t->t_total = t->per_epoch * o->epochs;
         if (o->max_steps > 0 && (t->t_total <= 0 || o->max_steps < t->t_total)) t->t_total = o->max_steps;
-        TB_CHECK(t->t_total > 0, TB_EINVAL,
-                 "the schedule length is unknown for the live stream %s: give the total or the maximum steps", o->input);
     }
+    if (t->t_total <= 0) t->t_total = -1; /* no schedule length: a constant learning rate only */
+    TB_CHECK(t->t_total > 0 || o->adam.schedule == TB_SCHEDULE_CONSTANT, TB_EINVAL,
+             "the %s schedule needs its length, unknown for the stream %s: give the total or the maximum steps",
+             tb_lr_schedule_name(o->adam.schedule), o->input);
 error:
     return rc;
 }
@@ -373,18 +508,33 @@ static int check_opts(const tb_trainer_opts *o, tb_bert_model *m, tb_trainer_res
     TB_CHECK(o && m && res, TB_EINVAL, "tb_trainer_run: options, model and result are required");
     TB_CHECK(o->input && o->out_dir && o->loss, TB_EINVAL, "tb_trainer_run: input, out_dir and loss are required");
     TB_CHECK(o->epochs >= 1, TB_EINVAL, "epochs must be >= 1, got %d", o->epochs);
-    TB_CHECK(o->keep >= 1, TB_EINVAL, "checkpoints to keep must be >= 1, got %d", o->keep);
+    TB_CHECK(o->keep_all || o->keep >= 1, TB_EINVAL, "checkpoints to keep must be >= 1, got %d", o->keep);
     TB_CHECK(o->save_every >= 0 && o->eval_every >= 0, TB_EINVAL, "save and eval intervals must be >= 0");
+    TB_CHECK(!o->save_initial || !o->hooks.first_message, TB_EINVAL,
+             "tb_trainer_run: no initial checkpoint of a model built at the first message");
 error:
     return rc;
 }
 
-static int do_step(trainer *t, const tb_msg *msg, double *dt)
+/* Refuses an output folder holding another run's checkpoints unless resuming it. */
+static int check_out_dir(const tb_trainer_opts *o)
+{
+    int rc = TB_OK;
+    char latest[PATH_N];
+    snprintf(latest, sizeof latest, "%s/%s", o->out_dir, TB_CKPT_LATEST);
+    TB_CHECK(o->resume || !path_exists(latest), TB_EINVAL,
+             "%s already holds checkpoints (%s): continue them with --resume, or write to another folder", o->out_dir,
+             latest);
+error:
+    return rc;
+}
+
+static int do_step(trainer *t, const tb_msg *msg)
 {
     int rc = TB_OK;
     tb_trainer_loss l;
     memset(&l, 0, sizeof l);
-    double t0 = now_s();
+    double t0 = tb_now_s();
     tb_bert_zero_grad(t->m);
     TB_TRY(t->o->loss(t->o->loss_ctx, t->m, msg, (uint64_t)t->res->messages, &l));
     TB_CHECK(l.n_parts >= 0 && l.n_parts <= TB_TRAINER_MAX_PARTS, TB_EINVAL, "loss function reported %d parts", l.n_parts);
@@ -393,7 +543,7 @@ static int do_step(trainer *t, const tb_msg *msg, double *dt)
              (long long)t->res->messages, l.loss);
     double lr = tb_adam_lr(&t->adam);
     TB_TRY(tb_adam_step(&t->adam, &t->m->params));
-    *dt = now_s() - t0;
+    double dt = tb_now_s() - t0;
     t->res->messages++;
     t->res->steps = t->adam.step;
     t->res->last_loss = l.loss;
@@ -402,7 +552,7 @@ static int do_step(trainer *t, const tb_msg *msg, double *dt)
     f[n++] = TB_MF("loss", l.loss);
     f[n++] = TB_MF("lr", lr);
     f[n++] = TB_MI("samples", l.samples);
-    f[n++] = TB_MF("samples_per_s", *dt > 0 ? (double)l.samples / *dt : 0.0);
+    f[n++] = TB_MF("samples_per_s", dt > 0 ? (double)l.samples / dt : 0.0);
     f[n++] = TB_MI("epoch", t->epoch);
     for (int i = 0; i < l.n_parts; i++) f[n++] = l.parts[i];
     TB_TRY(write_metrics(t, "step", t->res->steps, f, n));
@@ -424,23 +574,38 @@ static void draw_plot(trainer *t)
     tb_plot_opts po;
     memset(&po, 0, sizeof po);
     po.stage = t->o->stage;
-    po.title = t->o->stage;
+    po.title = t->o->plot_title ? t->o->plot_title : t->o->stage;
     if (tb_plot_metrics(t->metrics_file, out, &po) != TB_OK)
         TB_WARN("no loss plot: %s", tb_err_msg());
     else
         TB_INFO("loss plot %s", out);
 }
 
+/* The first message builds the model (hooks.first_message), then the optimiser is set up. */
+static int first_message(trainer *t, const tb_msg *msg)
+{
+    int rc = TB_OK;
+    rc = t->h->first_message(t->h->ctx, msg, t->resume_path, t->m);
+    if (rc != TB_OK) {
+        tb_err_wrap(rc, "message %lld from %s", (long long)t->res->messages, t->o->input);
+        goto error;
+    }
+    TB_TRY(model_ready(t));
+error:
+    return rc;
+}
+
 static int loop(trainer *t)
 {
     int rc = TB_OK;
     const tb_trainer_opts *o = t->o;
+    tb_msg msg;
+    tb_msg_init(&msg);
     while (o->max_steps <= 0 || t->res->steps < o->max_steps) {
         if (tb_signals_pending()) {
             t->res->interrupted = 1;
             break;
         }
-        tb_msg msg;
         rc = next_message(t, &msg);
         if (rc == TB_EEND) {
             rc = TB_OK;
@@ -452,13 +617,87 @@ static int loop(trainer *t)
             break;
         }
         if (rc != TB_OK) goto error;
-        double dt = 0;
-        rc = do_step(t, &msg, &dt);
+        if (!t->adam_ready) TB_TRY(first_message(t, &msg));
+        TB_TRY(do_step(t, &msg));
         tb_msg_free(&msg);
-        if (rc != TB_OK) goto error;
         if (o->eval_every > 0 && t->res->steps % o->eval_every == 0) TB_TRY(evaluate(t));
         if (o->save_every > 0 && t->res->steps % o->save_every == 0) TB_TRY(save(t, "interval"));
     }
+error:
+    tb_msg_free(&msg);
+    return rc;
+}
+
+/* The producer of the input is gone: keeps what was learnt since the last checkpoint (with the
+ * stream closed, so nothing is acknowledged; a resumed run continues from there). */
+static int save_after_input_failure(trainer *t, int why)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", tb_err_msg());
+    tb_stream_close(t->in);
+    t->in = NULL;
+    if (!t->adam_ready) return why;
+    if (save(t, "error") != TB_OK) TB_WARN("no checkpoint after the input failed: %s", tb_err_msg());
+    if (strcmp(tb_err_msg(), msg) != 0) TB_ERR(why, "%s", msg);
+    return why;
+}
+
+/* Sets up the run: output folder, plan, resume point, metrics, input, progress. */
+static int start(trainer *t)
+{
+    int rc = TB_OK;
+    const tb_trainer_opts *o = t->o;
+    tb_trainer_result *res = t->res;
+    TB_TRY(make_dir(o->out_dir));
+    TB_TRY(check_out_dir(o));
+    TB_TRY(tb_checkpoint_clean_tmp(o->out_dir));
+    TB_TRY(setup_vocab(t));
+    snprintf(t->metrics_file, sizeof t->metrics_file, "%s/metrics.jsonl", o->out_dir);
+    snprintf(t->best_dir, sizeof t->best_dir, "%s/best", o->out_dir);
+    TB_TRY(plan(t));
+    if (o->resume) TB_TRY(find_resume(t));
+    if (!t->h->first_message) TB_TRY(model_ready(t));
+    TB_TRY(tb_metrics_open(&t->own, o->stage, t->metrics_file));
+    TB_TRY(tb_metrics_open(&t->user, o->stage, o->metrics_path));
+    if (!t->live) {
+        t->epoch = (int)(res->messages / t->per_epoch);
+        TB_CHECK(t->epoch < o->epochs || res->messages == t->per_epoch * o->epochs, TB_EINVAL,
+                 "the checkpoint is at message %lld, beyond %d epochs of %lld messages", (long long)res->messages,
+                 o->epochs, (long long)t->per_epoch);
+        if (t->epoch >= o->epochs) t->epoch = o->epochs - 1;
+        TB_TRY(open_input(t, (uint64_t)(res->messages - (int64_t)t->epoch * t->per_epoch)));
+    } else {
+        TB_TRY(open_input(t, (uint64_t)res->messages));
+    }
+    TB_TRY(write_metrics(t, "start", res->steps,
+                         (tb_metric[]){TB_MI("t_total", t->t_total), TB_MI("messages_per_epoch", t->per_epoch),
+                                       TB_MI("epochs", o->epochs), TB_MB("resumed", res->steps > 0)},
+                         4));
+    if (o->save_initial && res->steps == 0) TB_TRY(save(t, "initial"));
+    TB_TRY(tb_progress_init(&t->prog, stderr, o->progress, o->stage,
+                            o->max_steps > 0 && (t->t_total <= 0 || o->max_steps < t->t_total) ? o->max_steps : t->t_total,
+                            o->progress_interval));
+    t->prog_ready = 1;
+error:
+    return rc;
+}
+
+/* After the loop: the signal checkpoint, or the last evaluation, checkpoint and plot. */
+static int finish(trainer *t)
+{
+    int rc = TB_OK;
+    tb_trainer_result *res = t->res;
+    if (res->interrupted) {
+        if (t->adam_ready) TB_TRY(save(t, "signal"));
+        rc = TB_ERR(TB_EINTR, "training interrupted by a signal at step %lld; checkpoint %s (continue with resume)",
+                    (long long)res->steps, res->last_checkpoint[0] ? res->last_checkpoint : "none");
+        goto error;
+    }
+    TB_CHECK(t->adam_ready, TB_EINVAL, "%s held no message to train on", t->o->input);
+    TB_TRY(evaluate(t));
+    TB_TRY(save(t, "end"));
+    tb_progress_finish(&t->prog);
+    draw_plot(t);
 error:
     return rc;
 }
@@ -468,57 +707,23 @@ int tb_trainer_run(const tb_trainer_opts *o, tb_bert_model *m, tb_trainer_result
     int rc = TB_OK;
     trainer t;
     memset(&t, 0, sizeof t);
+    if (res) {
+        memset(res, 0, sizeof *res);
+        res->best_metric = NAN;
+        res->best_step = -1;
+    }
     TB_TRY(check_opts(o, m, res));
-    memset(res, 0, sizeof *res);
-    res->best_metric = NAN;
-    res->best_step = -1;
     t.o = o;
+    t.h = &o->hooks;
     t.m = m;
     t.res = res;
     t.saved_step = -1;
     t.evaluated_step = -1;
-    TB_TRY(make_dir(o->out_dir));
-    TB_TRY(tb_checkpoint_clean_tmp(o->out_dir));
-    snprintf(t.metrics_file, sizeof t.metrics_file, "%s/metrics.jsonl", o->out_dir);
-    snprintf(t.best_dir, sizeof t.best_dir, "%s/best", o->out_dir);
-    TB_TRY(plan(&t));
-    tb_adam_options ao = o->adam;
-    ao.t_total = t.t_total;
-    TB_TRY(tb_adam_init(&t.adam, &m->params, &ao));
-    t.adam_ready = 1;
-    if (o->resume) TB_TRY(load_resume(&t));
-    TB_TRY(tb_metrics_open(&t.own, o->stage, t.metrics_file));
-    TB_TRY(tb_metrics_open(&t.user, o->stage, o->metrics_path));
-    if (!t.live) {
-        t.epoch = (int)(res->messages / t.per_epoch);
-        TB_CHECK(t.epoch < o->epochs || res->messages == t.per_epoch * o->epochs, TB_EINVAL,
-                 "the checkpoint is at message %lld, beyond %d epochs of %lld messages", (long long)res->messages,
-                 o->epochs, (long long)t.per_epoch);
-        if (t.epoch >= o->epochs) t.epoch = o->epochs - 1;
-        TB_TRY(open_input(&t, (uint64_t)(res->messages - (int64_t)t.epoch * t.per_epoch)));
-    } else {
-        TB_TRY(open_input(&t, (uint64_t)res->messages));
-    }
-    TB_TRY(write_metrics(&t, "start", res->steps,
-                         (tb_metric[]){TB_MI("t_total", t.t_total), TB_MI("messages_per_epoch", t.per_epoch),
-                                       TB_MI("epochs", o->epochs), TB_MB("resumed", res->steps > 0)},
-                         4));
-    if (o->save_initial && res->steps == 0) TB_TRY(save(&t, "initial"));
-    TB_TRY(tb_progress_init(&t.prog, stderr, o->progress, o->stage, o->max_steps > 0 && o->max_steps < t.t_total ? o->max_steps : t.t_total,
-                            o->progress_interval));
-    t.prog_ready = 1;
-    TB_TRY(loop(&t));
-    if (res->interrupted) {
-        TB_TRY(save(&t, "signal"));
-        rc = TB_EINTR;
-        TB_ERR(TB_EINTR, "training interrupted by a signal at step %lld; checkpoint %s (continue with resume)",
-               (long long)res->steps, res->last_checkpoint);
-        goto error;
-    }
-    TB_TRY(evaluate(&t));
-    TB_TRY(save(&t, "end"));
-    tb_progress_finish(&t.prog);
-    draw_plot(&t);
+    TB_TRY(start(&t));
+    rc = loop(&t);
+    if (rc == TB_EPEER || rc == TB_ETIMEOUT) rc = save_after_input_failure(&t, rc);
+    if (rc != TB_OK) goto error;
+    TB_TRY(finish(&t));
 error:
     if (t.prog_ready) tb_progress_free(&t.prog);
     tb_stream_close(t.in);

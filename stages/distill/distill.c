@@ -1,30 +1,25 @@
 /* distill.c - tb-distill: a student trained on teacher-feature messages (see stages/distill/distill.h). */
 #include "distill.h"
 
+#include "tb/base/clock.h"
+#include "tb/base/error.h"
+#include "tb/base/log.h"
 #include "tb/store/checkpoint.h"
 #include "tb/store/config.h"
-#include "tb/text/dataset.h"
-#include "tb/base/error.h"
-#include "tb/train/evaluate.h"
-#include "tb/base/log.h"
-#include "tb/base/metrics.h"
-#include "tb/base/plot.h"
 #include "tb/store/safetensors.h"
-#include "tb/base/signals.h"
+#include "tb/text/dataset.h"
+#include "tb/train/evaluate.h"
+#include "tb/train/trainer.h"
 #include "tb/wire/stream.h"
-#include "tb/train/taskmetrics.h"
 
 #include <cJSON.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define PATH_N 4096
@@ -219,29 +214,19 @@ void tb_distill_opts_for_mode(tb_distill_opts *o, tb_distill_mode mode)
     o->adam.schedule = mode == TB_DISTILL_TASK_STAGE1 ? TB_SCHEDULE_CONSTANT : TB_SCHEDULE_WARMUP_LINEAR;
 }
 
-/* ---- the stage ---------------------------------------------------------------------------------- */
+/* ---- the stage: hooks of the training loop (tb/train/trainer.h) ------------------------------- */
 
 typedef struct run_state {
     const tb_distill_opts *o;
-    tb_distill_result *res;
-    tb_bert_model m;
-    int have_model;
     tb_bert_config cfg;
-    tb_adam adam;
-    int have_adam;
+    int have_request;           /* cfg and req are set */
     tb_features_request req;
+    char cfg_hash[TB_FEATURES_HASH_MAX], vocab_hash[TB_FEATURES_HASH_MAX]; /* expected by the request */
     tb_msg hello;
-    tb_stream *in;
-    tb_metrics metrics, extra_metrics;
-    tb_progress prog;
-    int have_prog;
-    char metrics_file[PATH_N];
-    char vocab[PATH_N];         /* "" : none */
-    int64_t saved_step;         /* step of the newest checkpoint (-1: none) */
-    int64_t saved_messages;     /* messages the newest checkpoint holds */
-    int64_t evaluated_step;
-    int64_t t_total;
+    char consumer_id[64];
     char resume_path[PATH_N];   /* "" : fresh start */
+    double outage;              /* deadline of the current emitter outage (0: none) */
+    int replaying;              /* re-reading from message 0 after a producer restart */
 } run_state;
 
 /* snprintf for paths: TB_EINVAL when the result does not fit. */
@@ -262,215 +247,29 @@ static int file_exists(const char *p)
     return stat(p, &st) == 0;
 }
 
-static int copy_file(const char *from, const char *to)
+/* The vocabulary copied into the checkpoints: --vocab, else the init checkpoint's (if any). */
+static int vocab_source(const tb_distill_opts *o, char *out, size_t n)
 {
     int rc = TB_OK;
-    char tmp[PATH_N];
-    FILE *in = NULL, *out = NULL;
-    char buf[65536];
-    TB_TRY(pathf(tmp, sizeof tmp, "%s.tmp", to));
-    in = fopen(from, "rb");
-    TB_CHECK(in, TB_EIO, "cannot read %s: %s", from, strerror(errno));
-    out = fopen(tmp, "wb");
-    TB_CHECK(out, TB_EIO, "cannot write %s: %s", tmp, strerror(errno));
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0) TB_CHECK(fwrite(buf, 1, n, out) == n, TB_EIO, "writing %s failed", tmp);
-    TB_CHECK(!ferror(in), TB_EIO, "reading %s failed", from);
-    int closed = fclose(out);
-    out = NULL;
-    TB_CHECK(closed == 0, TB_EIO, "closing %s failed: %s", tmp, strerror(errno));
-    TB_CHECK(rename(tmp, to) == 0, TB_EIO, "cannot rename %s to %s: %s", tmp, to, strerror(errno));
-error:
-    if (in) fclose(in);
-    if (out) fclose(out);
-    return rc;
-}
-
-/* Removes a checkpoint folder (it holds files only). */
-static int remove_flat_dir(const char *dir)
-{
-    int rc = TB_OK;
-    DIR *d = opendir(dir);
-    TB_CHECK(d, TB_EIO, "cannot open %s to remove it: %s", dir, strerror(errno));
-    struct dirent *e;
-    char p[PATH_N];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        if (pathf(p, sizeof p, "%s/%s", dir, e->d_name) != TB_OK || unlink(p) != 0) {
-            rc = TB_ERR(TB_EIO, "cannot remove %s from %s: %s", e->d_name, dir, strerror(errno));
-            break;
+    char dir[PATH_N];
+    out[0] = 0;
+    if (o->vocab_path) {
+        TB_TRY(pathf(out, n, "%s", o->vocab_path));
+    } else if (o->init_path) {
+        if (tb_checkpoint_resolve(o->init_path, dir, sizeof dir) == TB_OK) {
+            TB_TRY(pathf(out, n, "%s/%s", dir, TB_CKPT_VOCAB));
+            if (!file_exists(out)) out[0] = 0;
+        } else {
+            tb_err_clear();
         }
-    }
-    closedir(d);
-    if (rc == TB_OK && rmdir(dir) != 0) rc = TB_ERR(TB_EIO, "cannot remove %s: %s", dir, strerror(errno));
-error:
-    return rc;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Keeps the newest `keep` step-N folders of `dir` (and always step `protect`). */
-static int prune(const char *dir, int keep, int64_t protect)
-{
-    int rc = TB_OK;
-    int64_t *steps = NULL;
-    int n = 0, cap = 0;
-    DIR *d = opendir(dir);
-    TB_CHECK(d, TB_EIO, "cannot list %s: %s", dir, strerror(errno));
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        long long s;
-        char tail;
-        if (sscanf(e->d_name, "step-%lld%c", &s, &tail) != 1) continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            int64_t *ns = realloc(steps, (size_t)cap * sizeof *steps);
-            if (!ns) {
-                closedir(d);
-                TB_CHECK(0, TB_ENOMEM, "out of memory listing %s", dir);
-            }
-            steps = ns;
-        }
-        steps[n++] = s;
-    }
-    closedir(d);
-    qsort(steps, (size_t)n, sizeof *steps, cmp_i64);
-    for (int i = 0; i + keep < n; i++) {
-        if (steps[i] == protect) continue;
-        char p[PATH_N];
-        TB_TRY(pathf(p, sizeof p, "%s/step-%lld", dir, (long long)steps[i]));
-        TB_TRY(remove_flat_dir(p));
-    }
-error:
-    free(steps);
-    return rc;
-}
-
-static int extra_json(run_state *s, char **out)
-{
-    int rc = TB_OK;
-    cJSON *j = cJSON_CreateObject();
-    TB_CHECK(j, TB_ENOMEM, "out of memory");
-    cJSON_AddStringToObject(j, "mode", tb_distill_mode_name(s->o->loss.mode));
-    cJSON_AddStringToObject(j, "teacher_config_hash", s->req.expect_config_hash);
-    cJSON_AddStringToObject(j, "vocab_hash", s->req.expect_vocab_hash);
-    if (isfinite(s->res->best_metric)) cJSON_AddNumberToObject(j, "best", s->res->best_metric);
-    cJSON_AddNumberToObject(j, "best_step", (double)s->res->best_step);
-    *out = cJSON_PrintUnformatted(j);
-    TB_CHECK(*out, TB_ENOMEM, "out of memory");
-error:
-    cJSON_Delete(j);
-    return rc;
-}
-
-static int write_event(run_state *s, const char *event, int64_t step, const tb_metric *f, int n)
-{
-    int rc = TB_OK;
-    TB_TRY(tb_metrics_write(&s->metrics, event, step, f, n));
-    TB_TRY(tb_metrics_write(&s->extra_metrics, event, step, f, n));
-error:
-    return rc;
-}
-
-static int save(run_state *s, const char *reason)
-{
-    int rc = TB_OK;
-    char *extra = NULL, path[PATH_N];
-    const tb_distill_opts *o = s->o;
-    const int64_t step = s->adam.step;
-    if (step == s->saved_step) return TB_OK;
-    TB_TRY(extra_json(s, &extra));
-    /* A step-N folder newer than the checkpoint this run resumed from was written by a run that
-     * died before it moved OUT/latest: nothing acknowledged it, so it is replaced. */
-    char old[PATH_N];
-    TB_TRY(pathf(old, sizeof old, "%s/step-%lld", o->out_dir, (long long)step));
-    if (file_exists(old)) {
-        TB_WARN("replacing %s, left by an interrupted run after its last acknowledged checkpoint", old);
-        TB_TRY(remove_flat_dir(old));
-    }
-    tb_train_state st = {.step = step,
-                         .seed = o->loss.seed,
-                         .rng_position = (uint64_t)s->res->messages,
-                         .data_position = (uint64_t)s->res->messages,
-                         .extra_json = extra};
-    TB_TRY(tb_checkpoint_save(o->out_dir, step, &s->m.config, &s->m.params, &s->adam, &st,
-                              s->vocab[0] ? s->vocab : NULL, path, sizeof path));
-    s->saved_step = step;
-    s->saved_messages = s->res->messages;
-    snprintf(s->res->last_checkpoint, sizeof s->res->last_checkpoint, "%s", path);
-    /* the update fed by every message up to res->messages - 1 is now safe */
-    if (s->res->messages > 0 && s->in) TB_TRY(tb_stream_ack(s->in, (uint64_t)s->res->messages - 1));
-    tb_metric f[] = {TB_MS("path", path), TB_MS("reason", reason)};
-    TB_TRY(write_event(s, "checkpoint", step, f, 2));
-    TB_INFO("checkpoint %s (%s)", path, reason);
-    if (o->loss.mode == TB_DISTILL_TASK_STAGE2) TB_TRY(prune(o->out_dir, o->keep, step));
-error:
-    free(extra);
-    return rc;
-}
-
-/* Runs the student over the dev stream (tb/train/evaluate.h: dropout off) and computes the task metrics
- * of o->dev_kind (automatic: correlation for a 1-output student, accuracy otherwise). */
-static int dev_metrics(run_state *s, tb_taskmetrics_result *out)
-{
-    int rc = TB_OK;
-    tb_eval_opts eo;
-    tb_eval_opts_default(&eo);
-    eo.input = s->o->dev_input;
-    eo.kind = s->o->dev_kind;
-    eo.arena_mode = TB_BERT_TRAIN; /* reuse the training arena */
-    eo.recv_timeout_ms = s->o->recv_timeout_ms;
-    tb_eval_result er;
-    rc = tb_evaluate(&s->m, &eo, &er);
-    if (rc) {
-        tb_err_wrap(rc, "evaluating on %s: ", s->o->dev_input);
-        goto error;
-    }
-    *out = er.metrics;
-error:
-    return rc;
-}
-
-static int evaluate(run_state *s)
-{
-    int rc = TB_OK;
-    const tb_distill_opts *o = s->o;
-    if (o->loss.mode != TB_DISTILL_TASK_STAGE2 || !o->dev_input || s->evaluated_step == s->adam.step) return TB_OK;
-    tb_taskmetrics_result er;
-    TB_TRY(dev_metrics(s, &er));
-    s->evaluated_step = s->adam.step;
-    tb_metric f[TB_TM_MAX_FIELDS];
-    int n = 0;
-    TB_TRY(tb_taskmetrics_fields(&er, f, TB_TM_MAX_FIELDS, &n));
-    TB_TRY(write_event(s, "eval", s->adam.step, f, n));
-    const char *name = NULL;
-    double v = tb_taskmetrics_main(&er, &name);
-    TB_INFO("step %lld: dev %s %.4f", (long long)s->adam.step, name ? name : "?", v);
-    if (isfinite(v) && (!isfinite(s->res->best_metric) || v > s->res->best_metric)) {
-        char dir[PATH_N], path[PATH_N];
-        s->res->best_metric = v;
-        s->res->best_step = s->adam.step;
-        TB_TRY(pathf(dir, sizeof dir, "%s/best", o->out_dir));
-        char stepdir[PATH_N];
-        TB_TRY(pathf(stepdir, sizeof stepdir, "%s/step-%lld", dir, (long long)s->adam.step));
-        if (!file_exists(stepdir))
-            TB_TRY(tb_checkpoint_save(dir, s->adam.step, &s->m.config, &s->m.params, NULL, NULL,
-                                      s->vocab[0] ? s->vocab : NULL, path, sizeof path));
-        TB_TRY(prune(dir, 1, s->adam.step));
-        tb_metric c[] = {TB_MS("path", stepdir), TB_MS("reason", "best")};
-        TB_TRY(write_event(s, "checkpoint", s->adam.step, c, 2));
     }
 error:
     return rc;
 }
 
 /* Student configuration before the stream opens: from the resume checkpoint, the init checkpoint
- * or config.json. */
-static int load_config(run_state *s)
+ * or config.json; and the request it sends. */
+static int make_request(run_state *s)
 {
     int rc = TB_OK;
     const tb_distill_opts *o = s->o;
@@ -482,132 +281,33 @@ static int load_config(run_state *s)
         TB_CHECK(o->config_path, TB_EINVAL, "give the student: --init CHECKPOINT or --config config.json (random)");
         TB_TRY(tb_config_load(o->config_path, &s->cfg));
     }
+    TB_TRY(tb_distill_request(o->loss.mode, &s->cfg, s->cfg_hash, s->vocab_hash, &s->req));
+    s->have_request = 1;
 error:
     return rc;
 }
 
-/* Completes the configuration from the teacher's metadata and builds the model. */
-static int build_model(run_state *s, const tb_features_meta *meta)
+/* hooks.open_input: the hello with the request, this student's id, credit and manual acks. */
+static int hook_open_input(void *ctx, uint64_t from, tb_stream_opts *so)
 {
     int rc = TB_OK;
+    run_state *s = ctx;
     const tb_distill_opts *o = s->o;
-    tb_bert_config *c = &s->cfg;
-    if (!s->resume_path[0]) {
-        if (c->fit_size == 0) c->fit_size = meta->hidden_size;
-        if (o->loss.mode != TB_DISTILL_GENERAL && c->head == TB_HEAD_NONE) {
-            TB_CHECK(meta->num_labels > 0 || o->loss.mode == TB_DISTILL_TASK_STAGE1, TB_EINVAL,
-                     "task-stage2 needs a teacher with a classification head (the stream says it has none)");
-            if (meta->num_labels > 0) {
-                c->head = o->head == TB_HEAD_NONE ? TB_HEAD_TINYBERT : o->head;
-                c->num_labels = meta->num_labels;
-                TB_INFO("the student gets a %s head with %d outputs (randomly initialised)", tb_head_kind_name(c->head),
-                        c->num_labels);
-            }
-        }
-    }
-    TB_TRY(tb_distill_check_compat(o->loss.mode, c, meta));
-    TB_TRY(tb_bert_init(&s->m, c));
-    s->have_model = 1;
-    tb_bert_set_threads(&s->m, o->threads);
-    tb_bert_init_random(&s->m, o->loss.seed);
-    if (s->resume_path[0]) {
-        TB_TRY(tb_checkpoint_load_params(s->resume_path, &s->m.params, NULL));
-    } else if (o->init_path) {
-        static const char *const optional[] = {"bert.pooler.", "classifier.", "fit_dense.", NULL};
-        TB_TRY(tb_checkpoint_load_params(o->init_path, &s->m.params, optional));
-    }
-error:
-    return rc;
-}
-
-static int setup_optimizer(run_state *s, int B, int T)
-{
-    int rc = TB_OK;
-    tb_train_state st;
-    memset(&st, 0, sizeof st);
-    TB_TRY(tb_distill_prepare(&s->m, s->o->loss.mode, B, T));
-    tb_adam_options ao = s->o->adam;
-    ao.t_total = s->t_total;
-    TB_TRY(tb_adam_init(&s->adam, &s->m.params, &ao));
-    s->have_adam = 1;
-    if (s->resume_path[0]) {
-        TB_TRY(tb_checkpoint_load_state(s->resume_path, &s->m.params, &s->adam, &st));
-        s->saved_step = s->adam.step;
-        s->res->steps = s->adam.step;
-    }
-error:
-    tb_train_state_free(&st);
-    return rc;
-}
-
-/* Finds the checkpoint to resume from and reads its position and pinned hashes. */
-static int find_resume(run_state *s, char *cfg_hash, char *vocab_hash)
-{
-    int rc = TB_OK;
-    const tb_distill_opts *o = s->o;
-    tb_train_state st;
-    cJSON *extra = NULL;
-    memset(&st, 0, sizeof st);
-    char latest[PATH_N];
-    TB_TRY(pathf(latest, sizeof latest, "%s/%s", o->out_dir, TB_CKPT_LATEST));
-    TB_CHECK(o->resume || !file_exists(latest), TB_EINVAL,
-             "%s already holds checkpoints (%s): continue them with --resume, or write to another folder",
-             o->out_dir, latest);
-    if (!o->resume || !file_exists(latest)) {
-        if (o->resume) TB_WARN("--resume: no checkpoint in %s yet, starting from the beginning", o->out_dir);
-        return TB_OK;
-    }
-    TB_TRY(tb_checkpoint_resolve(o->out_dir, s->resume_path, sizeof s->resume_path));
-    TB_TRY(tb_checkpoint_load_state(s->resume_path, NULL, NULL, &st));
-    TB_CHECK(st.seed == o->loss.seed, TB_EINVAL,
-             "%s was trained with seed %llu, this run has seed %llu: resume with the same seed", s->resume_path,
-             (unsigned long long)st.seed, (unsigned long long)o->loss.seed);
-    s->res->messages = (int64_t)st.data_position;
-    s->saved_messages = (int64_t)st.data_position;
-    if (st.extra_json && (extra = cJSON_Parse(st.extra_json))) {
-        const cJSON *md = cJSON_GetObjectItem(extra, "mode"), *ch = cJSON_GetObjectItem(extra, "teacher_config_hash"),
-                    *vh = cJSON_GetObjectItem(extra, "vocab_hash"), *b = cJSON_GetObjectItem(extra, "best"),
-                    *bs = cJSON_GetObjectItem(extra, "best_step");
-        TB_CHECK(!cJSON_IsString(md) || !strcmp(md->valuestring, tb_distill_mode_name(o->loss.mode)), TB_EINVAL,
-                 "%s is a %s checkpoint; this run is %s: use another output folder", s->resume_path,
-                 md->valuestring, tb_distill_mode_name(o->loss.mode));
-        if (cJSON_IsString(ch) && strlen(ch->valuestring) < TB_FEATURES_HASH_MAX) strcpy(cfg_hash, ch->valuestring);
-        if (cJSON_IsString(vh) && strlen(vh->valuestring) < TB_FEATURES_HASH_MAX) strcpy(vocab_hash, vh->valuestring);
-        if (cJSON_IsNumber(b)) s->res->best_metric = b->valuedouble;
-        if (cJSON_IsNumber(bs)) s->res->best_step = (int64_t)bs->valuedouble;
-    }
-    TB_INFO("resuming from %s: step %lld, message %llu", s->resume_path, (long long)st.step,
-            (unsigned long long)st.data_position);
-error:
-    cJSON_Delete(extra);
-    tb_train_state_free(&st);
-    return rc;
-}
-
-/* Opens the feature stream at message `from`. */
-static int open_stream(run_state *s, uint64_t from)
-{
-    int rc = TB_OK;
-    const tb_distill_opts *o = s->o;
-    char id[64];
+    (void)from;
+    if (!s->have_request) TB_TRY(make_request(s));
     tb_msg_free(&s->hello);
     tb_msg_init(&s->hello);
     TB_TRY(tb_features_request_to_hello(&s->req, &s->hello));
     TB_TRY(tb_msg_set_str(&s->hello, "student.mode", tb_distill_mode_name(o->loss.mode)));
-    tb_stream_opts so;
-    tb_stream_opts_default(&so);
-    if (o->consumer_id) {
-        so.consumer_id = o->consumer_id;
-    } else {
-        snprintf(id, sizeof id, "student-%ld", (long)getpid());
-        so.consumer_id = id;
-    }
-    if (o->credit > 0) so.credit = o->credit;
-    if (o->peer_timeout_ms > 0) so.peer_timeout_ms = o->peer_timeout_ms;
-    so.resume_from = from;
-    so.hello = &s->hello;
-    so.manual_ack = 1;
-    TB_TRY(tb_stream_open(&s->in, o->input, TB_STREAM_READ, &so));
+    if (o->consumer_id)
+        snprintf(s->consumer_id, sizeof s->consumer_id, "%s", o->consumer_id);
+    else
+        snprintf(s->consumer_id, sizeof s->consumer_id, "student-%ld", (long)getpid());
+    so->consumer_id = o->consumer_id ? o->consumer_id : s->consumer_id;
+    if (o->credit > 0) so->credit = o->credit;
+    if (o->peer_timeout_ms > 0) so->peer_timeout_ms = o->peer_timeout_ms;
+    so->hello = &s->hello;
+    so->manual_ack = 1; /* a message is acknowledged once a checkpoint holds it */
 error:
     return rc;
 }
@@ -627,27 +327,183 @@ error:
     return rc;
 }
 
-static int msg_seq(const tb_msg *msg, uint64_t *seq)
+/* The message's sequence number must be `want`, the next one the student trains on. */
+static int check_seq(const tb_msg *msg, uint64_t want)
 {
     int rc = TB_OK;
     int64_t v = 0;
     TB_TRY(tb_msg_get_int(msg, "seq", &v));
     TB_CHECK(v >= 0, TB_EFORMAT, "message sequence number %lld is negative", (long long)v);
-    *seq = (uint64_t)v;
+    TB_CHECK((uint64_t)v == want, TB_EPEER, "expected message %llu, got %lld: the stream skipped or repeated a message",
+             (unsigned long long)want, (long long)v);
 error:
     return rc;
 }
 
-static int write_check(run_state *s, const tb_msg *msg, const tb_distill_step_result *r)
+/* Completes the configuration from the teacher's metadata and builds the student `m`. */
+static int build_model(run_state *s, const tb_features_meta *meta, tb_bert_model *m)
 {
     int rc = TB_OK;
     const tb_distill_opts *o = s->o;
+    tb_bert_config *c = &s->cfg;
+    if (!s->resume_path[0]) {
+        if (c->fit_size == 0) c->fit_size = meta->hidden_size;
+        if (o->loss.mode != TB_DISTILL_GENERAL && c->head == TB_HEAD_NONE) {
+            TB_CHECK(meta->num_labels > 0 || o->loss.mode == TB_DISTILL_TASK_STAGE1, TB_EINVAL,
+                     "task-stage2 needs a teacher with a classification head (the stream says it has none)");
+            if (meta->num_labels > 0) {
+                c->head = o->head == TB_HEAD_NONE ? TB_HEAD_TINYBERT : o->head;
+                c->num_labels = meta->num_labels;
+                TB_INFO("the student gets a %s head with %d outputs (randomly initialised)", tb_head_kind_name(c->head),
+                        c->num_labels);
+            }
+        }
+    }
+    TB_TRY(tb_distill_check_compat(o->loss.mode, c, meta));
+    TB_TRY(tb_bert_init(m, c));
+    tb_bert_set_threads(m, o->threads);
+    tb_bert_init_random(m, o->loss.seed);
+    if (!s->resume_path[0] && o->init_path) { /* a resumed student gets its weights from the loop */
+        static const char *const optional[] = {"bert.pooler.", "classifier.", "fit_dense.", NULL};
+        TB_TRY(tb_checkpoint_load_params(o->init_path, &m->params, optional));
+    }
+error:
+    return rc;
+}
+
+/* hooks.first_message: the student is built for the teacher that sent `msg`, its parameters
+ * frozen as the mode says. */
+static int hook_first_message(void *ctx, const tb_msg *msg, const char *resume_path, tb_bert_model *m)
+{
+    int rc = TB_OK;
+    run_state *s = ctx;
+    tb_features_view v;
+    memset(&v, 0, sizeof v);
+    (void)resume_path; /* the same as s->resume_path (hooks.resumed) */
+    TB_TRY(view_message(s, msg, &v));
+    TB_TRY(build_model(s, &v.meta, m));
+    TB_TRY(tb_distill_prepare(m, s->o->loss.mode, v.B, v.T));
+error:
+    tb_features_view_free(&v);
+    return rc;
+}
+
+/* The loop's loss function: one distillation step on message `seq`. */
+static int distill_loss(void *ctx, tb_bert_model *m, const tb_msg *msg, uint64_t seq, tb_trainer_loss *out)
+{
+    int rc = TB_OK;
+    run_state *s = ctx;
+    const tb_distill_opts *o = s->o;
+    tb_features_view v;
+    memset(&v, 0, sizeof v);
+    TB_TRY(check_seq(msg, seq));
+    rc = view_message(s, msg, &v);
+    if (rc) {
+        tb_err_wrap(rc, "message %llu from %s", (unsigned long long)seq, o->input);
+        goto error;
+    }
+    tb_distill_step_result r;
+    TB_TRY(tb_distill_step(m, &o->loss, msg, &v, seq, &r));
+    out->loss = r.loss;
+    out->samples = r.samples;
+    out->n_parts = 0;
+    out->parts[out->n_parts++] = TB_MI("seq", seq);
+    if (o->loss.mode == TB_DISTILL_TASK_STAGE2) {
+        out->parts[out->n_parts++] = TB_MF("pred", r.parts.pred);
+    } else {
+        out->parts[out->n_parts++] = TB_MF("att", r.parts.att);
+        out->parts[out->n_parts++] = TB_MF("hidden", r.parts.hidden);
+        out->parts[out->n_parts++] = TB_MF("emb", r.parts.emb);
+    }
+error:
+    tb_features_view_free(&v);
+    return rc;
+}
+
+/* hooks.resumed: the checkpoint must be of this mode; its pinned teacher hashes hold on. */
+static int hook_resumed(void *ctx, const char *path, const char *extra_json)
+{
+    int rc = TB_OK;
+    run_state *s = ctx;
+    const tb_distill_opts *o = s->o;
+    cJSON *extra = NULL;
+    TB_TRY(pathf(s->resume_path, sizeof s->resume_path, "%s", path));
+    if (extra_json && (extra = cJSON_Parse(extra_json))) {
+        const cJSON *md = cJSON_GetObjectItem(extra, "mode"), *ch = cJSON_GetObjectItem(extra, "teacher_config_hash"),
+                    *vh = cJSON_GetObjectItem(extra, "vocab_hash");
+        TB_CHECK(!cJSON_IsString(md) || !strcmp(md->valuestring, tb_distill_mode_name(o->loss.mode)), TB_EINVAL,
+                 "%s is a %s checkpoint; this run is %s: use another output folder", path, md->valuestring,
+                 tb_distill_mode_name(o->loss.mode));
+        if (cJSON_IsString(ch) && strlen(ch->valuestring) < TB_FEATURES_HASH_MAX) strcpy(s->cfg_hash, ch->valuestring);
+        if (cJSON_IsString(vh) && strlen(vh->valuestring) < TB_FEATURES_HASH_MAX) strcpy(s->vocab_hash, vh->valuestring);
+    }
+error:
+    cJSON_Delete(extra);
+    return rc;
+}
+
+/* hooks.state_extra: the mode and the teacher's hashes go into every checkpoint. */
+static int hook_state_extra(void *ctx, char **json)
+{
+    int rc = TB_OK;
+    run_state *s = ctx;
+    cJSON *j = cJSON_CreateObject();
+    TB_CHECK(j, TB_ENOMEM, "out of memory");
+    cJSON_AddStringToObject(j, "mode", tb_distill_mode_name(s->o->loss.mode));
+    cJSON_AddStringToObject(j, "teacher_config_hash", s->req.expect_config_hash);
+    cJSON_AddStringToObject(j, "vocab_hash", s->req.expect_vocab_hash);
+    *json = cJSON_PrintUnformatted(j);
+    TB_CHECK(*json, TB_ENOMEM, "out of memory");
+error:
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* hooks.input_failed: the emitter is gone or refuses to resume.
+ * A producer that started after this student's checkpoint (a restarted emitter) refuses to resume
+ * beyond what it has produced: the student re-reads from message 0 and skips (acknowledges
+ * without training) the messages its checkpoint holds - the emitter recomputes them, teacher
+ * forwards spent, results unchanged. Otherwise, with emitter_wait_ms, it re-opens the stream at
+ * the next message until an emitter answers or the deadline of this outage passes. */
+static int hook_input_failed(void *ctx, const tb_trainer_input_failure *f, uint64_t *reopen_at)
+{
+    run_state *s = ctx;
+    const tb_distill_opts *o = s->o;
+    if (f->received > 0) s->outage = 0; /* messages came since the last failure: a new outage */
+    if (f->why == TB_EPEER && !s->replaying && f->position > 0 && strstr(tb_err_msg(), "were produced so far")) {
+        TB_WARN("%s; the emitter started after this student's checkpoint: reading from message 0 and skipping the "
+                "%lld messages the checkpoint holds", tb_err_msg(), (long long)f->position);
+        tb_err_clear();
+        s->replaying = 1;
+        *reopen_at = 0;
+        return TB_OK;
+    }
+    if (o->emitter_wait_ms <= 0) return f->why;
+    double now = tb_now_s();
+    if (s->outage == 0) {
+        s->outage = now + o->emitter_wait_ms / 1000.0;
+        TB_WARN("the emitter is gone (%s); waiting up to %d ms for one at %s to serve message %lld on", tb_err_msg(),
+                o->emitter_wait_ms, o->input, (long long)f->position);
+    }
+    if (now >= s->outage) return tb_err_wrap(f->why, "no emitter came back within %d ms", o->emitter_wait_ms);
+    tb_err_clear();
+    s->replaying = 0;
+    *reopen_at = (uint64_t)f->position;
+    return TB_OK;
+}
+
+/* ---- check mode ------------------------------------------------------------------------------- */
+
+static int write_check(const tb_distill_opts *o, const tb_bert_model *m, const tb_msg *msg,
+                       const tb_distill_step_result *r)
+{
+    int rc = TB_OK;
     char path[PATH_N];
     FILE *f = NULL;
     tb_st_item *items = NULL;
     char **names = NULL;
     int n = 0;
-    const tb_param_table *p = &s->m.params;
+    const tb_param_table *p = &m->params;
     if (mkdir(o->check_dir, 0777) != 0 && errno != EEXIST)
         TB_CHECK(0, TB_EIO, "cannot create %s: %s", o->check_dir, strerror(errno));
     items = calloc((size_t)p->count + 4, sizeof *items);
@@ -678,10 +534,9 @@ static int write_check(run_state *s, const tb_msg *msg, const tb_distill_step_re
     fprintf(f,
             "{\"mode\":\"%s\",\"loss\":%.17g,\"att\":%.17g,\"hidden\":%.17g,\"emb\":%.17g,\"pred\":%.17g,"
             "\"w_att\":%.17g,\"w_hidden\":%.17g,\"w_pred\":%.17g,\"temperature\":%.17g,\"dropout\":%s,"
-            "\"step\":%lld}\n",
+            "\"step\":0}\n",
             tb_distill_mode_name(o->loss.mode), r->loss, r->parts.att, r->parts.hidden, r->parts.emb, r->parts.pred,
-            o->loss.w_att, o->loss.w_hidden, o->loss.w_pred, o->loss.temperature, o->loss.dropout ? "true" : "false",
-            (long long)s->adam.step);
+            o->loss.w_att, o->loss.w_hidden, o->loss.w_pred, o->loss.temperature, o->loss.dropout ? "true" : "false");
     int closed = fclose(f);
     f = NULL;
     TB_CHECK(closed == 0, TB_EIO, "writing %s failed", path);
@@ -695,168 +550,62 @@ error:
     return rc;
 }
 
-/* One training step on `msg`: validation, forward/backward, update, metrics, periodic work. */
-static int train_one(run_state *s, const tb_msg *msg, uint64_t seq)
+/* Check mode: the losses and gradients of the first message (no update), then the stream is
+ * drained to its end so the producer finishes. */
+static int run_check(run_state *s, tb_distill_result *res)
 {
     int rc = TB_OK;
     const tb_distill_opts *o = s->o;
-    tb_features_view v;
-    memset(&v, 0, sizeof v);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    TB_CHECK(seq == (uint64_t)s->res->messages, TB_EPEER,
-             "expected message %lld, got %llu: the stream skipped or repeated a message", (long long)s->res->messages,
-             (unsigned long long)seq);
-    rc = view_message(s, msg, &v);
-    if (rc) {
-        tb_err_wrap(rc, "message %llu from %s: ", (unsigned long long)seq, o->input);
-        goto error;
-    }
-    if (!s->have_model) TB_TRY(build_model(s, &v.meta));
-    if (!s->have_adam) TB_TRY(setup_optimizer(s, v.B, v.T));
-    tb_distill_step_result r;
-    TB_TRY(tb_distill_step(&s->m, &o->loss, msg, &v, seq, &r));
-    TB_CHECK(isfinite(r.loss), TB_EINVAL,
-             "the loss of message %llu is %g: training diverged (lower the learning rate or check the data)",
-             (unsigned long long)seq, r.loss);
-    if (o->check_dir) {
-        TB_TRY(write_check(s, msg, &r));
-        s->res->last_loss = r.loss;
-        goto error;
-    }
-    double lr = tb_adam_lr(&s->adam);
-    TB_TRY(tb_adam_step(&s->adam, &s->m.params));
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    s->res->messages = (int64_t)seq + 1;
-    s->res->steps = s->adam.step;
-    s->res->last_loss = r.loss;
-    tb_metric f[10];
-    int n = 0;
-    f[n++] = TB_MF("loss", r.loss);
-    f[n++] = TB_MF("lr", lr);
-    f[n++] = TB_MI("samples", r.samples);
-    f[n++] = TB_MF("samples_per_s", dt > 0 ? (double)r.samples / dt : 0.0);
-    f[n++] = TB_MI("seq", seq);
-    if (o->loss.mode == TB_DISTILL_TASK_STAGE2) {
-        f[n++] = TB_MF("pred", r.parts.pred);
-    } else {
-        f[n++] = TB_MF("att", r.parts.att);
-        f[n++] = TB_MF("hidden", r.parts.hidden);
-        f[n++] = TB_MF("emb", r.parts.emb);
-    }
-    TB_TRY(write_event(s, "step", s->adam.step, f, n));
-    if (s->have_prog) tb_progress_update(&s->prog, s->adam.step, -1, r.loss, lr);
-    if (o->save_every > 0 && s->adam.step % o->save_every == 0) TB_TRY(save(s, "interval"));
-    if (o->eval_every > 0 && s->adam.step % o->eval_every == 0) TB_TRY(evaluate(s));
-error:
-    tb_features_view_free(&v);
-    return rc;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* The emitter is gone (status `why`): with emitter_wait_ms, re-opens the stream at the next
- * message, until the deadline of this outage passes. */
-static int reconnect(run_state *s, int why, double *deadline)
-{
-    int rc = why;
-    const tb_distill_opts *o = s->o;
-    if (o->emitter_wait_ms <= 0 || o->check_dir || (why != TB_EPEER && why != TB_ETIMEOUT)) return why;
-    double now = now_s();
-    if (*deadline == 0) {
-        *deadline = now + o->emitter_wait_ms / 1000.0;
-        TB_WARN("the emitter is gone (%s); waiting up to %d ms for one at %s to serve message %lld on", tb_err_msg(),
-                o->emitter_wait_ms, o->input, (long long)s->res->messages);
-    }
-    if (now >= *deadline) {
-        tb_err_wrap(why, "no emitter came back within %d ms: ", o->emitter_wait_ms);
-        return why;
-    }
-    tb_err_clear();
-    tb_stream_close(s->in);
-    s->in = NULL;
-    TB_TRY(open_stream(s, (uint64_t)s->res->messages));
-error:
-    return rc;
-}
-
-/* A producer that started after this student's checkpoint (a restarted emitter) refuses to resume
- * beyond what it has produced. The student then re-opens the stream from message 0 and skips
- * (acknowledges without training) the messages its checkpoint already holds: the emitter
- * recomputes them - teacher forwards spent, results unchanged. Returns TB_OK when it re-opened. */
-static int replay_from_start(run_state *s, int why, int *replaying)
-{
-    int rc = why;
-    if (why != TB_EPEER || *replaying || s->res->messages == 0 || !strstr(tb_err_msg(), "were produced so far"))
-        return why;
-    TB_WARN("%s; the emitter started after this student's checkpoint: reading from message 0 and skipping the "
-            "%lld messages the checkpoint holds", tb_err_msg(), (long long)s->res->messages);
-    tb_err_clear();
-    *replaying = 1;
-    tb_stream_close(s->in);
-    s->in = NULL;
-    TB_TRY(open_stream(s, 0));
-error:
-    return rc;
-}
-
-static int loop(run_state *s)
-{
-    int rc = TB_OK;
-    const tb_distill_opts *o = s->o;
+    tb_stream *in = NULL;
+    tb_bert_model m = {0};
     tb_msg msg;
     tb_msg_init(&msg);
-    int done_check = 0;
-    double outage = 0; /* deadline of the current emitter outage (0: none) */
-    int replaying = 0;  /* re-reading from message 0 after a producer restart */
+    tb_stream_opts so;
+    tb_stream_opts_default(&so);
+    TB_TRY(hook_open_input(s, 0, &so));
+    TB_TRY(tb_stream_open(&in, o->input, TB_STREAM_READ, &so));
+    int timeout = o->recv_timeout_ms > 0 ? o->recv_timeout_ms : -1;
+    rc = tb_stream_recv(in, &msg, timeout);
+    if (rc == TB_EEND) rc = TB_ERR(TB_EINVAL, "check mode: %s holds no message", o->input);
+    if (rc != TB_OK) {
+        if (rc != TB_EINTR) tb_err_wrap(rc, "reading teacher features from %s", o->input);
+        goto error;
+    }
+    TB_TRY(check_seq(&msg, 0));
+    TB_TRY(hook_first_message(s, &msg, "", &m));
+    tb_trainer_loss l;
+    memset(&l, 0, sizeof l);
+    tb_features_view v;
+    memset(&v, 0, sizeof v);
+    rc = view_message(s, &msg, &v);
+    tb_distill_step_result r;
+    if (rc == TB_OK) rc = tb_distill_step(&m, &o->loss, &msg, &v, 0, &r);
+    tb_features_view_free(&v);
+    if (rc != TB_OK) goto error;
+    TB_CHECK(isfinite(r.loss), TB_EINVAL, "the loss of message 0 is %g: check the data", r.loss);
+    TB_TRY(write_check(o, &m, &msg, &r));
+    res->last_loss = r.loss;
+    TB_TRY(tb_stream_ack(in, 0));
     for (;;) {
-        if (!o->check_dir && o->max_steps > 0 && s->res->steps >= o->max_steps) break;
-        if (tb_signals_pending()) {
-            rc = TB_EINTR;
-            break;
-        }
         tb_msg_free(&msg);
-        rc = tb_stream_recv(s->in, &msg, o->recv_timeout_ms > 0 ? o->recv_timeout_ms : -1);
+        rc = tb_stream_recv(in, &msg, timeout);
         if (rc == TB_EEND) {
             rc = TB_OK;
             break;
         }
-        if (rc == TB_EPEER && replay_from_start(s, rc, &replaying) == TB_OK) continue;
-        if ((rc == TB_EPEER || rc == TB_ETIMEOUT) && reconnect(s, rc, &outage) == TB_OK) {
-            replaying = 0;
-            continue;
-        }
         if (rc != TB_OK) {
-            if (rc != TB_EINTR) tb_err_wrap(rc, "reading teacher features from %s: ", o->input);
-            break;
-        }
-        outage = 0;
-        if (done_check) continue; /* check mode: drain to the end so the producer finishes */
-        uint64_t seq = 0;
-        TB_TRY(msg_seq(&msg, &seq));
-        if (replaying && seq < (uint64_t)s->res->messages) {
-            /* trained on already; acknowledged once a checkpoint holds it */
-            if (seq < (uint64_t)s->saved_messages) TB_TRY(tb_stream_ack(s->in, seq));
-            continue;
-        }
-        TB_TRY(train_one(s, &msg, seq));
-        if (o->check_dir) {
-            done_check = 1;
-            TB_TRY(tb_stream_ack(s->in, seq));
+            if (rc != TB_EINTR) tb_err_wrap(rc, "reading teacher features from %s", o->input);
+            goto error;
         }
     }
-    if (o->check_dir && !done_check && rc == TB_OK)
-        rc = TB_ERR(TB_EINVAL, "check mode: %s holds no message", o->input);
 error:
     tb_msg_free(&msg);
+    tb_stream_close(in);
+    tb_bert_free(&m);
     return rc;
 }
+
+/* ---- the whole stage ---------------------------------------------------------------------------- */
 
 static int check_opts(const tb_distill_opts *o)
 {
@@ -877,134 +626,92 @@ error:
     return rc;
 }
 
-static int setup_outputs(run_state *s)
+/* The loop's options for this stage. */
+static void trainer_opts(const tb_distill_opts *o, run_state *s, const char *vocab, tb_eval_opts *eo,
+                         tb_trainer_opts *t)
 {
-    int rc = TB_OK;
-    const tb_distill_opts *o = s->o;
-    char src[PATH_N] = "";
-    if (mkdir(o->out_dir, 0777) != 0 && errno != EEXIST)
-        TB_CHECK(0, TB_EIO, "cannot create the output folder %s: %s", o->out_dir, strerror(errno));
-    TB_TRY(tb_checkpoint_clean_tmp(o->out_dir));
-    if (o->vocab_path) {
-        snprintf(src, sizeof src, "%s", o->vocab_path);
-    } else if (o->init_path) {
-        char dir[PATH_N];
-        if (tb_checkpoint_resolve(o->init_path, dir, sizeof dir) == TB_OK) {
-            TB_TRY(pathf(src, sizeof src, "%s/%s", dir, TB_CKPT_VOCAB));
-            if (!file_exists(src)) src[0] = 0;
-        } else {
-            tb_err_clear();
-        }
+    tb_trainer_opts_default(t);
+    t->stage = "tb-distill";
+    t->input = o->input;
+    t->input_what = "teacher features";
+    t->epochs = 1;
+    t->max_steps = o->max_steps;
+    /* a stream cannot be counted ahead: the schedule is --total-steps, else --max-steps long, else
+     * it has no length (a constant learning rate; a file input is not counted either) */
+    t->total_steps = o->total_steps > 0 ? o->total_steps : o->max_steps > 0 ? o->max_steps : -1;
+    t->adam = o->adam;
+    t->out_dir = o->out_dir;
+    t->save_every = o->save_every;
+    t->keep = o->keep;
+    t->keep_all = o->loss.mode != TB_DISTILL_TASK_STAGE2; /* general, stage 1: every checkpoint, as the reference */
+    t->eval_every = o->eval_every;
+    t->metrics_path = o->metrics_path;
+    t->progress = o->progress;
+    t->plot_path = o->plot_path;
+    t->plot_title = tb_distill_mode_name(o->loss.mode);
+    t->vocab_path = vocab[0] ? vocab : NULL;
+    t->seed = o->loss.seed;
+    t->resume = o->resume;
+    t->recv_timeout_ms = o->recv_timeout_ms;
+    t->loss = distill_loss;
+    t->loss_ctx = s;
+    if (o->loss.mode == TB_DISTILL_TASK_STAGE2 && o->dev_input) {
+        tb_eval_opts_default(eo);
+        eo->input = o->dev_input;
+        eo->kind = o->dev_kind;
+        eo->arena_mode = TB_BERT_TRAIN; /* reuse the training arena */
+        eo->recv_timeout_ms = o->recv_timeout_ms;
+        t->eval = tb_trainer_eval_stream;
+        t->eval_ctx = eo;
     }
-    TB_TRY(pathf(s->vocab, sizeof s->vocab, "%s/%s", o->out_dir, TB_CKPT_VOCAB));
-    if (src[0]) TB_TRY(copy_file(src, s->vocab));
-    if (!file_exists(s->vocab)) s->vocab[0] = 0;
-    TB_TRY(pathf(s->metrics_file, sizeof s->metrics_file, "%s/metrics.jsonl", o->out_dir));
-    TB_TRY(tb_metrics_open(&s->metrics, "tb-distill", s->metrics_file));
-    TB_TRY(tb_metrics_open(&s->extra_metrics, "tb-distill", o->metrics_path));
-error:
-    return rc;
-}
-
-static void draw_plot(run_state *s)
-{
-    const char *out = s->o->plot_path;
-    char def[PATH_N];
-    if (out && !*out) return;
-    if (!out) {
-        if (pathf(def, sizeof def, "%s/loss.png", s->o->out_dir) != TB_OK) return;
-        out = def;
-    }
-    tb_plot_opts po;
-    memset(&po, 0, sizeof po);
-    po.stage = "tb-distill";
-    po.title = tb_distill_mode_name(s->o->loss.mode);
-    if (tb_plot_metrics(s->metrics_file, out, &po) != TB_OK)
-        TB_WARN("no loss plot: %s", tb_err_msg());
-    else
-        TB_INFO("loss plot %s", out);
-}
-
-static int run_stage(run_state *s)
-{
-    int rc = TB_OK;
-    const tb_distill_opts *o = s->o;
-    char cfg_hash[TB_FEATURES_HASH_MAX] = "", vocab_hash[TB_FEATURES_HASH_MAX] = "";
-    if (o->expect_config_hash) snprintf(cfg_hash, sizeof cfg_hash, "%s", o->expect_config_hash);
-    if (o->expect_vocab_hash) snprintf(vocab_hash, sizeof vocab_hash, "%s", o->expect_vocab_hash);
-    if (!o->check_dir) {
-        TB_TRY(setup_outputs(s));
-        TB_TRY(find_resume(s, cfg_hash, vocab_hash));
-    }
-    TB_TRY(load_config(s));
-    TB_TRY(tb_distill_request(o->loss.mode, &s->cfg, cfg_hash, vocab_hash, &s->req));
-    s->t_total = o->total_steps > 0 ? o->total_steps : (o->max_steps > 0 ? o->max_steps : -1);
-    TB_CHECK(o->check_dir || s->t_total > 0 || o->adam.schedule == TB_SCHEDULE_CONSTANT, TB_EINVAL,
-             "the %s schedule needs the number of steps: give --total-steps (or --max-steps)",
-             tb_lr_schedule_name(o->adam.schedule));
-    TB_TRY(open_stream(s, (uint64_t)s->res->messages));
-    if (!o->check_dir) {
-        TB_TRY(tb_progress_init(&s->prog, stderr, o->progress, "tb-distill", s->t_total, 0));
-        s->have_prog = 1;
-    }
-    int lrc = loop(s);
-    if (o->check_dir || !s->have_adam) {
-        rc = lrc;
-        if (rc == TB_OK && !s->have_adam && !o->check_dir)
-            rc = TB_ERR(TB_EINVAL, "%s held no message to train on", o->input);
-        goto error;
-    }
-    if (lrc == TB_EPEER || lrc == TB_ETIMEOUT) {
-        /* the emitter is gone: keep what was learnt since the last checkpoint (no stream left to
-         * acknowledge to; a resumed run continues from here) */
-        char why[1024];
-        snprintf(why, sizeof why, "%s", tb_err_msg());
-        tb_stream_close(s->in);
-        s->in = NULL;
-        if (save(s, "error") != TB_OK) TB_WARN("no checkpoint after the stream failed: %s", tb_err_msg());
-        rc = TB_ERR(lrc, "%s", why);
-        goto error;
-    }
-    if (lrc != TB_OK && lrc != TB_EINTR) {
-        rc = lrc;
-        goto error;
-    }
-    TB_TRY(save(s, lrc == TB_EINTR ? "signal" : "end"));
-    if (lrc == TB_EINTR) {
-        s->res->interrupted = 1;
-        rc = TB_ERR(TB_EINTR, "interrupted at step %lld; the checkpoint %s resumes it (--resume)",
-                    (long long)s->adam.step, s->res->last_checkpoint);
-        goto error;
-    }
-    TB_TRY(evaluate(s));
-    if (s->have_prog) tb_progress_finish(&s->prog);
-    draw_plot(s);
-error:
-    return rc;
+    t->hooks = (tb_trainer_hooks){.ctx = s,
+                                  .open_input = hook_open_input,
+                                  .first_message = hook_first_message,
+                                  .resumed = hook_resumed,
+                                  .state_extra = hook_state_extra,
+                                  .input_failed = hook_input_failed};
 }
 
 int tb_distill_run(const tb_distill_opts *o, tb_distill_result *res)
 {
     int rc = TB_OK;
     run_state s;
+    tb_bert_model m = {0};
     memset(&s, 0, sizeof s);
+    tb_msg_init(&s.hello);
     TB_CHECK(o && res, TB_EINVAL, "tb_distill_run: options and result are required");
     memset(res, 0, sizeof *res);
     res->best_metric = NAN;
     res->best_step = -1;
     s.o = o;
-    s.res = res;
-    s.saved_step = -1;
-    s.evaluated_step = -1;
     TB_TRY(check_opts(o));
-    rc = run_stage(&s);
+    TB_CHECK(!o->expect_config_hash || strlen(o->expect_config_hash) < TB_FEATURES_HASH_MAX, TB_EINVAL,
+             "expected teacher config hash '%s' is too long", o->expect_config_hash);
+    TB_CHECK(!o->expect_vocab_hash || strlen(o->expect_vocab_hash) < TB_FEATURES_HASH_MAX, TB_EINVAL,
+             "expected vocabulary hash '%s' is too long", o->expect_vocab_hash);
+    if (o->expect_config_hash) snprintf(s.cfg_hash, sizeof s.cfg_hash, "%s", o->expect_config_hash);
+    if (o->expect_vocab_hash) snprintf(s.vocab_hash, sizeof s.vocab_hash, "%s", o->expect_vocab_hash);
+    if (o->check_dir) {
+        rc = run_check(&s, res);
+        goto error;
+    }
+    char vocab[PATH_N];
+    TB_TRY(vocab_source(o, vocab, sizeof vocab));
+    tb_trainer_opts t;
+    tb_eval_opts eo;
+    trainer_opts(o, &s, vocab, &eo, &t);
+    tb_trainer_result tr;
+    memset(&tr, 0, sizeof tr);
+    rc = tb_trainer_run(&t, &m, &tr);
+    res->steps = tr.steps;
+    res->messages = tr.messages;
+    res->last_loss = tr.last_loss;
+    res->interrupted = tr.interrupted;
+    res->best_metric = tr.best_metric;
+    res->best_step = tr.best_step;
+    snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s", tr.last_checkpoint);
 error:
-    if (s.have_prog) tb_progress_free(&s.prog);
-    tb_stream_close(s.in);
     tb_msg_free(&s.hello);
-    tb_metrics_close(&s.metrics);
-    tb_metrics_close(&s.extra_metrics);
-    if (s.have_adam) tb_adam_free(&s.adam);
-    if (s.have_model) tb_bert_free(&s.m);
+    tb_bert_free(&m);
     return rc;
 }

@@ -31,12 +31,18 @@
  * a random one; one with a fit_dense of another size is an error). A task-mode student without a
  * classification head gets one (`head`, teacher's num_labels), randomly initialised.
  *
+ * The run is the training loop of tb/train/trainer.h, shared with tb-finetune; this stage gives
+ * it hooks: the hello with the request (open_input), the student built from the teacher's first
+ * message with the mode's frozen parameters (first_message), the mode and pinned hashes in every
+ * checkpoint (state_extra, resumed), and the emitter-gone handling below (input_failed).
+ *
  * Checkpoints (tb/store/checkpoint.h, Hugging Face folders with fit_dense) go to OUT/step-N every
  * save_every steps, at the end and on SIGINT/SIGTERM. General and stage 1 keep every interval
  * checkpoint (as the reference does); stage 2 keeps the newest `keep` and, with a dev stream,
- * evaluates every eval_every steps and at the end (tb/train/evaluate.h, metric dev_kind) and keeps the best as
- * OUT/best/step-N. Metrics go to OUT/metrics.jsonl (and metrics_path), a loss plot to
- * OUT/loss.png.
+ * evaluates every eval_every steps and at the end (tb/train/evaluate.h, metric dev_kind; before
+ * the checkpoint of the same step) and keeps the best as OUT/best/step-N. An output folder that
+ * holds checkpoints is refused unless resuming. Metrics go to OUT/metrics.jsonl (and
+ * metrics_path), a loss plot to OUT/loss.png.
  *
  * Exact resume. The stream is opened with manual acknowledgements: the student acknowledges
  * message `seq` only once a checkpoint holds the update it fed. With `resume`, the newest
@@ -44,6 +50,11 @@
  * re-opened with resume_from = the next message, so the run ends with every message used
  * exactly once and weights bit-identical to an uninterrupted run (same seed and threads).
  * Dropout masks of the student key on (seed, message sequence number).
+ *
+ * The emitter gone. A restarted emitter that has not produced the student's position yet makes
+ * the student re-read from message 0, skipping (acknowledging) what its checkpoint holds; with
+ * emitter_wait_ms the student re-connects at the next message until an emitter answers; otherwise
+ * (or after the wait) it writes a last checkpoint (reason "error", unacknowledged) and fails.
  *
  * Check mode (check_dir): the first message only, no update: the losses go to
  * CHECK/losses.json and the gradients of every trainable parameter (as "grad/<name>") plus the

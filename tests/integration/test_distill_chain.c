@@ -144,6 +144,23 @@ Test(distill_chain, general_stage1_stage2_train_and_freeze_what_they_should, .ti
     free(text);
     snprintf(a, sizeof a, "%s/best/latest", s2);
     cr_assert(exists(a), "stage 2 keeps the best model under best/");
+    /* the evaluation of a step comes before its checkpoint, so the checkpoint holds the best so far */
+    snprintf(a, sizeof a, "%s/metrics.jsonl", s2);
+    text = td_slurp(a, NULL);
+    char *ev = strstr(text, "\"event\":\"eval\",\"step\":4,"), *ck = strstr(text, "\"event\":\"checkpoint\",\"step\":4,");
+    cr_assert(ev && ck && ev < ck, "the evaluation at step 4 is logged before the checkpoint of step 4");
+    free(text);
+    char target[64] = "";
+    snprintf(a, sizeof a, "%s/best/latest", s2);
+    ssize_t tn = readlink(a, target, sizeof target - 1);
+    cr_assert_gt(tn, 5);
+    target[tn] = 0;
+    char want[80];
+    snprintf(want, sizeof want, "\"best_step\":\t%s,", target + 5); /* "step-K", as the state file prints it */
+    snprintf(a, sizeof a, "%s/step-4/training_state.json", s2);
+    text = td_slurp(a, NULL);
+    cr_assert(text && strstr(text, want), "step-4's state should name the best step (%s): %s", want, text ? text : "(none)");
+    free(text);
     td_rmtree(f.dir);
 }
 

@@ -100,6 +100,46 @@ Test(finetune, trains_evaluates_keeps_best_and_plots)
     if (access("/usr/bin/gnuplot", X_OK) == 0) cr_expect(exists("%s/loss.png%s", out, ""), "plot missing");
 }
 
+/* Starts argv with its stderr written to `log`. */
+static pid_t spawn_logged(char *const argv[], const char *log)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen(log, "w", stderr)) _exit(126);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* A second run into a folder that holds checkpoints is refused unless it resumes them: a typo in
+ * --output must not mix two runs' checkpoints and metrics. */
+Test(finetune, refuses_an_output_folder_holding_another_run)
+{
+    char out[512], log[600];
+    snprintf(out, sizeof out, "%s/run", dir);
+    snprintf(log, sizeof log, "%s/second.log", dir);
+    char *argv[] = {FT, "--input", train, "--output", out, "--config", cfg, "--epochs", "1", "--max-steps", "2",
+                    "--threads", "1", "--progress", "none", "--log-level", "warn", "--plot", "", NULL};
+    cr_assert_eq(run(argv, 60000), 0);
+    cr_assert(exists("%s/step-2/%s", out, TB_CKPT_MODEL));
+    char *argv2[] = {FT, "--input", train, "--output", out, "--config", cfg, "--epochs", "1", "--max-steps", "4",
+                     "--threads", "1", "--progress", "none", "--log-level", "warn", "--plot", "", NULL};
+    pid_t pid = spawn_logged(argv2, log);
+    cr_assert_gt(pid, 0);
+    int code = -1;
+    cr_assert_eq(tb_proc_wait(pid, 60000, &code), 0);
+    cr_expect_eq(code, 1, "the second run must fail");
+    cr_expect(!exists("%s/step-4%s", out, ""), "nothing was trained into the other run's folder");
+    FILE *f = fopen(log, "r");
+    cr_assert_not_null(f);
+    char text[8192] = "";
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = 0;
+    fclose(f);
+    cr_expect(strstr(text, "already holds checkpoints") && strstr(text, "--resume"), "%s", text);
+}
+
 /* ---- kill and resume ------------------------------------------------------------------------ */
 
 typedef struct feeder {

@@ -11,6 +11,7 @@
 #include "tb/base/error.h"
 #include "tb/base/signals.h"
 #include "tb/train/trainer.h"
+#include "tb/wire/stream.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static char dir[256], data[512], out[512], cfgpath[512];
 
@@ -296,4 +298,283 @@ Test(trainer, model_from_config_or_checkpoint)
     tb_bert_free(&a);
     tb_bert_free(&b);
     tb_bert_free(&c);
+}
+
+/* ---- the output folder, stale and pruned checkpoints ----------------------------------------- */
+
+static int latest_is(const char *want)
+{
+    char link[700], target[256];
+    snprintf(link, sizeof link, "%s/latest", out);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n < 0) return 0;
+    target[n] = 0;
+    return strcmp(target, want) == 0;
+}
+
+Test(trainer, refuses_a_folder_holding_another_run)
+{
+    script s = {.term_at = -1};
+    tb_bert_model m = {0};
+    small_model(&m);
+    tb_trainer_opts o;
+    opts_for(&o, &s);
+    o.eval = NULL;
+    tb_trainer_result r;
+    cr_assert_eq(tb_trainer_run(&o, &m, &r), TB_OK, "%s", tb_err_msg());
+    char met[600];
+    snprintf(met, sizeof met, "%s/metrics.jsonl", out);
+    int lines = count_lines(met, "\"event\"");
+    s.n_seen = 0;
+    cr_expect_eq(tb_trainer_run(&o, &m, &r), TB_EINVAL, "a second run into the same folder without resume");
+    cr_expect(strstr(tb_err_msg(), "already holds checkpoints") && strstr(tb_err_msg(), "resume"), "%s", tb_err_msg());
+    cr_expect_eq(s.n_seen, 0, "nothing was trained");
+    cr_expect_eq(count_lines(met, "\"event\""), lines, "nothing was logged");
+    cr_expect(latest_is("step-16"));
+    tb_bert_free(&m);
+}
+
+/* A run that died after writing step-N but before moving OUT/latest leaves step-N behind: the
+ * resumed run replaces it when it gets there. */
+Test(trainer, resume_replaces_a_checkpoint_newer_than_latest)
+{
+    script s = {.term_at = -1};
+    tb_bert_model m = {0};
+    small_model(&m);
+    tb_trainer_opts o;
+    opts_for(&o, &s);
+    o.eval = NULL;
+    tb_trainer_result r;
+    cr_assert_eq(tb_trainer_run(&o, &m, &r), TB_OK, "%s", tb_err_msg());
+    cr_assert(is_dir("step-12") && is_dir("step-16"));
+    char link[700], tmp[720];
+    snprintf(link, sizeof link, "%s/latest", out);
+    snprintf(tmp, sizeof tmp, "%s/latest.new", out);
+    cr_assert_eq(symlink("step-12", tmp), 0);
+    cr_assert_eq(rename(tmp, link), 0);
+    tb_bert_free(&m);
+
+    s.n_seen = 0;
+    tb_bert_model m2 = {0};
+    small_model(&m2);
+    o.resume = 1;
+    cr_assert_eq(tb_trainer_run(&o, &m2, &r), TB_OK, "%s", tb_err_msg());
+    cr_expect_eq(s.n_seen, 4);
+    cr_expect_eq(s.seen[0], 12, "resumed at the checkpoint OUT/latest names");
+    cr_expect(latest_is("step-16"));
+    cr_expect_str_eq(r.last_checkpoint + strlen(r.last_checkpoint) - 7, "step-16");
+    tb_bert_free(&m2);
+}
+
+/* Pruning never removes the checkpoint just written (nor step-0), even when a stale folder with a
+ * higher step number sorts after it; keep_all removes nothing. */
+Test(trainer, pruning_keeps_the_new_checkpoint_and_keep_all_keeps_every_one)
+{
+    script s = {.term_at = -1};
+    tb_bert_model m = {0};
+    small_model(&m);
+    tb_trainer_opts o;
+    opts_for(&o, &s);
+    o.eval = NULL;
+    o.keep = 1;
+    o.save_initial = 1;
+    char stale[700], f[720];
+    cr_assert_eq(mkdir(out, 0777), 0);
+    snprintf(stale, sizeof stale, "%s/step-99", out);
+    cr_assert_eq(mkdir(stale, 0777), 0);
+    snprintf(f, sizeof f, "%s/config.json", stale);
+    FILE *fp = fopen(f, "w");
+    cr_assert_not_null(fp);
+    fclose(fp);
+    tb_trainer_result r;
+    cr_assert_eq(tb_trainer_run(&o, &m, &r), TB_OK, "%s", tb_err_msg());
+    cr_expect(is_dir("step-16"), "the newest checkpoint stays");
+    cr_expect(latest_is("step-16"));
+    cr_expect(is_dir("step-0"), "the initial point stays");
+    cr_expect(!is_dir("step-12") && !is_dir("step-4"), "keep 1: older periodic checkpoints go");
+    tb_bert_free(&m);
+
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", out);
+    cr_assert_eq(system(cmd), 0);
+    tb_bert_model m2 = {0};
+    small_model(&m2);
+    o.keep_all = 1;
+    o.save_initial = 0;
+    s.n_seen = 0;
+    cr_assert_eq(tb_trainer_run(&o, &m2, &r), TB_OK, "%s", tb_err_msg());
+    cr_expect(is_dir("step-4") && is_dir("step-8") && is_dir("step-12") && is_dir("step-16"));
+    tb_bert_free(&m2);
+}
+
+/* ---- hooks ------------------------------------------------------------------------------------ */
+
+typedef struct hooked {
+    script s;
+    int opens;
+    uint64_t from[8];
+    int firsts;
+    char first_resume[700];
+    int resumes;
+    char resumed_extra[1024];
+    int failures;
+    tb_trainer_input_failure failure;
+    int peer_timeout_ms;
+} hooked;
+
+static int hk_open(void *ctx, uint64_t from, tb_stream_opts *so)
+{
+    hooked *h = ctx;
+    if (h->opens < 8) h->from[h->opens] = from;
+    h->opens++;
+    if (h->peer_timeout_ms) so->peer_timeout_ms = h->peer_timeout_ms;
+    return TB_OK;
+}
+
+static int hk_first(void *ctx, const tb_msg *msg, const char *resume_path, tb_bert_model *m)
+{
+    hooked *h = ctx;
+    cr_assert_not_null(msg);
+    cr_assert_eq(m->params.count, 0, "the model is built here, once");
+    h->firsts++;
+    snprintf(h->first_resume, sizeof h->first_resume, "%s", resume_path);
+    small_model(m);
+    return TB_OK;
+}
+
+static int hk_extra(void *ctx, char **json)
+{
+    (void)ctx;
+    *json = strdup("{\"stage_field\":\"x\"}");
+    return *json ? TB_OK : TB_ENOMEM;
+}
+
+static int hk_resumed(void *ctx, const char *path, const char *extra)
+{
+    hooked *h = ctx;
+    (void)path;
+    h->resumes++;
+    snprintf(h->resumed_extra, sizeof h->resumed_extra, "%s", extra ? extra : "");
+    return TB_OK;
+}
+
+static int hk_failed(void *ctx, const tb_trainer_input_failure *f, uint64_t *reopen_at)
+{
+    hooked *h = ctx;
+    (void)reopen_at;
+    h->failures++;
+    h->failure = *f;
+    return f->why;
+}
+
+static void hooked_opts(tb_trainer_opts *o, hooked *h)
+{
+    opts_for(o, &h->s);
+    o->eval = NULL;
+    o->hooks = (tb_trainer_hooks){.ctx = h, .open_input = hk_open, .first_message = hk_first,
+                                  .state_extra = hk_extra, .resumed = hk_resumed, .input_failed = hk_failed};
+}
+
+/* The model is built from the first message; the stage's checkpoint fields go out and come back
+ * on resume; the input is re-opened at the saved position; the vocabulary given to the first run
+ * stays in the checkpoints of a resumed run that is not given it again. */
+Test(trainer, hooks_build_the_model_at_the_first_message_and_round_trip_the_stage_state)
+{
+    hooked h = {.s = {.term_at = 5}};
+    char vocab[600];
+    snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
+    cr_assert_eq(ft_write_vocab(vocab), 0);
+    cr_assert_eq(tb_signals_install(0), TB_OK);
+    tb_trainer_opts o;
+    hooked_opts(&o, &h);
+    o.vocab_path = vocab;
+    tb_bert_model m = {0};
+    tb_trainer_result r;
+    cr_assert_eq(tb_trainer_run(&o, &m, &r), TB_EINTR, "%s", tb_err_msg());
+    tb_signals_reset();
+    cr_expect_eq(h.firsts, 1);
+    cr_expect_str_eq(h.first_resume, "");
+    cr_expect_eq(h.opens, 1);
+    cr_expect_eq(h.from[0], 0);
+    cr_expect_eq(h.s.seen[0], 0, "the first message is trained on too");
+    cr_expect_eq(r.steps, 6);
+    tb_bert_free(&m);
+
+    tb_bert_model m2 = {0};
+    h.s.term_at = -1;
+    h.s.n_seen = 0;
+    h.opens = 0;
+    o.resume = 1;
+    o.vocab_path = NULL;
+    cr_assert_eq(tb_trainer_run(&o, &m2, &r), TB_OK, "%s", tb_err_msg());
+    tb_signals_restore();
+    cr_expect_eq(h.firsts, 2);
+    cr_expect(strstr(h.first_resume, "step-6") != NULL, "%s", h.first_resume);
+    cr_expect_eq(h.resumes, 1);
+    cr_expect(strstr(h.resumed_extra, "\"stage_field\":\"x\"") && strstr(h.resumed_extra, "\"best_step\":-1"), "%s",
+              h.resumed_extra);
+    cr_expect_eq(h.opens, 2, "once at message 6, once for the second epoch");
+    cr_expect_eq(h.from[0], 6);
+    cr_expect_eq(h.from[1], 0);
+    cr_expect_eq(h.s.seen[0], 6);
+    cr_expect_eq(r.steps, 16);
+    cr_expect_eq(h.failures, 0);
+    char v[4200];
+    snprintf(v, sizeof v, "%s/vocab.txt", r.last_checkpoint);
+    struct stat st;
+    cr_expect_eq(stat(v, &st), 0, "the resumed run's checkpoint has the vocabulary");
+    tb_bert_free(&m2);
+}
+
+/* A live producer that dies mid-stream: input_failed is asked (and declines), the loop writes an
+ * "error" checkpoint holding what was learnt, and fails saying what it was reading. */
+static char live_ep[128];
+
+static int dying_producer(void *arg)
+{
+    (void)arg;
+    tb_stream *w = NULL;
+    tb_stream_opts so;
+    tb_stream_opts_default(&so);
+    so.heartbeat_ms = 100;
+    if (tb_stream_open(&w, live_ep, TB_STREAM_WRITE, &so) != TB_OK) return 1;
+    for (int i = 0; i < 3; i++) {
+        tb_msg m;
+        tb_msg_init(&m);
+        tb_msg_set_int(&m, "x", i);
+        if (tb_stream_send(w, &m, NULL) != TB_OK) return 2;
+        tb_msg_free(&m);
+    }
+    sleep(2); /* the consumer takes the three, then the producer vanishes without a word */
+    _exit(0);
+}
+
+Test(trainer, a_dead_producer_gets_an_error_checkpoint)
+{
+    hooked h = {.s = {.term_at = -1}, .peer_timeout_ms = 700};
+    snprintf(live_ep, sizeof live_ep, "ipc:///tmp/tb-test-%d-trainer", (int)getpid());
+    pid_t p = tb_proc_fork(dying_producer, NULL);
+    cr_assert_gt(p, 0);
+    tb_trainer_opts o;
+    hooked_opts(&o, &h);
+    o.input = live_ep;
+    o.epochs = 1;
+    o.total_steps = 10;
+    tb_bert_model m = {0};
+    tb_trainer_result r;
+    int rc = tb_trainer_run(&o, &m, &r);
+    tb_proc_reap(p);
+    cr_assert_eq(rc, TB_EPEER, "%s", tb_err_msg());
+    cr_expect(strstr(tb_err_msg(), "reading training batches from") != NULL, "%s", tb_err_msg());
+    cr_expect_eq(h.failures, 1);
+    cr_expect_eq(h.failure.why, TB_EPEER);
+    cr_expect_eq(h.failure.position, 3);
+    cr_expect_eq(h.failure.received, 3);
+    cr_expect_eq(r.steps, 3);
+    cr_expect(is_dir("step-3"), "what was learnt is kept");
+    cr_expect(latest_is("step-3"));
+    char met[600];
+    snprintf(met, sizeof met, "%s/metrics.jsonl", out);
+    cr_expect_eq(count_lines(met, "\"reason\":\"error\""), 1);
+    tb_bert_free(&m);
 }

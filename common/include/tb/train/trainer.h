@@ -12,10 +12,16 @@
  *     "step" is the number of updates done, the logged loss the one of the batch of that update;
  *   - checkpoints OUT/step-N (model + BertAdam state + tb_train_state) every save_every steps, at
  *     the end and on SIGINT/SIGTERM (then tb_trainer_run returns TB_EINTR), keeping the newest
- *     `keep` of them (OUT/latest points at the newest; an initial OUT/step-0 is never pruned);
- *   - evaluation every eval_every steps and at the end through the stage's eval function; the
- *     best model by the task's main metric is saved as OUT/best/step-N (OUT/best/latest), older
- *     best folders removed;
+ *     `keep` of them, or all with keep_all (OUT/latest points at the newest; an initial
+ *     OUT/step-0 and the checkpoint just written are never pruned). A step-N folder left by a run
+ *     that died before it moved OUT/latest is replaced, with a warning. When the producer of a
+ *     live input is gone (TB_EPEER, TB_ETIMEOUT, and the input_failed hook does not reconnect) a
+ *     last checkpoint (reason "error") keeps what was learnt, unacknowledged, then the run fails;
+ *   - an output folder that already holds checkpoints (OUT/latest) is refused unless resuming;
+ *   - evaluation every eval_every steps and at the end through the stage's eval function (before
+ *     the checkpoint of the same step, so the checkpoint holds the best so far); the best model by
+ *     the task's main metric is saved as OUT/best/step-N (OUT/best/latest), older best folders
+ *     removed;
  *   - exact resume: with opts.resume the newest checkpoint of OUT is loaded (parameters, moments,
  *     step, best so far) and the input is re-opened at the saved data position, so the losses
  *     from there on are bit-identical to an uninterrupted run with the same seed and threads;
@@ -28,6 +34,11 @@
  * The loss function receives g as `seq`: dropout masks and MLM masking key on (seed, g), so
  * batch g is the same computation after a restart. data_position and rng_position in the
  * checkpoint are the number of messages taken.
+ *
+ * Stage hooks (tb_trainer_hooks, all optional) adapt the one loop to a stage without a second
+ * loop: tb-distill asks for its features in the stream's hello (open_input), builds the student
+ * from the teacher's first message (first_message), pins the teacher's hashes in its checkpoints
+ * (state_extra, resumed) and reconnects to a restarted emitter (input_failed).
  */
 #ifndef TB_TRAINER_H
 #define TB_TRAINER_H
@@ -36,6 +47,7 @@
 #include "tb/base/metrics.h"
 #include "tb/train/mlm.h"
 #include "tb/wire/msg.h"
+#include "tb/wire/stream.h"
 #include "tb/model/optim.h"
 #include "tb/base/progress.h"
 #include "tb/train/taskmetrics.h"
@@ -60,24 +72,60 @@ typedef int (*tb_trainer_loss_fn)(void *ctx, tb_bert_model *m, const tb_msg *msg
 /* Evaluates the model (dropout off); fills `out`. */
 typedef int (*tb_trainer_eval_fn)(void *ctx, tb_bert_model *m, tb_taskmetrics_result *out);
 
+/* What the loop knows when its input fails (see input_failed). */
+typedef struct tb_trainer_input_failure {
+    int why;                      /* TB_EPEER (producer gone or refusing) or TB_ETIMEOUT */
+    int64_t position;             /* messages trained on: the next one wanted is this one */
+    int64_t received;             /* messages received since the input was last (re)opened */
+} tb_trainer_input_failure;
+
+typedef struct tb_trainer_hooks {
+    void *ctx;                    /* passed to every hook */
+    /* Before every (re)open of the input at message `from`: completes the stream options (a
+     * hello, consumer id, credit, peer timeout, manual_ack). With so->manual_ack set, messages
+     * are acknowledged only once a checkpoint holds them. */
+    int (*open_input)(void *ctx, uint64_t from, tb_stream_opts *so);
+    /* With this hook tb_trainer_run gets a zeroed model and builds it at the first message:
+     * the hook initialises *m (tb_bert_init, weights, trainable flags, arena) from that message;
+     * `resume_path` is the checkpoint being resumed ("" when none: the loop then loads its
+     * weights and optimiser state over the model). Called once. The caller frees *m. */
+    int (*first_message)(void *ctx, const tb_msg *msg, const char *resume_path, tb_bert_model *m);
+    /* Resuming from checkpoint `path`, before the input opens: `extra_json` is the checkpoint's
+     * extra object (NULL when none), e.g. to check and restore the stage's own fields. */
+    int (*resumed)(void *ctx, const char *path, const char *extra_json);
+    /* The stage's fields of every checkpoint's extra object: *json gets a malloc'd JSON object
+     * (the loop adds "epoch", "best", "best_step", "best_metric" to it). */
+    int (*state_extra)(void *ctx, char **json);
+    /* A receive failed with f->why: TB_OK with *reopen_at <= f->position re-opens the input there
+     * (the messages before f->position are then skipped; those a checkpoint holds acknowledged);
+     * any other status (with its message set) ends the run. */
+    int (*input_failed)(void *ctx, const tb_trainer_input_failure *f, uint64_t *reopen_at);
+} tb_trainer_hooks;
+
 typedef struct tb_trainer_opts {
     const char *stage;            /* "tb-finetune": metrics "stage", progress label */
     const char *input;            /* endpoint of the training messages */
+    const char *input_what;       /* what it holds, for errors ("teacher features"; NULL:
+                                     "training batches") */
     int epochs;                   /* passes over a message file (>= 1); ZeroMQ streams: 1 */
     int64_t max_steps;            /* > 0: stop after this many updates in total */
-    int64_t total_steps;          /* schedule length t_total; <= 0: counted (file: messages x
+    int64_t total_steps;          /* schedule length t_total; 0: counted (file: messages x
                                      epochs, capped by max_steps; a ZeroMQ stream needs it given
-                                     or max_steps) */
+                                     or max_steps); < 0: none (the constant schedule only) */
     tb_adam_options adam;         /* t_total is set by the trainer */
     const char *out_dir;          /* checkpoints, metrics.jsonl, best/ */
     int64_t save_every;           /* 0: checkpoints only at the end / on a signal */
     int keep;                     /* periodic checkpoints kept (>= 1) */
+    int keep_all;                 /* 1: no checkpoint is ever removed (keep is ignored) */
     int64_t eval_every;           /* 0: evaluate only at the end (when eval is set) */
     const char *metrics_path;     /* extra JSON-lines destination ("-" stdout; NULL none) */
     tb_progress_mode progress;
     double progress_interval;     /* seconds between plain progress lines (<= 0: 10) */
     const char *plot_path;        /* NULL: OUT/loss.png; "": no plot */
-    const char *vocab_path;       /* copied into every checkpoint (NULL: none) */
+    const char *plot_title;       /* NULL: the stage name */
+    const char *vocab_path;       /* copied to OUT/vocab.txt at the start, and from there into every
+                                     checkpoint (NULL: OUT/vocab.txt if a previous run of the
+                                     folder left one, else none) */
     uint64_t seed;                /* the run's seed (stored in the checkpoints) */
     int resume;                   /* continue from the newest checkpoint in out_dir */
     int save_initial;             /* a fresh run first saves OUT/step-0 (the exact starting point,
@@ -93,6 +141,7 @@ typedef struct tb_trainer_opts {
     void *loss_ctx;
     tb_trainer_eval_fn eval;      /* NULL: no evaluation, no best/ */
     void *eval_ctx;
+    tb_trainer_hooks hooks;
 } tb_trainer_opts;
 
 typedef struct tb_trainer_result {
@@ -119,7 +168,8 @@ int tb_trainer_is_live(const char *endpoint);
 int tb_trainer_count_messages(const char *endpoint, int64_t *out);
 
 /* Runs the loop described above on `m` (initialised, arena reserved by the loss function as
- * needed). Returns TB_EINTR after a signal (with the checkpoint written), TB_OK at the end. */
+ * needed; zeroed when hooks.first_message builds it). Returns TB_EINTR after a signal (with the
+ * checkpoint written), TB_OK at the end. */
 int tb_trainer_run(const tb_trainer_opts *o, tb_bert_model *m, tb_trainer_result *res);
 
 /* The newest checkpoint under `out_dir` (its OUT/latest target) into `path`; TB_ENOTFOUND
