@@ -1,6 +1,6 @@
 /* Integration tests of tb-tokenize: batches written to a message file and over ipc://, checked
- * against the golden ids of the original BERT tokenizer (../shared/data/golden), the stream's
- * exactly-once bookkeeping, and errors for bad input. */
+ * against the golden ids of the original BERT tokenizer (data/golden), the stream's exactly-once
+ * bookkeeping, and errors for bad input. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +11,8 @@
 #include "tb/wire/msg.h"
 #include "tb/wire/stream.h"
 
-#define SHARED TB_SOURCE_DIR "/../shared/data"
+#include "repodata.h"
+
 #define VOCAB TB_SOURCE_DIR "/data/vocab/bert-base-uncased-vocab.txt"
 #define TOKENIZE TB_BIN_DIR "/tb-tokenize"
 
@@ -44,14 +45,16 @@ Test(tokenize, file_batches_match_the_golden_tokenizer)
     tb_proc_tmpdir(dir, sizeof dir);
     snprintf(out, sizeof out, "%s/sst2.tbm", dir);
     enum { B = 16, T = 40, BATCHES = 5 };
-    char *argv[] = {TOKENIZE, "--input", SHARED "/glue/SST-2/train.tsv", "--format", "sst-2", "--vocab", VOCAB,
-                    "--output", out, "--batch-size", "16", "--max-seq-length", "40", "--shuffle=false",
-                    "--max-batches", "5", "--progress", "none", NULL};
+    char train[4096];
+    snprintf(train, sizeof train, "%s", tb_test_data("sst2/train.tsv"));
+    char *argv[] = {TOKENIZE, "--input", train, "--format", "sst-2", "--vocab", VOCAB, "--output", out,
+                    "--batch-size", "16", "--max-seq-length", "40", "--shuffle=false", "--max-batches", "5",
+                    "--progress", "none", NULL};
     cr_assert_eq(run(argv), 0);
 
-    FILE *gold = fopen(SHARED "/golden/sst2-train.ids", "r");
+    FILE *gold = fopen(tb_test_data("golden/sst2-train-4000.ids"), "r");
     cr_assert_not_null(gold);
-    FILE *tsv = fopen(SHARED "/glue/SST-2/train.tsv", "r");
+    FILE *tsv = fopen(train, "r");
     cr_assert_not_null(tsv);
     char header[256];
     cr_assert_not_null(fgets(header, sizeof header, tsv));
@@ -115,7 +118,9 @@ Test(tokenize, ipc_epochs_cover_every_example_once)
 {
     char ep[128];
     tb_proc_ipc_endpoint(ep, sizeof ep);
-    char *argv[] = {TOKENIZE, "--input", SHARED "/glue/MRPC/dev.tsv", "--format", "mrpc", "--vocab", VOCAB,
+    char dev[4096];
+    snprintf(dev, sizeof dev, "%s", tb_test_data("mrpc/dev.tsv"));
+    char *argv[] = {TOKENIZE, "--input", dev, "--format", "mrpc", "--vocab", VOCAB,
                     "--output", ep, "--batch-size", "8", "--max-seq-length", "64", "--epochs", "2",
                     "--seed", "3", "--progress", "none", NULL};
     pid_t pid = tb_proc_spawn(argv);

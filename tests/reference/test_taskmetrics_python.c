@@ -2,7 +2,7 @@
  * zero_division=0, matthews_corrcoef) and SciPy (pearsonr, spearmanr) on the cases that
  * tests/reference/py/taskmetrics_ref.py generates: MRPC/QQP/CoLA/MNLI/SST-2-like logits (with
  * rows whose top two logits tie), degenerate F1 and MCC, STS-B-like scores with many ties, and
- * constant gold values (NaN in SciPy, NaN here), and the real GLUE dev labels of ../shared/data
+ * constant gold values (NaN in SciPy, NaN here), and the real GLUE dev labels shipped in data/
  * (majority-class predictions on MRPC, SST-2, CoLA; CoLA with every fifth label flipped). Every
  * case is fed in batches of 64 through the accumulator. Tolerance 1e-10 absolute (both sides
  * compute in double; the difference is summation order). The MRPC dev majority baseline is also
@@ -18,8 +18,9 @@
 #include "tb/base/error.h"
 #include "tb/train/taskmetrics.h"
 
+#include "repodata.h"
+
 #define BATCH 64
-#define SHARED TB_SOURCE_DIR "/../shared/data"
 
 static char tmpdir[256];
 static cJSON *cases;
@@ -44,11 +45,11 @@ static void setup(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/tb-taskmetrics-XXXXXX");
     cr_assert_not_null(mkdtemp(tmpdir));
-    char cmd[1024];
-    cr_assert_eq(access(SHARED "/glue/MRPC/dev.tsv", R_OK), 0,
-                 "%s is missing: tests read real data from ../shared/data beside the clone", SHARED "/glue/MRPC/dev.tsv");
-    snprintf(cmd, sizeof cmd, "%s %s/tests/reference/py/taskmetrics_ref.py %s %s", TB_PYTHON, TB_SOURCE_DIR, tmpdir,
-             SHARED);
+    char cmd[4096];
+    const char *mrpc = tb_test_data("mrpc/dev.tsv"), *sst2 = tb_test_data("sst2/dev.tsv"),
+               *cola = tb_test_data("cola/dev.tsv");
+    cr_assert(snprintf(cmd, sizeof cmd, "%s %s/tests/reference/py/taskmetrics_ref.py '%s' '%s' '%s' '%s'", TB_PYTHON,
+                       TB_SOURCE_DIR, tmpdir, mrpc, sst2, cola) < (int)sizeof cmd);
     cr_assert_eq(system(cmd), 0, "reference script failed (needs python3-scipy and python3-sklearn, see "
                  "scripts/install-deps): %s", cmd);
     char path[512];
@@ -180,7 +181,7 @@ Test(taskmetrics_python, against_sklearn_and_scipy, .init = setup, .fini = teard
 }
 
 /* Predicting the majority class (1) on MRPC dev: 279 of the 408 pairs are paraphrases
- * (shared/data/README.md), so tp = 279, fp = 129, fn = 0: accuracy 279/408, F1 = 558/687 -
+ * (data/README.md), so tp = 279, fp = 129, fn = 0: accuracy 279/408, F1 = 558/687 -
  * GLUE's published most-frequent-class baseline for MRPC, 81.2 / 68.4. */
 Test(taskmetrics_python, mrpc_majority_baseline, .init = setup, .fini = teardown)
 {

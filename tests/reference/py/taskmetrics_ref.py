@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""taskmetrics_ref.py OUT_DIR [SHARED_DATA] - reference values for tests/reference/test_taskmetrics_python.c.
+"""taskmetrics_ref.py OUT_DIR [MRPC_DEV SST2_DEV COLA_DEV] - reference values for tests/reference/test_taskmetrics_python.c.
 
 Writes OUT_DIR/taskmetrics_cases.json: a list of cases, each
   {"name": str, "kind": "accuracy" | "acc_f1" | "mcc" | "corr", "labels": int,
@@ -10,8 +10,8 @@ Writes OUT_DIR/taskmetrics_cases.json: a list of cases, each
 The expected values come from scikit-learn (accuracy_score, f1_score with pos_label=1 and
 zero_division=0, matthews_corrcoef) and SciPy (pearsonr, spearmanr), never from tinybert-c.
 Floats are float32 values written as exact decimal doubles, so C reads the same numbers.
-With SHARED_DATA (the ../shared/data folder), cases on the real GLUE dev labels are added:
-majority-class predictions on MRPC, SST-2 and CoLA dev, and CoLA dev with every fifth label flipped.
+With the three GLUE dev files (data/mrpc/dev.tsv, data/sst2/dev.tsv, data/cola/dev.tsv), cases on
+their real labels are added: majority-class predictions on MRPC, SST-2 and CoLA dev, and CoLA dev with every fifth label flipped.
 """
 import json
 import os
@@ -73,17 +73,16 @@ def corr_case(name, pred, gold):
 
 
 def glue_labels(path, col, header):
-    """Labels of a GLUE TSV (formats in shared/data/README.md: MRPC starts with a BOM, CoLA has no header)."""
+    """Labels of a GLUE TSV (formats in data/README.md: MRPC starts with a BOM, CoLA has no header)."""
     with open(path, encoding="utf-8-sig") as f:
         rows = [line.split("\t") for line in f.read().split("\n") if line]
     return [int(r[col]) for r in rows[1 if header else 0:]]
 
 
-def glue_cases(shared):
-    glue = os.path.join(shared, "glue")
-    mrpc = glue_labels(os.path.join(glue, "MRPC", "dev.tsv"), 0, True)
-    sst2 = glue_labels(os.path.join(glue, "SST-2", "dev.tsv"), -1, True)
-    cola = glue_labels(os.path.join(glue, "CoLA", "dev.tsv"), 1, False)
+def glue_cases(mrpc_dev, sst2_dev, cola_dev):
+    mrpc = glue_labels(mrpc_dev, 0, True)
+    sst2 = glue_labels(sst2_dev, -1, True)
+    cola = glue_labels(cola_dev, 1, False)
     flipped = [1 - g if i % 5 == 0 else g for i, g in enumerate(cola)]
     return [
         classes_case("mrpc_dev_majority", "acc_f1", 2, [1] * len(mrpc), mrpc),
@@ -94,6 +93,8 @@ def glue_cases(shared):
 
 
 def main():
+    if len(sys.argv) not in (2, 5):
+        sys.exit("usage: taskmetrics_ref.py OUT_DIR [MRPC_DEV SST2_DEV COLA_DEV]")
     out = sys.argv[1]
     cases = [
         logits_case("mrpc_like", "acc_f1", 2, 873, 1.2, prior=[0.32, 0.68], ties=15),
@@ -119,8 +120,8 @@ def main():
     x = rng.normal(size=300)
     cases.append(corr_case("anti", -x ** 3 + rng.normal(0, 0.1, 300), x))
     cases.append(corr_case("constant_gold", rng.normal(size=20), [3.0] * 20))
-    if len(sys.argv) > 2:
-        cases += glue_cases(sys.argv[2])
+    if len(sys.argv) == 5:
+        cases += glue_cases(*sys.argv[2:5])
     with open(os.path.join(out, "taskmetrics_cases.json"), "w") as f:
         json.dump(cases, f)
 
