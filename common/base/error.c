@@ -50,6 +50,7 @@ int tb_err_wrap(int status, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     size_t n = strnlen(prefix, sizeof prefix - 1);
+    while (n > 0 && (prefix[n - 1] == ' ' || prefix[n - 1] == ':')) n--; /* the ": " is added here */
     memcpy(tb_err_buf, prefix, n);
     size_t k = n;
     if (k + 2 < TB_ERR_CAP) {

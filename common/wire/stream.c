@@ -224,6 +224,7 @@ static void close_stream(tb_stream *s, int status)
     for (int i = 0; i < s->npeers; i++) tb_buf_free(&s->peer_hellos[i]);
     free(s->peer_hellos);
     free(s->peer_ids);
+    free(s->peer_active);
     tb_msg_free(&s->hello);
     tb_buf_free(&s->buf);
     pthread_mutex_destroy(&s->mu);
@@ -438,6 +439,31 @@ int tb_stream_consumer_hello(tb_stream *s, int i, tb_msg *out)
         rc = tb_codec_decode(h->data, h->len, out, TB_DECODE_COPY, NULL);
     }
     pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int tb_stream_consumer_active(tb_stream *s, int i)
+{
+    pthread_mutex_lock(&s->mu);
+    int on = i >= 0 && i < s->npeers && s->peer_active[i];
+    pthread_mutex_unlock(&s->mu);
+    return on;
+}
+
+int tb_stream_refuse_consumer(tb_stream *s, int i, const char *reason)
+{
+    int rc = TB_OK;
+    TB_CHECK(s && s->mode == TB_STREAM_WRITE && !s->is_file, TB_EINVAL,
+             "tb_stream_refuse_consumer needs a ZeroMQ producer stream");
+    pthread_mutex_lock(&s->mu);
+    int n = s->npeers;
+    if (i >= 0 && i < n) s->peer_active[i] = 0;
+    pthread_mutex_unlock(&s->mu);
+    TB_CHECK(i >= 0 && i < n, TB_ENOTFOUND, "stream %s has %d consumers; no consumer %d", s->stream_id, n, i);
+    tb_pipe_cmd c = {.cmd = CMD_REFUSE, .a = (uint64_t)i};
+    snprintf(c.text, sizeof c.text, "%s", reason ? reason : "refused by the producer");
+    TB_TRY(tb_stream_pipe_send(s->app, &c, NULL));
+error:
     return rc;
 }
 

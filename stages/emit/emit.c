@@ -279,9 +279,44 @@ error:
     return rc;
 }
 
-/* Reads every student's hello and widens the union; TB_EINVAL naming a student whose request
- * cannot be served. */
-static int refresh_union(emitter *e)
+/* 1 when the resolved request r asks for a feature that the union u does not carry. */
+static int widens(const tb_features_request *u, const tb_features_request *r)
+{
+    return (r->hidden & ~u->hidden) || (r->attn & ~u->attn) || (r->logits && !u->logits);
+}
+
+/* Checks one student's hello: TB_OK with its resolved request, or an error naming the student.
+ * `built` batches were already built with the union `sent`: a student resuming before that and
+ * needing more than `sent` would receive batches without its features. */
+static int check_student(emitter *e, const tb_msg *h, uint64_t built, const tb_features_request *sent,
+                         tb_features_request *res)
+{
+    int rc = TB_OK;
+    tb_features_request r;
+    const char *who = "a student";
+    int64_t resume = 0;
+    if (tb_msg_find(h, "consumer")) tb_msg_get_str(h, "consumer", &who);
+    if (tb_msg_find(h, "resume")) tb_msg_get_int(h, "resume", &resume);
+    rc = tb_features_request_from_hello(h, &r);
+    if (!rc) rc = tb_features_request_resolve(&r, &e->meta, who, res);
+    if (!rc && (uint64_t)resume < built && widens(sent, res)) {
+        char hb[256], ab[256];
+        rc = TB_ERR(TB_EINVAL,
+                    "joined at batch %lld asking for features that batches %lld..%llu were built without "
+                    "(they carry hidden {%s}, attention {%s}%s): start it together with the others, or "
+                    "from batch %llu on", (long long)resume, (long long)resume, (unsigned long long)built - 1,
+                    tb_features_mask_format(sent->hidden, hb, sizeof hb),
+                    tb_features_mask_format(sent->attn, ab, sizeof ab), sent->logits ? ", logits" : "",
+                    (unsigned long long)built);
+    }
+    if (rc) tb_err_wrap(rc, "student '%s'", who);
+    return rc;
+}
+
+/* Reads every active student's hello and widens the union. A student whose request cannot be
+ * served is refused (a fatal error with the reason) and dropped; the others go on. `built`: the
+ * number of batches already built. */
+static int refresh_union(emitter *e, uint64_t built)
 {
     int rc = TB_OK;
     tb_msg h;
@@ -289,17 +324,15 @@ static int refresh_union(emitter *e)
     int n = tb_stream_consumer_count(e->out);
     tb_features_request u = e->uni;
     for (int i = 0; i < n; i++) {
-        tb_features_request r, res;
-        const char *who = "a student";
+        tb_features_request res;
+        if (!tb_stream_consumer_active(e->out, i)) continue;
         TB_TRY(tb_stream_consumer_hello(e->out, i, &h));
-        if (tb_msg_find(&h, "consumer")) tb_msg_get_str(&h, "consumer", &who);
-        rc = tb_features_request_from_hello(&h, &r);
-        if (!rc) rc = tb_features_request_resolve(&r, &e->meta, who, &res);
-        if (rc) {
-            tb_err_wrap(rc, "student '%s'", who);
-            goto error;
+        if (check_student(e, &h, built, &e->uni, &res) != TB_OK) {
+            TB_WARN("%s", tb_err_msg());
+            TB_TRY(tb_stream_refuse_consumer(e->out, i, tb_err_msg()));
+        } else {
+            tb_features_request_union(&u, &res);
         }
-        tb_features_request_union(&u, &res);
         tb_msg_free(&h);
     }
     if (u.hidden != e->uni.hidden || u.attn != e->uni.attn || u.logits != e->uni.logits || !e->logged_union) {
@@ -469,7 +502,7 @@ static int emit_loop(emitter *e, tb_emit_result *res, tb_metrics *mx, tb_progres
             tb_err_wrap(rc, "reading token batch %llu from %s", (unsigned long long)seq, o->input);
             goto error;
         }
-        if (!e->out_is_file) TB_TRY(refresh_union(e));
+        if (!e->out_is_file) TB_TRY(refresh_union(e, seq));
         double t0 = now_s();
         tb_batch_free(&e->pending);
         TB_TRY(build(e, &m, seq, &e->pending));
@@ -551,7 +584,7 @@ int tb_emit_run(const tb_emit_opts *o, tb_emit_result *res)
             tb_err_wrap(rc, "waiting for %d student(s) on %s", o->students, o->output);
             goto error;
         }
-        TB_TRY(refresh_union(&e));
+        TB_TRY(refresh_union(&e, 0));
     }
     int64_t total = 0, tB, tT;
     if (e.input_is_file) TB_TRY(scan_input(&e, &total, &tB, &tT)); /* for the progress total */

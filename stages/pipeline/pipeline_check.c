@@ -3,6 +3,7 @@
 
 #include "tb/base/error.h"
 #include "tb/base/json.h"
+#include "tb/base/protocol.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -305,6 +306,10 @@ int tb_pipeline_check(const tb_pipeline *p, FILE *report)
             continue;
         }
         int before = c.problems;
+        const cJSON *proto = cJSON_GetObjectItemCaseSensitive(desc[i], "protocol");
+        if (cJSON_IsNumber(proto) && proto->valuedouble != TB_PROTOCOL_VERSION)
+            check_problem(&c, i, "'%s' speaks stream protocol %g, this tb-pipeline's stages protocol %d",
+                          s->program, proto->valuedouble, TB_PROTOCOL_VERSION);
         check_options(&c, i, desc[i], given[i]);
         if (c.problems == before) fprintf(report, "ok   [%s] %s\n", s->name, stage->valuestring);
     }

@@ -39,7 +39,8 @@ int tb_err_set(int status, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 int tb_err_vset(int status, const char *file, int line, const char *fmt, va_list ap);
 
-/* Prepends context ("while loading x: ") to the thread's last error; returns `status`. */
+/* Prepends context to the thread's last error as "<context>: <error>"; returns `status`. A
+ * trailing ':' or blank of the context is dropped, so "x" and "x: " give the same text. */
 int tb_err_wrap(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The thread's last error message ("" when none). Valid until the next tb_err_* call. */

@@ -101,6 +101,13 @@ int tb_stream_wait_consumers(tb_stream *s);
  * application fields plus "msg", "stream", "consumer", "resume", "credit"). */
 int tb_stream_consumer_count(tb_stream *s);
 int tb_stream_consumer_hello(tb_stream *s, int i, tb_msg *out);
+/* Producer: 1 when consumer i is registered and was neither refused nor dropped since its last
+ * hello (a consumer that says hello again is active again). */
+int tb_stream_consumer_active(tb_stream *s, int i);
+/* Producer: refuses consumer i (e.g. its hello asks for what the producer cannot serve): it gets
+ * a fatal error "refused: <reason>" and is dropped, whatever the dead-peer policy; the stream
+ * goes on with the others (and fails once nobody is left). */
+int tb_stream_refuse_consumer(tb_stream *s, int i, const char *reason);
 
 /* Producer: sends `m` as the next message. Sets the fields "msg" = "batch", "stream" and
  * "seq" in `m` (the rest is the application's). Blocks while the slowest consumer has no
