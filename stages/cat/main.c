@@ -22,8 +22,9 @@ static const tb_opt opts[] = {
     TB_OPTION("consumer-id", TB_OPT_STRING, NULL, "consumer id on a live stream (default tb-cat-<pid>)", .metavar = "ID"),
     TB_OPTION("stream-id", TB_OPT_STRING, "main", "stream id", .metavar = "ID"),
     TB_OPTION("resume", TB_OPT_INT, "0", "first sequence number wanted", .metavar = "N"),
-    TB_OPTION("hello", TB_OPT_STRING, NULL, "application fields of the hello, KEY=VALUE,KEY=VALUE (integers "
-              "when they parse as one), e.g. features.student_layers=2,features.logits=1", .metavar = "FIELDS"),
+    TB_OPTION("hello", TB_OPT_STRING, NULL, "application fields of the hello, KEY=VALUE;KEY=VALUE (an integer "
+              "when VALUE is one, a string otherwise or when quoted: KEY=\"7\"), e.g. "
+              "features.student_layers=2;features.hidden=0,3", .metavar = "FIELDS"),
     TB_OPTION("credit", TB_OPT_INT, "4", "messages the producer may send ahead"),
     TB_OPTION("peer-timeout-ms", TB_OPT_INT, "10000", "a producer silent this long is dead"),
     {0},
@@ -43,17 +44,23 @@ static const tb_stage_info info = {
                "{\"name\",\"kind\":\"tensor\",\"dtype\",\"shape\",\"bytes\",\"stats\"}]}, then {\"end\":true,\"count\":N,...}.",
 };
 
-/* Parses "k=v,k=v" into hello fields (ints when the whole value parses as one). */
+/* Parses "k=v;k=v" into hello fields (ints when the whole value parses as one, unless quoted). */
 static int parse_hello(const char *spec, tb_msg *out)
 {
     int rc = TB_OK;
     char *copy = strdup(spec), *save = NULL;
     TB_CHECK(copy, TB_ENOMEM, "out of memory");
-    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+    for (char *item = strtok_r(copy, ";", &save); item; item = strtok_r(NULL, ";", &save)) {
         char *eq = strchr(item, '=');
         TB_CHECK(eq && eq != item, TB_EINVAL, "--hello: '%s' is not KEY=VALUE", item);
         *eq = '\0';
-        char *end = NULL;
+        char *val = eq + 1, *end = NULL;
+        size_t vn = strlen(val);
+        if (vn >= 2 && val[0] == '"' && val[vn - 1] == '"') {
+            val[vn - 1] = '\0';
+            TB_TRY(tb_msg_set_str(out, item, val + 1));
+            continue;
+        }
         long long v = strtoll(eq + 1, &end, 10);
         if (eq[1] && end && *end == '\0') TB_TRY(tb_msg_set_int(out, item, v));
         else TB_TRY(tb_msg_set_str(out, item, eq + 1));
