@@ -1,5 +1,5 @@
-/* cat.c - message summaries for tb-cat (cat/cat.h). */
-#include "cat/cat.h"
+/* cat.c - message summaries for tb-cat (cat.h). */
+#include "cat.h"
 
 #include "tb/base/error.h"
 

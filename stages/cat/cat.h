@@ -1,4 +1,4 @@
-/* cat/cat.h - what tb-cat prints about a message: its fields, dtypes, shapes and tensor
+/* cat.h - what tb-cat prints about a message: its fields, dtypes, shapes and tensor
  * statistics, as text lines or as one JSON object (docs/stages.md, tb-cat). */
 #ifndef TB_CAT_H
 #define TB_CAT_H

@@ -1,5 +1,5 @@
 /* tb-cat: prints what is in a message file or flows on an endpoint (docs/stages.md, tb-cat). */
-#include "cat/cat.h"
+#include "cat.h"
 
 #include "tb/base/cli.h"
 #include "tb/base/error.h"

@@ -234,7 +234,8 @@ static void check_links(check_ctx *c, cJSON **desc, cJSON **given)
                     if (!cJSON_IsString(ival) || strcmp(ival->valuestring, oval->valuestring) != 0) continue;
                     const cJSON *om = cJSON_GetObjectItemCaseSensitive(op, "message");
                     const cJSON *im = cJSON_GetObjectItemCaseSensitive(ip, "message");
-                    if (cJSON_IsString(om) && cJSON_IsString(im) && strcmp(om->valuestring, im->valuestring) != 0) {
+                    if (cJSON_IsString(om) && cJSON_IsString(im) && strcmp(im->valuestring, "*") != 0 && /* any */
+                        strcmp(om->valuestring, im->valuestring) != 0) {
                         check_problem(c, j, "--%s reads '%s' messages from %s, but [%s] writes '%s' messages there",
                                       iopt->valuestring, im->valuestring, ival->valuestring, c->p->stages[i].name,
                                       om->valuestring);

@@ -194,3 +194,26 @@ Test(cat, emitter_refuses_one_student_and_serves_the_other, .timeout = 180)
     free(gout);
     td_rmtree(dir);
 }
+
+/* tb-pipeline --check accepts tb-cat reading any stage's output (its input kind is "*"). */
+Test(cat, pipeline_check_accepts_tb_cat_on_any_stream)
+{
+    char dir[256], pipe[512], err[512];
+    tb_proc_tmpdir(dir, sizeof dir);
+    snprintf(pipe, sizeof pipe, "%s/look.pipe", dir);
+    FILE *f = fopen(pipe, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "[tok]\nrun = tb-tokenize --input %s/data/sst2/dev.tsv --format sst-2 --vocab "
+               "%s/data/vocab/bert-base-uncased-vocab.txt --output ipc://%s/t.ipc --consumers 1\n\n"
+               "[cat]\nrun = tb-cat --input ipc://%s/t.ipc --json\n",
+            TB_SOURCE_DIR, TB_SOURCE_DIR, dir, dir);
+    fclose(f);
+    snprintf(err, sizeof err, "%s/check.out", dir);
+    char *argv[] = {TB_BIN_DIR "/tb-pipeline", "--check", pipe, NULL};
+    int code = run_to(argv, err, NULL, 60000);
+    char *text = td_slurp(err, NULL);
+    cr_assert_eq(code, 0, "tb-pipeline --check failed:\n%s", text ? text : "");
+    cr_assert(text && strstr(text, "ok   [cat] tb-cat"), "%s", text ? text : "");
+    free(text);
+    td_rmtree(dir);
+}
