@@ -11,6 +11,11 @@ rogue peer that breaks the protocol on purpose.
         a raw DEALER against a producer: a message without hello, a hello without / with another
         protocol version, a hello whose consumer differs from the routing id, bytes that are not
         msgpack; each must get an error saying so. Exit 0 when every answer is as documented.
+    kit_peer.py rogue-producer EP
+        a raw ROUTER against a consumer: after the hello it sends bytes that are not msgpack (the
+        consumer must answer with a non-fatal error), batch 0 then batch 2 (a gap: the consumer must
+        say "expected message 1, got message 2" and say hello again with resume 1), then batches 1
+        and 2 and END 3, which the consumer must confirm with a heartbeat carrying count 3.
 Exit status 0 when everything matched; the reason on stderr otherwise.
 """
 import os
@@ -119,6 +124,53 @@ def rogue(ep):
     return 0
 
 
+def rogue_producer(ep):
+    ctx = zmq.Context()
+    r = ctx.socket(zmq.ROUTER)
+    r.setsockopt(zmq.LINGER, 1000)
+    r.bind(ep)
+
+    def expect(pred, what, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if not r.poll(200):
+                continue
+            rid, data = r.recv_multipart()
+            m = decode(data)
+            if pred(m):
+                return rid, m
+        sys.exit("rogue-producer: no %s within %d s" % (what, timeout))
+
+    def send(rid, **kw):
+        kw.setdefault("stream", "main")
+        r.send_multipart([rid, msgpack.packb(kw, default=__import__("msgpack_numpy").encode, use_bin_type=True)])
+
+    rid, h = expect(lambda m: m.get("msg") == "hello", "hello")
+    if h.get("protocol") != 1 or h.get("consumer", "").encode() != rid or h.get("resume") != 0:
+        sys.exit("rogue-producer: hello %r from %r" % (h, rid))
+    send(rid, msg="heartbeat", protocol=1)
+    r.send_multipart([rid, b"\xc1\xc1 not msgpack"])
+    _, e = expect(lambda m: m.get("msg") == "error", "error about the malformed message")
+    if "malformed" not in e.get("error", "") or e.get("fatal"):
+        sys.exit("rogue-producer: answer to garbage: %r" % e)
+    send(rid, msg="batch", seq=0, **pattern(0))
+    send(rid, msg="batch", seq=2, **pattern(2))
+    _, e = expect(lambda m: m.get("msg") == "error", "error about the gap")
+    if "expected message 1, got message 2" not in e.get("error", ""):
+        sys.exit("rogue-producer: answer to a gap: %r" % e)
+    _, h = expect(lambda m: m.get("msg") == "hello", "a new hello after the gap")
+    if h.get("resume") != 1:
+        sys.exit("rogue-producer: the hello after the gap says resume %r, not 1" % h.get("resume"))
+    send(rid, msg="batch", seq=1, **pattern(1))
+    send(rid, msg="batch", seq=2, **pattern(2))
+    send(rid, msg="end", seq=3, count=3)
+    expect(lambda m: m.get("msg") == "heartbeat" and m.get("count") == 3, "END confirmation")
+    r.close()
+    ctx.term()
+    sys.stderr.write("rogue-producer: the consumer answered garbage, a gap and END as documented\n")
+    return 0
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    sys.exit({"produce": produce, "consume": consume, "rogue": rogue}[cmd](*args))
+    sys.exit({"produce": produce, "consume": consume, "rogue": rogue, "rogue-producer": rogue_producer}[cmd](*args))

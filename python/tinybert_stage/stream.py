@@ -64,7 +64,8 @@ def peek(data):
     except StreamError:
         raise
     except Exception as e:  # msgpack raises several kinds
-        raise StreamError("EFORMAT", "not a msgpack map: %s" % e)
+        raise StreamError("EFORMAT", "not a msgpack map (first byte 0x%02x): %s"
+                          % (data[0] if data else 0, str(e) or type(e).__name__))
     kind = m.get("msg")
     if not isinstance(kind, str):
         raise StreamError("EFORMAT", "message has no \"msg\" field (%s)" % ", ".join(KINDS))

@@ -226,6 +226,34 @@ Test(python_kit, c_producer_answers_rogue_peers_and_goes_on, .timeout = 120)
     wait_ok(p, 60000, 0, "C producer");
 }
 
+/* ---- a malformed producer -------------------------------------------------------------------- */
+
+/* Bytes that are not msgpack, a gap in the sequence and the END: the C consumer and the kit
+ * consumer give the same documented answers (python/tests/kit_peer.py rogue-producer checks them)
+ * and both end with messages 0, 1, 2 exactly once. */
+Test(python_kit, c_consumer_answers_a_rogue_producer, .timeout = 120)
+{
+    char ep[128];
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    pid_t r = py("rogue-producer", ep, NULL, NULL, NULL, NULL, NULL, NULL);
+    usleep(300000);
+    ccfg c = {.ep = ep, .id = "target", .count = 3};
+    pid_t a = tb_proc_fork(c_consumer, &c);
+    wait_ok(r, 60000, 0, "rogue producer");
+    wait_ok(a, 60000, 0, "C consumer");
+}
+
+Test(python_kit, py_consumer_answers_a_rogue_producer, .timeout = 120)
+{
+    char ep[128];
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    pid_t r = py("rogue-producer", ep, NULL, NULL, NULL, NULL, NULL, NULL);
+    usleep(300000);
+    pid_t a = py("consume", ep, "py-target", "3", "0", "0", "0", NULL);
+    wait_ok(r, 60000, 0, "rogue producer");
+    wait_ok(a, 60000, 0, "Python consumer");
+}
+
 /* ---- the kit's tables and the docs -------------------------------------------------------------- */
 
 Test(python_kit, field_tables_agree_with_the_docs, .timeout = 60)
