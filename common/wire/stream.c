@@ -325,6 +325,20 @@ static int handle_cmd(tb_stream *s, const tb_pipe_cmd *c, int has_frame, zmq_msg
     case CMD_READY: s->ready = 1; break;
     case CMD_ACCEPTED: s->inflight = 0; break;
     case CMD_DONE: s->done = 1; break;
+    case CMD_HELLO: {
+        if (!s->o.admit) break;
+        tb_msg h;
+        int i = (int)c->a, rc = tb_stream_consumer_hello(s, i, &h);
+        if (rc == TB_OK) rc = s->o.admit(s->o.admit_ctx, i, &h);
+        tb_msg_free(&h);
+        if (rc == TB_OK) {
+            tb_pipe_cmd ok = {.cmd = CMD_ADMIT, .a = c->a};
+            return tb_stream_pipe_send(s->app, &ok, NULL);
+        }
+        char why[768];
+        snprintf(why, sizeof why, "%s", tb_err_msg());
+        return tb_stream_refuse_consumer(s, i, why);
+    }
     case CMD_NEED: {
         int rc = do_regen(s, c->a);
         if (rc) {

@@ -66,6 +66,8 @@ enum {
     CMD_ACK,       /* consumer app->io: acknowledge up to `a` */
     CMD_BAD,       /* consumer app->io: message `a` did not decode (text) */
     CMD_REFUSE,    /* producer app->io: refuse consumer `a` (fatal error with text, dropped) */
+    CMD_HELLO,     /* producer io->app: consumer `a` said hello; admit or refuse it (opts.admit) */
+    CMD_ADMIT,     /* producer app->io: consumer `a` may be sent messages */
 };
 
 typedef struct tb_pipe_cmd {

@@ -30,6 +30,7 @@ typedef struct peer {
     int64_t window;  /* the credit it granted in its hello */
     uint64_t stall_at;  /* heartbeats keep saying "next is stall_at" although more was sent */
     int64_t stall_since, end_sent_at;
+    int admitted;    /* 0 while the application checks its hello (opts.admit) */
 } peer;
 
 typedef struct prod {
@@ -304,6 +305,8 @@ static void on_hello(prod *p, const char *id, size_t idn, const tb_wire_hdr *h, 
         store_hello(p, (int)(c - p->peers), c->id, data, len);
     }
     c->state = PS_LIVE;
+    c->admitted = !o->admit;
+    if (o->admit) send_app(p, CMD_HELLO, 0, (uint64_t)(c - p->peers), NULL);
     c->next = resume;
     c->acked = resume;
     c->credit = credit;
@@ -316,7 +319,9 @@ static void on_hello(prod *p, const char *id, size_t idn, const tb_wire_hdr *h, 
     hb.has_protocol = 1;
     hb.protocol = TB_PROTOCOL_VERSION;
     send_ctl(p, c->id, c->id_len, &hb);
-    if (!p->ready && count_holding(p) >= o->consumers) {
+    /* ready once `consumers` consumers said hello, counting one the application refused since (the
+     * others are served; the stream fails only when nobody is left) */
+    if (!p->ready && p->npeers >= o->consumers) {
         p->ready = 1;
         send_app(p, CMD_READY, 0, 0, NULL);
     }
@@ -491,7 +496,7 @@ static void on_regen(prod *p, uint64_t seq, zmq_msg_t *m)
     p->regen_out = 0;
     for (int i = 0; i < p->npeers; i++) {
         peer *c = &p->peers[i];
-        if (c->state != PS_LIVE || c->next != seq || c->credit <= 0) continue;
+        if (c->state != PS_LIVE || !c->admitted || c->next != seq || c->credit <= 0) continue;
         zmq_msg_t cp;
         zmq_msg_init(&cp);
         zmq_msg_copy(&cp, m);
@@ -539,6 +544,8 @@ static void drain_pipe(prod *p)
             on_regen(p, c.a, &m);
         } else if (c.cmd == CMD_REFUSE) {
             refuse(p, c.a, c.text);
+        } else if (c.cmd == CMD_ADMIT) {
+            if (c.a < (uint64_t)p->npeers) p->peers[c.a].admitted = 1;
         } else if (c.cmd == CMD_END) {
             p->ended = 1;
             p->end_count = c.a;
@@ -555,7 +562,7 @@ static void pump(prod *p)
     uint64_t r = (uint64_t)p->s->o.retain_max;
     for (int i = 0; i < p->npeers; i++) {
         peer *c = &p->peers[i];
-        if (c->state != PS_LIVE) continue;
+        if (c->state != PS_LIVE || !c->admitted) continue;
         while (c->credit > 0 && c->next < p->head) {
             if (c->next < p->base) {
                 if (!p->s->o.regen) { /* cannot happen: hello refuses such a resume */

@@ -112,6 +112,9 @@ class Options:
         self.dead_wait_ms = 60000
         self.finish_timeout_ms = 60000
         self.regen = None  # regen(seq) -> dict: rebuild message seq (application thread)
+        # admit(consumer_id, hello) -> None to admit, or the reason to refuse (application thread,
+        # inside wait_consumers/send/finish); the consumer is sent nothing before it returns
+        self.admit = None
         # consumer
         self.consumer_id = "c%d" % os.getpid()
         self.credit = 4
@@ -185,6 +188,7 @@ class _Peer:
         self.stall_at = 0
         self.stall_since = 0
         self.hello = {}
+        self.admitted = True
 
 
 class _ProducerIO(_IO):
@@ -317,13 +321,16 @@ class _ProducerIO(_IO):
                     if hid == name:
                         self.hellos[i] = (name, m, True)
         c.state = LIVE
+        c.admitted = o.admit is None
+        if o.admit is not None:
+            self.to_app.put(("hello", name))
         c.next = c.acked = resume
         c.credit = c.window = credit
         c.end_sent = c.end_seen = False
         c.stall_since = 0
         c.last_seen = c.last_hb = now_ms()
         self.ctl(pid, "heartbeat", protocol=PROTOCOL_VERSION)
-        if not self.ready and self.holding() >= o.consumers:
+        if not self.ready and len(self.peers) >= o.consumers:  # a refused one counts: the others are served
             self.ready = True
             self.to_app.put(("ready",))
 
@@ -443,6 +450,10 @@ class _ProducerIO(_IO):
                 self.ended = True
                 self.end_count = cmd[1]
                 self.t_end = now_ms()
+            elif cmd[0] == "admit":
+                c = self.peers.get(cmd[1])
+                if c:
+                    c.admitted = True
             elif cmd[0] == "refuse":
                 c = self.peers.get(cmd[1])
                 if c and c.state != DROPPED:
@@ -454,7 +465,7 @@ class _ProducerIO(_IO):
     def on_regen(self, seq, data):
         self.regen_out = False
         for c in self.peers.values():
-            if c.state == LIVE and c.next == seq and c.credit > 0 and self.route(c.id, data):
+            if c.state == LIVE and c.admitted and c.next == seq and c.credit > 0 and self.route(c.id, data):
                 c.credit -= 1
                 c.next += 1
 
@@ -463,7 +474,7 @@ class _ProducerIO(_IO):
             return
         t = now_ms()
         for c in self.peers.values():
-            if c.state != LIVE:
+            if c.state != LIVE or not c.admitted:
                 continue
             while c.credit > 0 and c.next < self.head:
                 if c.next < self.base:
@@ -597,6 +608,13 @@ class Producer:
             self.inflight = False
         elif k == "done":
             self.done = True
+        elif k == "hello":
+            hello = next((h for hid, h, _ in self.hellos() if hid == cmd[1]), {})
+            reason = self.o.admit(cmd[1], hello)
+            if reason is None:
+                self.io.to_io.put(("admit", cmd[1].encode()))
+            else:
+                self.refuse(cmd[1], reason)
         elif k == "need":
             seq = cmd[1]
             if self.o.regen is None:

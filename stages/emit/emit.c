@@ -121,6 +121,7 @@ typedef struct emitter {
     uint64_t regenerated;
     uint64_t feature_bytes;
     int logged_union;
+    uint64_t built;              /* batches built so far (with the union of their time) */
     int remove_output;           /* a feature file refused part-way is removed, not left truncated */
 } emitter;
 
@@ -313,39 +314,29 @@ static int check_student(emitter *e, const tb_msg *h, uint64_t built, const tb_f
     return rc;
 }
 
-/* Reads every active student's hello and widens the union. A student whose request cannot be
- * served is refused (a fatal error with the reason) and dropped; the others go on. `built`: the
- * number of batches already built. */
-static int refresh_union(emitter *e, uint64_t built)
+/* tb_stream_admit_fn: admits a student whose request the teacher can serve and widens the union
+ * sent from the next batch on; refuses any other (it gets a fatal error with the reason and is
+ * dropped; the other students go on). The stream sends a student nothing before this returns. */
+static int admit_student(void *ctx, int i, const tb_msg *hello)
 {
-    int rc = TB_OK;
-    tb_msg h;
-    tb_msg_init(&h);
-    int n = tb_stream_consumer_count(e->out);
-    tb_features_request u = e->uni;
-    for (int i = 0; i < n; i++) {
-        tb_features_request res;
-        if (!tb_stream_consumer_active(e->out, i)) continue;
-        TB_TRY(tb_stream_consumer_hello(e->out, i, &h));
-        if (check_student(e, &h, built, &e->uni, &res) != TB_OK) {
-            TB_WARN("%s", tb_err_msg());
-            TB_TRY(tb_stream_refuse_consumer(e->out, i, tb_err_msg()));
-        } else {
-            tb_features_request_union(&u, &res);
-        }
-        tb_msg_free(&h);
+    (void)i;
+    emitter *e = ctx;
+    tb_features_request res, u = e->uni;
+    int rc = check_student(e, hello, e->built, &e->uni, &res);
+    if (rc) {
+        TB_WARN("refusing %s", tb_err_msg());
+        return rc;
     }
+    tb_features_request_union(&u, &res);
     if (u.hidden != e->uni.hidden || u.attn != e->uni.attn || u.logits != e->uni.logits || !e->logged_union) {
         char hb[256], ab[256];
-        TB_INFO("sending teacher hidden states {%s}, attention scores of layers {%s}%s to %d student(s)",
+        TB_INFO("sending teacher hidden states {%s}, attention scores of layers {%s}%s",
                 tb_features_mask_format(u.hidden, hb, sizeof hb), tb_features_mask_format(u.attn, ab, sizeof ab),
-                u.logits ? " and logits" : "", n);
+                u.logits ? " and logits" : "");
         e->logged_union = 1;
     }
     e->uni = u;
-error:
-    tb_msg_free(&h);
-    return rc;
+    return TB_OK;
 }
 
 static uint64_t avail_bytes(const char *path)
@@ -470,6 +461,8 @@ static int open_streams(emitter *e)
         so.regen = regen;
         so.regen_ctx = e;
     }
+    so.admit = admit_student;
+    so.admit_ctx = e;
     TB_TRY(tb_stream_open(&e->out, o->output, TB_STREAM_WRITE, &so));
 error:
     return rc;
@@ -502,11 +495,11 @@ static int emit_loop(emitter *e, tb_emit_result *res, tb_metrics *mx, tb_progres
             tb_err_wrap(rc, "reading token batch %llu from %s", (unsigned long long)seq, o->input);
             goto error;
         }
-        if (!e->out_is_file) TB_TRY(refresh_union(e, seq));
         double t0 = now_s();
         tb_batch_free(&e->pending);
         TB_TRY(build(e, &m, seq, &e->pending));
         e->pending_seq = seq;
+        e->built = seq + 1;
         double t1 = now_s();
         const int64_t B = e->pending.input_ids.shape[0], T = e->pending.input_ids.shape[1];
         uint64_t fb = tb_features_bytes(&e->uni, &e->meta, B, T);
@@ -584,7 +577,6 @@ int tb_emit_run(const tb_emit_opts *o, tb_emit_result *res)
             tb_err_wrap(rc, "waiting for %d student(s) on %s", o->students, o->output);
             goto error;
         }
-        TB_TRY(refresh_union(&e, 0));
     }
     int64_t total = 0, tB, tT;
     if (e.input_is_file) TB_TRY(scan_input(&e, &total, &tB, &tT)); /* for the progress total */

@@ -52,6 +52,13 @@ typedef enum tb_peer_policy {
  * consumer resumes from a message the producer no longer retains. Returns a tb_status. */
 typedef int (*tb_stream_regen_fn)(void *ctx, uint64_t seq, tb_msg *out);
 
+/* Admits consumer i, whose hello is `hello` (the application fields plus "consumer", "resume",
+ * ...): returns TB_OK to admit it, or an error status with the reason in tb_err_msg(), which
+ * refuses it (as tb_stream_refuse_consumer). Called on the producer's application thread, inside
+ * tb_stream_wait_consumers / tb_stream_send / tb_stream_finish, for every hello (a re-hello too);
+ * until it returns, the consumer is sent nothing. */
+typedef int (*tb_stream_admit_fn)(void *ctx, int i, const tb_msg *hello);
+
 typedef struct tb_stream_opts {
     const char *stream_id;   /* stream name carried by every message ("main") */
     int heartbeat_ms;        /* heartbeat interval of the I/O thread (500) */
@@ -70,6 +77,8 @@ typedef struct tb_stream_opts {
     int finish_timeout_ms;   /* tb_stream_finish: wait for the final acks (60000) */
     tb_stream_regen_fn regen;/* optional: regenerate message N instead of retaining it */
     void *regen_ctx;
+    tb_stream_admit_fn admit;/* optional: check each consumer's hello before it is sent anything */
+    void *admit_ctx;
 
     /* consumer */
     const char *consumer_id; /* routing id, unique among the stream's consumers ("c<pid>") */
