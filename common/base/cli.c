@@ -4,6 +4,7 @@
 #include "tb/base/endpoint.h"
 #include "tb/base/error.h"
 #include "tb/base/log.h"
+#include "tb/base/protocol.h"
 #include "tb/base/signals.h"
 #include "tb/base/threads.h"
 
@@ -495,6 +496,7 @@ int tb_cli_describe_json(const tb_stage_info *info, char **out)
     TB_CHECK(root, TB_ENOMEM, "out of memory describing %s", info->name);
     cJSON_AddStringToObject(root, "stage", info->name);
     cJSON_AddStringToObject(root, "summary", info->summary);
+    cJSON_AddNumberToObject(root, "protocol", TB_PROTOCOL_VERSION);
     if (info->args) cJSON_AddStringToObject(root, "args", info->args);
     else cJSON_AddNullToObject(root, "args");
     cli_describe_ports(root, "inputs", info->inputs);

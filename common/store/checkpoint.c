@@ -409,6 +409,65 @@ error:
     return rc;
 }
 
+/* Which of the project's own keys config.json at `path` has (a foreign checkpoint lacks them). */
+static int own_keys(const char *path, int *head, int *labels, int *fit, int *hf_arch)
+{
+    int rc = TB_OK;
+    char *text = NULL;
+    TB_TRY(read_file(path, 1 << 20, &text));
+    cJSON *o = cJSON_Parse(text);
+    TB_CHECK(o, TB_EFORMAT, "%s: not valid JSON", path);
+    *head = cJSON_GetObjectItemCaseSensitive(o, "tinybert_head") != NULL;
+    *labels = cJSON_GetObjectItemCaseSensitive(o, "num_labels") || cJSON_GetObjectItemCaseSensitive(o, "id2label");
+    *fit = cJSON_GetObjectItemCaseSensitive(o, "fit_size") != NULL;
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(o, "architectures"), *a;
+    *hf_arch = 0;
+    cJSON_ArrayForEach(a, arch) *hf_arch |= cJSON_IsString(a) && !strcmp(a->valuestring, "BertForSequenceClassification");
+    cJSON_Delete(o);
+error:
+    free(text);
+    return rc;
+}
+
+/* A checkpoint whose config.json lacks "tinybert_head" or "fit_size"
+ * gets them from the tensors of its model.safetensors: classifier.weight [NL, C] means a head with
+ * NL labels (kind "hf" — what a Hugging Face BertForSequenceClassification is; a TinyBERT reference
+ * head needs "tinybert_head": "relu" in config.json, said in a warning), fit_dense.weight [F, C]
+ * means fit_size F. Without this, classifier.*, pooler.* and fit_dense.* would be ignored. */
+static int infer_missing_keys(const char *dir, const char *cfg_path, tb_bert_config *c)
+{
+    int rc = TB_OK, has_head = 0, has_labels = 0, has_fit = 0, hf_arch = 0;
+    char p[PATH_MAX];
+    struct stat sb;
+    tb_st_file f = {0};
+    TB_TRY(own_keys(cfg_path, &has_head, &has_labels, &has_fit, &hf_arch));
+    TB_TRY(join(p, sizeof p, dir, TB_CKPT_MODEL));
+    if ((has_head && has_fit) || stat(p, &sb) != 0) return TB_OK;
+    TB_TRY(tb_st_open(&f, p));
+    const tb_st_entry *cls = tb_st_find(&f, "classifier.weight"), *fit = tb_st_find(&f, "fit_dense.weight");
+    if (!has_fit && fit && fit->ndim == 2 && c->fit_size == 0) {
+        c->fit_size = (int)fit->shape[0];
+        TB_INFO("%s: no \"fit_size\"; fit_dense.weight is [%" PRId64 ", %" PRId64 "]: fit_size %d", cfg_path,
+                fit->shape[0], fit->shape[1], c->fit_size);
+    }
+    if (!has_head && cls && cls->ndim == 2) {
+        int rows = (int)cls->shape[0];
+        if (has_labels && c->num_labels != rows && c->num_labels != 0)
+            TB_WARN("%s: \"num_labels\"/\"id2label\" say %d labels, classifier.weight has %d rows: using %d", cfg_path,
+                    c->num_labels, rows, rows);
+        c->head = TB_HEAD_HF;
+        c->num_labels = rows;
+        TB_WARN("%s: no \"tinybert_head\", but a classifier of %d labels: loaded as a Hugging Face head (\"hf\": "
+                "pooler, dropout, classifier)%s; a checkpoint trained with the TinyBERT reference head needs "
+                "\"tinybert_head\": \"relu\" in its config.json (scripts/convert-pytorch-bin --head relu)",
+                cfg_path, rows, hf_arch ? ", as its architectures say" : "");
+    }
+    TB_TRY(tb_config_validate(c, cfg_path));
+error:
+    tb_st_close(&f);
+    return rc;
+}
+
 int tb_checkpoint_load_config(const char *path, int expect_head, tb_bert_config *out)
 {
     int rc = TB_OK;
@@ -416,6 +475,7 @@ int tb_checkpoint_load_config(const char *path, int expect_head, tb_bert_config 
     TB_TRY(tb_checkpoint_resolve(path, dir, sizeof dir));
     TB_TRY(join(p, sizeof p, dir, TB_CKPT_CONFIG));
     TB_TRY(tb_config_load(p, out));
+    TB_TRY(infer_missing_keys(dir, p, out));
     TB_CHECK(expect_head == TB_CKPT_ANY_HEAD || (int)out->head == expect_head, TB_EFORMAT,
              "%s: checkpoint has head \"%s\" but \"%s\" is expected: load a checkpoint of the right kind "
              "(\"tinybert_head\" records it)",

@@ -226,6 +226,7 @@ static void close_stream(tb_stream *s, int status)
     for (int i = 0; i < s->npeers; i++) tb_buf_free(&s->peer_hellos[i]);
     free(s->peer_hellos);
     free(s->peer_ids);
+    free(s->peer_active);
     tb_msg_free(&s->hello);
     tb_buf_free(&s->buf);
     pthread_mutex_destroy(&s->mu);
@@ -326,6 +327,20 @@ static int handle_cmd(tb_stream *s, const tb_pipe_cmd *c, int has_frame, zmq_msg
     case CMD_READY: s->ready = 1; break;
     case CMD_ACCEPTED: s->inflight = 0; break;
     case CMD_DONE: s->done = 1; break;
+    case CMD_HELLO: {
+        if (!s->o.admit) break;
+        tb_msg h;
+        int i = (int)c->a, rc = tb_stream_consumer_hello(s, i, &h);
+        if (rc == TB_OK) rc = s->o.admit(s->o.admit_ctx, i, &h);
+        tb_msg_free(&h);
+        if (rc == TB_OK) {
+            tb_pipe_cmd ok = {.cmd = CMD_ADMIT, .a = c->a};
+            return tb_stream_pipe_send(s->app, &ok, NULL);
+        }
+        char why[768];
+        snprintf(why, sizeof why, "%s", tb_err_msg());
+        return tb_stream_refuse_consumer(s, i, why);
+    }
     case CMD_NEED: {
         int rc = do_regen(s, c->a);
         if (rc) {
@@ -440,6 +455,31 @@ int tb_stream_consumer_hello(tb_stream *s, int i, tb_msg *out)
         rc = tb_codec_decode(h->data, h->len, out, TB_DECODE_COPY, NULL);
     }
     pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int tb_stream_consumer_active(tb_stream *s, int i)
+{
+    pthread_mutex_lock(&s->mu);
+    int on = i >= 0 && i < s->npeers && s->peer_active[i];
+    pthread_mutex_unlock(&s->mu);
+    return on;
+}
+
+int tb_stream_refuse_consumer(tb_stream *s, int i, const char *reason)
+{
+    int rc = TB_OK;
+    TB_CHECK(s && s->mode == TB_STREAM_WRITE && !s->is_file, TB_EINVAL,
+             "tb_stream_refuse_consumer needs a ZeroMQ producer stream");
+    pthread_mutex_lock(&s->mu);
+    int n = s->npeers;
+    if (i >= 0 && i < n) s->peer_active[i] = 0;
+    pthread_mutex_unlock(&s->mu);
+    TB_CHECK(i >= 0 && i < n, TB_ENOTFOUND, "stream %s has %d consumers; no consumer %d", s->stream_id, n, i);
+    tb_pipe_cmd c = {.cmd = CMD_REFUSE, .a = (uint64_t)i};
+    snprintf(c.text, sizeof c.text, "%s", reason ? reason : "refused by the producer");
+    TB_TRY(tb_stream_pipe_send(s->app, &c, NULL));
+error:
     return rc;
 }
 

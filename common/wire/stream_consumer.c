@@ -5,6 +5,7 @@
 
 #include "tb/base/error.h"
 #include "tb/base/log.h"
+#include "tb/base/protocol.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -85,6 +86,7 @@ static int send_hello(cons *c)
     TB_TRY(tb_msg_set_str(&s->hello, "consumer", s->consumer_id));
     TB_TRY(tb_msg_set_int(&s->hello, "resume", (int64_t)c->expected));
     TB_TRY(tb_msg_set_int(&s->hello, "credit", credit));
+    TB_TRY(tb_msg_set_int(&s->hello, "protocol", TB_PROTOCOL_VERSION));
     TB_TRY(tb_codec_encode(&s->hello, &b));
     TB_CHECK(zmq_send(c->sock, b.data, b.len, ZMQ_DONTWAIT) >= 0, TB_EIO, "cannot send hello to %s: %s",
              s->endpoint, zmq_strerror(zmq_errno()));
@@ -143,7 +145,14 @@ static void on_message(cons *c, zmq_msg_t *m)
     }
     switch (h.kind) {
     case TB_WIRE_BATCH: on_batch(c, &h, m); break;
-    case TB_WIRE_HEARTBEAT: break;
+    case TB_WIRE_HEARTBEAT:
+        if (h.has_protocol && h.protocol != TB_PROTOCOL_VERSION) {
+            send_error(c, 1, "this consumer speaks protocol %d, the producer protocol %llu", TB_PROTOCOL_VERSION,
+                       (unsigned long long)h.protocol);
+            cons_fail(c, TB_EPEER, "the producer at %s speaks protocol %llu, this consumer protocol %d",
+                      c->s->endpoint, (unsigned long long)h.protocol, TB_PROTOCOL_VERSION);
+        }
+        break;
     case TB_WIRE_END:
         if (h.count == c->expected) {
             if (!c->ended) {

@@ -40,6 +40,7 @@ typedef struct tb_wire_hdr {
     int has_count;  uint64_t count;
     int has_credit; int64_t credit;
     int has_resume; uint64_t resume;
+    int has_protocol; uint64_t protocol; /* hello, producer heartbeat: TB_PROTOCOL_VERSION */
     int fatal;            /* error: the sender gives up on this stream */
 } tb_wire_hdr;
 
@@ -64,6 +65,9 @@ enum {
     CMD_TOOK,      /* consumer app->io: the application took message `a` */
     CMD_ACK,       /* consumer app->io: acknowledge up to `a` */
     CMD_BAD,       /* consumer app->io: message `a` did not decode (text) */
+    CMD_REFUSE,    /* producer app->io: refuse consumer `a` (fatal error with text, dropped) */
+    CMD_HELLO,     /* producer io->app: consumer `a` said hello; admit or refuse it (opts.admit) */
+    CMD_ADMIT,     /* producer app->io: consumer `a` may be sent messages */
 };
 
 typedef struct tb_pipe_cmd {
@@ -111,6 +115,7 @@ struct tb_stream {
     int npeers;
     char (*peer_ids)[TB_STREAM_ID_MAX];
     tb_buf *peer_hellos;     /* encoded hellos, for tb_stream_consumer_hello */
+    char *peer_active;       /* 1 from its hello until it is refused or dropped */
 };
 
 /* The inproc pipe between the application and I/O threads (stream.c). */

@@ -5,6 +5,7 @@
 
 #include "tb/base/error.h"
 #include "tb/base/log.h"
+#include "tb/base/protocol.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -29,6 +30,7 @@ typedef struct peer {
     int64_t window;  /* the credit it granted in its hello */
     uint64_t stall_at;  /* heartbeats keep saying "next is stall_at" although more was sent */
     int64_t stall_since, end_sent_at;
+    int admitted;    /* 0 while the application checks its hello (opts.admit) */
 } peer;
 
 typedef struct prod {
@@ -48,6 +50,8 @@ typedef struct prod {
     int regen_out;        /* a regeneration request is outstanding */
     int64_t ack_stall_since; /* the retain buffer is full only for want of acknowledgements */
     int failed, done_sent;
+    char anon[16][8];     /* generated routing ids already warned about (their 5 bytes) */
+    int nanon;
 } prod;
 
 static void send_app(prod *p, int cmd, int status, uint64_t a, const char *text)
@@ -177,6 +181,14 @@ static void accept_pending(prod *p)
     send_app(p, CMD_ACCEPTED, 0, p->head - 1, NULL);
 }
 
+static void mark_dropped(prod *p, peer *c)
+{
+    c->state = PS_DROPPED;
+    pthread_mutex_lock(&p->s->mu);
+    p->s->peer_active[c - p->peers] = 0;
+    pthread_mutex_unlock(&p->s->mu);
+}
+
 static void peer_gone(prod *p, peer *c, const char *why)
 {
     tb_stream_opts *o = &p->s->o;
@@ -190,7 +202,7 @@ static void peer_gone(prod *p, peer *c, const char *why)
     if (o->policy == TB_PEER_DROP) {
         TB_WARN("stream %s: consumer '%s' %s at message %llu: dropped, going on with the others",
                 p->s->stream_id, c->id, why, (unsigned long long)c->next);
-        c->state = PS_DROPPED;
+        mark_dropped(p, c);
     } else {
         TB_WARN("stream %s: consumer '%s' %s at message %llu: waiting up to %d ms for it to come back",
                 p->s->stream_id, c->id, why, (unsigned long long)c->next, o->dead_wait_ms);
@@ -223,6 +235,7 @@ static void store_hello(prod *p, int idx, const char *id, const void *data, size
         tb_buf_init(&s->peer_hellos[idx]);
     }
     snprintf(s->peer_ids[idx], TB_STREAM_ID_MAX, "%s", id);
+    s->peer_active[idx] = 1;
     tb_buf *b = &s->peer_hellos[idx];
     b->len = 0;
     if (tb_buf_reserve(b, len) == TB_OK) {
@@ -240,6 +253,23 @@ static void on_hello(prod *p, const char *id, size_t idn, const tb_wire_hdr *h, 
     uint64_t limit = p->ended ? p->end_count : p->head;
     if (idn >= TB_STREAM_ID_MAX) {
         send_error(p, id, idn, 1, "consumer id is longer than %d bytes", TB_STREAM_ID_MAX - 1);
+        return;
+    }
+    if (!h->has_protocol) {
+        send_error(p, id, idn, 1, "hello without a \"protocol\" field: this producer speaks protocol %d",
+                   TB_PROTOCOL_VERSION);
+        return;
+    }
+    if (h->protocol != TB_PROTOCOL_VERSION) {
+        send_error(p, id, idn, 1, "consumer speaks protocol %llu, this producer protocol %d",
+                   (unsigned long long)h->protocol, TB_PROTOCOL_VERSION);
+        return;
+    }
+    if (!h->consumer || h->consumer_len != idn || memcmp(h->consumer, id, idn) != 0) {
+        int cn = h->consumer ? (int)(h->consumer_len > 64 ? 64 : h->consumer_len) : 0;
+        send_error(p, id, idn, 1,
+                   "hello says consumer '%.*s' but the connection's routing id is '%.*s': set "
+                   "ZMQ_ROUTING_ID to the consumer id", cn, h->consumer ? h->consumer : "", (int)idn, id);
         return;
     }
     if (resume > limit) {
@@ -275,6 +305,8 @@ static void on_hello(prod *p, const char *id, size_t idn, const tb_wire_hdr *h, 
         store_hello(p, (int)(c - p->peers), c->id, data, len);
     }
     c->state = PS_LIVE;
+    c->admitted = !o->admit;
+    if (o->admit) send_app(p, CMD_HELLO, 0, (uint64_t)(c - p->peers), NULL);
     c->next = resume;
     c->acked = resume;
     c->credit = credit;
@@ -283,9 +315,13 @@ static void on_hello(prod *p, const char *id, size_t idn, const tb_wire_hdr *h, 
     c->end_seen = 0;
     c->stall_since = 0;
     c->last_seen = c->last_hb = tb_stream_now_ms();
-    tb_wire_hdr hb = hdr_of(p, TB_WIRE_HEARTBEAT);
+    tb_wire_hdr hb = hdr_of(p, TB_WIRE_HEARTBEAT); /* the welcome: it carries the producer's version */
+    hb.has_protocol = 1;
+    hb.protocol = TB_PROTOCOL_VERSION;
     send_ctl(p, c->id, c->id_len, &hb);
-    if (!p->ready && count_holding(p) >= o->consumers) {
+    /* ready once `consumers` consumers said hello, counting one the application refused since (the
+     * others are served; the stream fails only when nobody is left) */
+    if (!p->ready && p->npeers >= o->consumers) {
         p->ready = 1;
         send_app(p, CMD_READY, 0, 0, NULL);
     }
@@ -338,6 +374,22 @@ static void on_heartbeat(prod *p, peer *c, const tb_wire_hdr *h)
  * obsolete, and must not register a second consumer. */
 static int generated_id(const char *id, size_t idn) { return idn == 0 || id[0] == '\0'; }
 
+/* Warns once per connection about messages under a generated routing id that are not a hello
+ * (those get an error): a peer that never said hello with its own id, or a stale connection. */
+static void warn_anonymous(prod *p, const char *id, size_t idn, const void *data, size_t len)
+{
+    char key[8] = {0};
+    memcpy(key, id, idn < sizeof key ? idn : sizeof key);
+    for (int i = 0; i < p->nanon && i < 16; i++)
+        if (memcmp(p->anon[i], key, sizeof key) == 0) return;
+    memcpy(p->anon[p->nanon++ % 16], key, sizeof key);
+    tb_wire_hdr h;
+    const char *kind = tb_wire_peek(data, len, &h) == TB_OK ? tb_wire_kind_name(h.kind) : "malformed message";
+    TB_WARN("stream %s: ignoring '%s' from a connection without a consumer id (a peer that did not "
+            "set ZMQ_ROUTING_ID and say hello, or a stale connection of a consumer that reconnected)",
+            p->s->stream_id, kind);
+}
+
 static void on_peer_msg(prod *p, const char *id, size_t idn, const void *data, size_t len)
 {
     tb_wire_hdr h;
@@ -345,6 +397,8 @@ static void on_peer_msg(prod *p, const char *id, size_t idn, const void *data, s
         if (tb_wire_peek(data, len, &h) == TB_OK && h.kind == TB_WIRE_HELLO)
             send_error(p, id, idn, 1, "a consumer must connect with its consumer id as ZMQ_ROUTING_ID "
                        "(a stale connection replaced by a newer one with the same id gets this too)");
+        else
+            warn_anonymous(p, id, idn, data, len);
         return;
     }
     if (tb_wire_peek(data, len, &h) != TB_OK) {
@@ -442,7 +496,7 @@ static void on_regen(prod *p, uint64_t seq, zmq_msg_t *m)
     p->regen_out = 0;
     for (int i = 0; i < p->npeers; i++) {
         peer *c = &p->peers[i];
-        if (c->state != PS_LIVE || c->next != seq || c->credit <= 0) continue;
+        if (c->state != PS_LIVE || !c->admitted || c->next != seq || c->credit <= 0) continue;
         zmq_msg_t cp;
         zmq_msg_init(&cp);
         zmq_msg_copy(&cp, m);
@@ -453,6 +507,19 @@ static void on_regen(prod *p, uint64_t seq, zmq_msg_t *m)
         c->credit--;
         c->next++;
     }
+}
+
+/* The application refused consumer `idx` (its request cannot be served): it gets a fatal error
+ * with the reason and is dropped whatever the dead-peer policy; the others go on. */
+static void refuse(prod *p, uint64_t idx, const char *why)
+{
+    if (idx >= (uint64_t)p->npeers) return;
+    peer *c = &p->peers[idx];
+    if (c->state == PS_DROPPED) return;
+    send_error(p, c->id, c->id_len, 1, "refused: %s", why);
+    TB_WARN("stream %s: consumer '%s' refused and dropped; going on with the others", p->s->stream_id, c->id);
+    mark_dropped(p, c);
+    advance_base(p);
 }
 
 static void drain_pipe(prod *p)
@@ -475,6 +542,10 @@ static void drain_pipe(prod *p)
             accept_pending(p);
         } else if (c.cmd == CMD_REGEN && fr == 1) {
             on_regen(p, c.a, &m);
+        } else if (c.cmd == CMD_REFUSE) {
+            refuse(p, c.a, c.text);
+        } else if (c.cmd == CMD_ADMIT) {
+            if (c.a < (uint64_t)p->npeers) p->peers[c.a].admitted = 1;
         } else if (c.cmd == CMD_END) {
             p->ended = 1;
             p->end_count = c.a;
@@ -491,7 +562,7 @@ static void pump(prod *p)
     uint64_t r = (uint64_t)p->s->o.retain_max;
     for (int i = 0; i < p->npeers; i++) {
         peer *c = &p->peers[i];
-        if (c->state != PS_LIVE) continue;
+        if (c->state != PS_LIVE || !c->admitted) continue;
         while (c->credit > 0 && c->next < p->head) {
             if (c->next < p->base) {
                 if (!p->s->o.regen) { /* cannot happen: hello refuses such a resume */
@@ -673,7 +744,8 @@ void *tb_stream_producer_main(void *arg)
     pthread_mutex_lock(&s->mu);
     s->peer_ids = calloc(PEERS_MAX, sizeof *s->peer_ids);
     s->peer_hellos = calloc(PEERS_MAX, sizeof *s->peer_hellos);
-    int oom = !p->peers || !p->ring || !s->peer_ids || !s->peer_hellos;
+    s->peer_active = calloc(PEERS_MAX, 1);
+    int oom = !p->peers || !p->ring || !s->peer_ids || !s->peer_hellos || !s->peer_active;
     pthread_mutex_unlock(&s->mu);
     if (oom) {
         prod_fail(p, TB_ENOMEM, "out of memory starting the stream (retain_max %d)", s->o.retain_max);

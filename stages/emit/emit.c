@@ -106,6 +106,7 @@ typedef struct emitter {
     uint64_t regenerated;
     uint64_t feature_bytes;
     int logged_union;
+    uint64_t built;              /* batches built so far (with the union of their time) */
     int remove_output;           /* a feature file refused part-way is removed, not left truncated */
 } emitter;
 
@@ -263,40 +264,63 @@ error:
     return rc;
 }
 
-/* Reads every student's hello and widens the union; TB_EINVAL naming a student whose request
- * cannot be served. */
-static int refresh_union(emitter *e)
+/* 1 when the resolved request r asks for a feature that the union u does not carry. */
+static int widens(const tb_features_request *u, const tb_features_request *r)
+{
+    return (r->hidden & ~u->hidden) || (r->attn & ~u->attn) || (r->logits && !u->logits);
+}
+
+/* Checks one student's hello: TB_OK with its resolved request, or an error naming the student.
+ * `built` batches were already built with the union `sent`: a student resuming before that and
+ * needing more than `sent` would receive batches without its features. */
+static int check_student(emitter *e, const tb_msg *h, uint64_t built, const tb_features_request *sent,
+                         tb_features_request *res)
 {
     int rc = TB_OK;
-    tb_msg h;
-    tb_msg_init(&h);
-    int n = tb_stream_consumer_count(e->out);
-    tb_features_request u = e->uni;
-    for (int i = 0; i < n; i++) {
-        tb_features_request r, res;
-        const char *who = "a student";
-        TB_TRY(tb_stream_consumer_hello(e->out, i, &h));
-        if (tb_msg_find(&h, "consumer")) tb_msg_get_str(&h, "consumer", &who);
-        rc = tb_features_request_from_hello(&h, &r);
-        if (!rc) rc = tb_features_request_resolve(&r, &e->meta, who, &res);
-        if (rc) {
-            tb_err_wrap(rc, "student '%s'", who);
-            goto error;
-        }
-        tb_features_request_union(&u, &res);
-        tb_msg_free(&h);
+    tb_features_request r;
+    const char *who = "a student";
+    int64_t resume = 0;
+    if (tb_msg_find(h, "consumer")) tb_msg_get_str(h, "consumer", &who);
+    if (tb_msg_find(h, "resume")) tb_msg_get_int(h, "resume", &resume);
+    rc = tb_features_request_from_hello(h, &r);
+    if (!rc) rc = tb_features_request_resolve(&r, &e->meta, who, res);
+    if (!rc && (uint64_t)resume < built && widens(sent, res)) {
+        char hb[256], ab[256];
+        rc = TB_ERR(TB_EINVAL,
+                    "joined at batch %lld asking for features that batches %lld..%llu were built without "
+                    "(they carry hidden {%s}, attention {%s}%s): start it together with the others, or "
+                    "from batch %llu on", (long long)resume, (long long)resume, (unsigned long long)built - 1,
+                    tb_features_mask_format(sent->hidden, hb, sizeof hb),
+                    tb_features_mask_format(sent->attn, ab, sizeof ab), sent->logits ? ", logits" : "",
+                    (unsigned long long)built);
     }
+    if (rc) tb_err_wrap(rc, "student '%s'", who);
+    return rc;
+}
+
+/* tb_stream_admit_fn: admits a student whose request the teacher can serve and widens the union
+ * sent from the next batch on; refuses any other (it gets a fatal error with the reason and is
+ * dropped; the other students go on). The stream sends a student nothing before this returns. */
+static int admit_student(void *ctx, int i, const tb_msg *hello)
+{
+    (void)i;
+    emitter *e = ctx;
+    tb_features_request res, u = e->uni;
+    int rc = check_student(e, hello, e->built, &e->uni, &res);
+    if (rc) {
+        TB_WARN("refusing %s", tb_err_msg());
+        return rc;
+    }
+    tb_features_request_union(&u, &res);
     if (u.hidden != e->uni.hidden || u.attn != e->uni.attn || u.logits != e->uni.logits || !e->logged_union) {
         char hb[256], ab[256];
-        TB_INFO("sending teacher hidden states {%s}, attention scores of layers {%s}%s to %d student(s)",
+        TB_INFO("sending teacher hidden states {%s}, attention scores of layers {%s}%s",
                 tb_features_mask_format(u.hidden, hb, sizeof hb), tb_features_mask_format(u.attn, ab, sizeof ab),
-                u.logits ? " and logits" : "", n);
+                u.logits ? " and logits" : "");
         e->logged_union = 1;
     }
     e->uni = u;
-error:
-    tb_msg_free(&h);
-    return rc;
+    return TB_OK;
 }
 
 static uint64_t avail_bytes(const char *path)
@@ -421,6 +445,8 @@ static int open_streams(emitter *e)
         so.regen = regen;
         so.regen_ctx = e;
     }
+    so.admit = admit_student;
+    so.admit_ctx = e;
     TB_TRY(tb_stream_open(&e->out, o->output, TB_STREAM_WRITE, &so));
 error:
     return rc;
@@ -463,11 +489,11 @@ static int emit_loop(emitter *e, tb_emit_result *res, tb_metrics *mx, tb_progres
             tb_err_wrap(rc, "reading token batch %llu from %s", (unsigned long long)seq, o->input);
             goto error;
         }
-        if (!e->out_is_file) TB_TRY(refresh_union(e));
         double t0 = now_s();
         tb_batch_free(&e->pending);
         TB_TRY(build(e, &m, seq, &e->pending));
         e->pending_seq = seq;
+        e->built = seq + 1;
         double t1 = now_s();
         const int64_t B = e->pending.input_ids.shape[0], T = e->pending.input_ids.shape[1];
         uint64_t fb = tb_features_bytes(&e->uni, &e->meta, B, T);
@@ -564,7 +590,6 @@ int tb_emit_run(const tb_emit_opts *o, tb_emit_result *res)
             tb_err_wrap(rc, "waiting for %d student(s) on %s", o->students, o->output);
             goto error;
         }
-        TB_TRY(refresh_union(&e));
     }
     int64_t total = 0, tB, tT;
     if (e.input_is_file) TB_TRY(scan_input(&e, &total, &tB, &tT)); /* for the progress total */

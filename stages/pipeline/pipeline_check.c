@@ -3,6 +3,7 @@
 
 #include "tb/base/error.h"
 #include "tb/base/json.h"
+#include "tb/base/protocol.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -233,7 +234,8 @@ static void check_links(check_ctx *c, cJSON **desc, cJSON **given)
                     if (!cJSON_IsString(ival) || strcmp(ival->valuestring, oval->valuestring) != 0) continue;
                     const cJSON *om = cJSON_GetObjectItemCaseSensitive(op, "message");
                     const cJSON *im = cJSON_GetObjectItemCaseSensitive(ip, "message");
-                    if (cJSON_IsString(om) && cJSON_IsString(im) && strcmp(om->valuestring, im->valuestring) != 0) {
+                    if (cJSON_IsString(om) && cJSON_IsString(im) && strcmp(im->valuestring, "*") != 0 && /* any */
+                        strcmp(om->valuestring, im->valuestring) != 0) {
                         check_problem(c, j, "--%s reads '%s' messages from %s, but [%s] writes '%s' messages there",
                                       iopt->valuestring, im->valuestring, ival->valuestring, c->p->stages[i].name,
                                       om->valuestring);
@@ -305,6 +307,10 @@ int tb_pipeline_check(const tb_pipeline *p, FILE *report)
             continue;
         }
         int before = c.problems;
+        const cJSON *proto = cJSON_GetObjectItemCaseSensitive(desc[i], "protocol");
+        if (cJSON_IsNumber(proto) && proto->valuedouble != TB_PROTOCOL_VERSION)
+            check_problem(&c, i, "'%s' speaks stream protocol %g, this tb-pipeline's stages protocol %d",
+                          s->program, proto->valuedouble, TB_PROTOCOL_VERSION);
         check_options(&c, i, desc[i], given[i]);
         if (c.problems == before) fprintf(report, "ok   [%s] %s\n", s->name, stage->valuestring);
     }

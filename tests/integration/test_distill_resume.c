@@ -188,7 +188,7 @@ Test(distill_resume, killed_emitter_fails_the_student_clearly_and_a_new_one_resu
 
 /* A student whose depth does not divide the teacher's, or whose head count differs, is refused
  * with a message that says what to change: by the emitter when it reads the student's hello (the
- * student then fails because its producer stopped). */
+ * student gets a fatal "refused: <reason>" and fails; the emitter, left without students, fails). */
 Test(distill_resume, incompatible_students_are_refused_clearly, .timeout = 120)
 {
     fixture f;
@@ -222,7 +222,7 @@ Test(distill_resume, incompatible_students_are_refused_clearly, .timeout = 120)
         text = td_slurp(err, NULL);
         cr_assert(text && strstr(text, "tb-distill: reading teacher features from"),
                   "case %d: the student's error should say what failed: %s", c, text ? text : "(none)");
-        cr_assert(strstr(text, "producer stopped before the end") && strstr(text, cases[c].want),
+        cr_assert(strstr(text, "refused: student") && strstr(text, cases[c].want),
                   "case %d: the student should report the emitter's reason ('%s'): %s", c, cases[c].want, text);
         free(text);
     }

@@ -7,6 +7,7 @@
 #include "proc.h"
 #include "tb/base/error.h"
 #include "tb/base/log.h"
+#include "tb/base/protocol.h"
 #include "tb/base/signals.h"
 #include "tb/wire/stream.h"
 
@@ -587,6 +588,29 @@ static void pack_map(msgpack_sbuffer *sb, const char *kind, int nint, const char
     }
 }
 
+/* A hello of protocol TB_PROTOCOL_VERSION from `consumer` (NULL: without the field). */
+static void pack_hello(msgpack_sbuffer *sb, const char *consumer, int64_t resume, int64_t credit)
+{
+    msgpack_sbuffer_init(sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, consumer ? 6 : 5);
+    msgpack_pack_str_with_body(&pk, "msg", 3);
+    msgpack_pack_str_with_body(&pk, "hello", 5);
+    msgpack_pack_str_with_body(&pk, "stream", 6);
+    msgpack_pack_str_with_body(&pk, "main", 4);
+    msgpack_pack_str_with_body(&pk, "resume", 6);
+    msgpack_pack_int64(&pk, resume);
+    msgpack_pack_str_with_body(&pk, "credit", 6);
+    msgpack_pack_int64(&pk, credit);
+    msgpack_pack_str_with_body(&pk, "protocol", 8);
+    msgpack_pack_int64(&pk, TB_PROTOCOL_VERSION);
+    if (consumer) {
+        msgpack_pack_str_with_body(&pk, "consumer", 8);
+        msgpack_pack_str_with_body(&pk, consumer, strlen(consumer));
+    }
+}
+
 /* Reads the string field `key` of a msgpack map into out ("" when absent); 0 if not a map. */
 static int map_str(const void *data, size_t len, const char *key, char *out, size_t n)
 {
@@ -694,10 +718,8 @@ Test(stream, connection_without_its_own_routing_id_is_not_a_consumer)
     int zero = 0;
     zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
     cr_assert_eq(zmq_connect(d, ep), 0);
-    const char *hk[2] = {"resume", "credit"};
-    int64_t hv[2] = {0, 2};
     msgpack_sbuffer sb;
-    pack_map(&sb, "hello", 2, hk, hv);
+    pack_hello(&sb, NULL, 0, 2);
     cr_assert_geq(zmq_send(d, sb.data, sb.size, 0), 0);
     msgpack_sbuffer_destroy(&sb);
     char buf[65536], text[512];
@@ -838,7 +860,7 @@ static const char py_consumer[] =
     "d.setsockopt(zmq.ROUTING_ID, b'py'); d.setsockopt(zmq.LINGER, 1000); d.connect(ep)\n"
     "def send(**kw):\n"
     "    kw.update(stream='main'); d.send(msgpack.packb(kw, use_bin_type=True))\n"
-    "send(msg='hello', consumer='py', resume=0, credit=8, layers='3,7,11')\n"
+    "send(msg='hello', consumer='py', resume=0, credit=8, protocol=1, layers='3,7,11')\n"
     "nxt = 0\n"
     "if not d.poll(10000): sys.exit('no answer from the producer')\n"
     "while True:\n"
@@ -906,10 +928,8 @@ Test(stream, heartbeats_repair_lost_batches_and_end)
     zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(d, ZMQ_ROUTING_ID, "lossy", 5);
     cr_assert_eq(zmq_connect(d, ep), 0);
-    const char *hk[3] = {"resume", "credit", "consumer"};
-    int64_t hv[2] = {0, 2};
     msgpack_sbuffer sb;
-    pack_map(&sb, "hello", 2, hk, hv);
+    pack_hello(&sb, "lossy", 0, 2);
     cr_assert_geq(zmq_send(d, sb.data, sb.size, 0), 0);
     msgpack_sbuffer_destroy(&sb);
 

@@ -246,6 +246,13 @@ Test(safetensors_python, torch_bin_converted_loads_in_c, .init = setup, .fini = 
         for (int64_t k = 0; k < tb_tensor_numel(&t.items[i].value); k++)
             cr_assert_eq(v[k], bert_value(t.items[i].name, k), "%s[%lld]", t.items[i].name, (long long)k);
     }
+    /* the int64 position_ids buffer was skipped, not converted */
+    tb_st_file stf;
+    char mp[512];
+    snprintf(mp, sizeof mp, "%s/model.safetensors", conv);
+    cr_assert_eq(tb_st_open(&stf, mp), TB_OK, "%s", tb_err_msg());
+    cr_assert_null(tb_st_find(&stf, "bert.embeddings.position_ids"), "position_ids should not be converted");
+    tb_st_close(&stf);
     /* the converted folder keeps vocab.txt; without --head the converter refuses to guess */
     snprintf(cmd, sizeof cmd, "test -s %s/vocab.txt", conv);
     cr_assert_eq(system(cmd), 0);

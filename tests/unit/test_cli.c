@@ -261,6 +261,8 @@ Test(cli, describe_is_json_with_every_field)
     cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(root, "stage")->valuestring, "tb-test");
     cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(root, "summary")->valuestring, "a stage for tests");
     cr_expect(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(root, "args")));
+    const cJSON *proto = cJSON_GetObjectItemCaseSensitive(root, "protocol"); /* docs/protocol.md: version 1 */
+    cr_expect(cJSON_IsNumber(proto) && proto->valuedouble == 1, "\"protocol\" should be 1 in:\n%s", text);
 
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(root, "inputs");
     cr_assert_eq(cJSON_GetArraySize(in), 1);

@@ -111,6 +111,7 @@ def make_torch_bin(d):
     state["cls.predictions.decoder.weight"] = state["bert.embeddings.word_embeddings.weight"]
     state["cls.seq_relationship.weight"] = torch.zeros(2, 8)
     state["cls.seq_relationship.bias"] = torch.zeros(2)
+    state["bert.embeddings.position_ids"] = torch.arange(16).unsqueeze(0)  # int64 buffer of older transformers
     os.makedirs(d, exist_ok=True)
     torch.save(state, os.path.join(d, "pytorch_model.bin"))
     with open(os.path.join(d, "config.json"), "w") as f:

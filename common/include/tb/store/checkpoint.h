@@ -67,7 +67,10 @@ int tb_checkpoint_resolve(const char *path, char *out, size_t out_n);
 #define TB_CKPT_ANY_HEAD (-1)
 
 /* Reads config.json of checkpoint `path` (resolved as above). Unless `expect_head` is
- * TB_CKPT_ANY_HEAD, the recorded head kind must equal it (else TB_EFORMAT naming both). */
+ * TB_CKPT_ANY_HEAD, the recorded head kind must equal it (else TB_EFORMAT naming both). A foreign
+ * config.json without "tinybert_head" / "fit_size" gets them from model.safetensors:
+ * classifier.weight [NL, C] -> head "hf" with NL labels (a warning says so), fit_dense.weight
+ * [F, C] -> fit_size F. */
 int tb_checkpoint_load_config(const char *path, int expect_head, tb_bert_config *out);
 
 /* Loads model.safetensors of checkpoint `path` into `params` (values only), with the name mapping

@@ -52,6 +52,13 @@ typedef enum tb_peer_policy {
  * consumer resumes from a message the producer no longer retains. Returns a tb_status. */
 typedef int (*tb_stream_regen_fn)(void *ctx, uint64_t seq, tb_msg *out);
 
+/* Admits consumer i, whose hello is `hello` (the application fields plus "consumer", "resume",
+ * ...): returns TB_OK to admit it, or an error status with the reason in tb_err_msg(), which
+ * refuses it (as tb_stream_refuse_consumer). Called on the producer's application thread, inside
+ * tb_stream_wait_consumers / tb_stream_send / tb_stream_finish, for every hello (a re-hello too);
+ * until it returns, the consumer is sent nothing. */
+typedef int (*tb_stream_admit_fn)(void *ctx, int i, const tb_msg *hello);
+
 typedef struct tb_stream_opts {
     const char *stream_id;   /* stream name carried by every message ("main") */
     int heartbeat_ms;        /* heartbeat interval of the I/O thread (500) */
@@ -70,6 +77,8 @@ typedef struct tb_stream_opts {
     int finish_timeout_ms;   /* tb_stream_finish: wait for the final acks (60000) */
     tb_stream_regen_fn regen;/* optional: regenerate message N instead of retaining it */
     void *regen_ctx;
+    tb_stream_admit_fn admit;/* optional: check each consumer's hello before it is sent anything */
+    void *admit_ctx;
 
     /* consumer */
     const char *consumer_id; /* routing id, unique among the stream's consumers ("c<pid>") */
@@ -101,6 +110,13 @@ int tb_stream_wait_consumers(tb_stream *s);
  * application fields plus "msg", "stream", "consumer", "resume", "credit"). */
 int tb_stream_consumer_count(tb_stream *s);
 int tb_stream_consumer_hello(tb_stream *s, int i, tb_msg *out);
+/* Producer: 1 when consumer i is registered and was neither refused nor dropped since its last
+ * hello (a consumer that says hello again is active again). */
+int tb_stream_consumer_active(tb_stream *s, int i);
+/* Producer: refuses consumer i (e.g. its hello asks for what the producer cannot serve): it gets
+ * a fatal error "refused: <reason>" and is dropped, whatever the dead-peer policy; the stream
+ * goes on with the others (and fails once nobody is left). */
+int tb_stream_refuse_consumer(tb_stream *s, int i, const char *reason);
 
 /* Producer: sends `m` as the next message. Sets the fields "msg" = "batch", "stream" and
  * "seq" in `m` (the rest is the application's). Blocks while the slowest consumer has no
