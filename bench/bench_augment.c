@@ -5,7 +5,7 @@
  * binary cache).
  *
  *   bench_augment [--threads N] [--sentences N] [--base-sentences N] [--no-python] [--no-base]
- *                 [--no-vectors]
+ *                 [--no-vectors] [--no-models]
  * Models (random Hugging Face BertForMaskedLM written by tests/reference/py/augment_ref.py):
  *   demo  - the demo teacher's shape (configs/demo/teacher.json: 4 layers, 256, 4 heads, 1024)
  *   base  - bert-base (12 layers, 768, 12 heads, 3072)
@@ -208,7 +208,7 @@ static void bench_vectors(const char *dir, int threads)
 
 int main(int argc, char **argv)
 {
-    int threads = 1, n = 200, n_base = 40, python = 1, base = 1, vectors = 1;
+    int threads = 1, n = 200, n_base = 40, python = 1, base = 1, vectors = 1, models = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--sentences") && i + 1 < argc) n = atoi(argv[++i]);
@@ -216,9 +216,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--no-python")) python = 0;
         else if (!strcmp(argv[i], "--no-base")) base = 0;
         else if (!strcmp(argv[i], "--no-vectors")) vectors = 0;
+        else if (!strcmp(argv[i], "--no-models")) models = 0;
         else {
             fprintf(stderr, "usage: bench_augment [--threads N] [--sentences N] [--base-sentences N] [--no-python] "
-                            "[--no-base] [--no-vectors]\n");
+                            "[--no-base] [--no-vectors] [--no-models]\n");
             return 2;
         }
     }
@@ -227,8 +228,8 @@ int main(int argc, char **argv)
     if (!mkdtemp(dir)) return 1;
     if (vectors) bench_vectors(dir, threads);
     model_spec demo = {"demo", 4, 256, 4, 1024}, bb = {"bert-base", 12, 768, 12, 3072};
-    bench_model(dir, &demo, n, threads, python);
-    if (base) bench_model(dir, &bb, n_base, threads, python);
+    if (models) bench_model(dir, &demo, n, threads, python);
+    if (models && base) bench_model(dir, &bb, n_base, threads, python);
     rmdir(dir);
     return 0;
 }

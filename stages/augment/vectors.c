@@ -183,6 +183,59 @@ typedef struct parse_err {
     int got;      /* fields on the line (ragged) or -1 (not a number) */
 } parse_err;
 
+static const double pow10_tab[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                      1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* Parses one number at p (before e): plain decimals with up to 15 significant digits and a
+ * decimal exponent within +-22 exactly (mantissa and power of ten are exact doubles, so their
+ * product or quotient is the correctly rounded double), then rounded to float; anything else
+ * (more digits, "1e-30", "nan") through strtof. Returns the end, or NULL when the field is not a
+ * number. */
+static const char *parse_number(const char *p, const char *e, float *out)
+{
+    const char *s = p;
+    int neg = 0;
+    if (p < e && (*p == '-' || *p == '+')) neg = *p++ == '-';
+    uint64_t m = 0;
+    int sig = 0, exp10 = 0, any = 0;
+    for (; p < e && *p >= '0' && *p <= '9'; p++, any = 1) {
+        if (sig < 19) {
+            m = m * 10 + (uint64_t)(*p - '0');
+            sig += m != 0;
+        } else {
+            exp10++;
+        }
+    }
+    if (p < e && *p == '.') {
+        for (p++; p < e && *p >= '0' && *p <= '9'; p++, any = 1) {
+            if (sig < 19) {
+                m = m * 10 + (uint64_t)(*p - '0');
+                sig += m != 0;
+                exp10--;
+            }
+        }
+    }
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        const char *q = p + 1;
+        int eneg = 0, ev = 0, edig = 0;
+        if (q < e && (*q == '-' || *q == '+')) eneg = *q++ == '-';
+        for (; q < e && *q >= '0' && *q <= '9'; q++, edig++)
+            if (ev < 10000) ev = ev * 10 + (*q - '0');
+        if (!edig) any = 0;
+        exp10 += eneg ? -ev : ev;
+        p = q;
+    }
+    if (any && (p == e || is_sep(*p)) && sig <= 15 && exp10 >= -22 && exp10 <= 22) {
+        double v = exp10 < 0 ? (double)m / pow10_tab[-exp10] : (double)m * pow10_tab[exp10];
+        *out = (float)(neg ? -v : v);
+        return p;
+    }
+    char *end;
+    *out = strtof(s, &end);
+    if (end == s || end > e || (end < e && !is_sep(*end)) || !isfinite(*out)) return NULL;
+    return end;
+}
+
 /* Parses the numbers of word line `r` ([s, e), word already skipped) into v->unit[r]. */
 static int parse_numbers(tb_vectors *v, int64_t r, const char *s, const char *e, parse_err *err)
 {
@@ -195,9 +248,8 @@ static int parse_numbers(tb_vectors *v, int64_t r, const char *s, const char *e,
             err->got = j + 1;
             return -1;
         }
-        char *end;
-        x[j] = strtof(p, &end);
-        if (end == p || (end < e && !is_sep(*end)) || end > e || !isfinite(x[j])) {
+        const char *end = parse_number(p, e, &x[j]);
+        if (!end) {
             err->field = j + 2;
             err->got = -1;
             return -1;
@@ -448,33 +500,52 @@ int tb_vectors_nearest(const tb_vectors *v, const float *q, int n, const int64_t
                        int *count)
 {
     int rc = TB_OK;
-    enum { QB = 32 };
-    float *scores = NULL, *ts = NULL;
+    float *scores = NULL;
     TB_CHECK(M >= 1 && n >= 0, TB_EINVAL, "nearest words: M %d, n %d", M, n);
     TB_CHECK(v->rows <= INT32_MAX, TB_EINVAL, "nearest words: %lld rows is too many", (long long)v->rows);
     if (n == 0 || v->rows == 0) {
         for (int i = 0; i < n; i++) count[i] = 0;
         return TB_OK;
     }
-    int qb = n < QB ? n : QB;
+    int64_t qb64 = ((int64_t)1 << 24) / v->rows; /* ~64 MB of scores per block */
+    int qb = qb64 > 256 ? 256 : qb64 < 8 ? 8 : (int)qb64;
+    if (qb > n) qb = n;
     scores = malloc((size_t)qb * (size_t)v->rows * sizeof *scores);
-    ts = malloc((size_t)M * sizeof *ts);
-    TB_CHECK(scores && ts, TB_ENOMEM, "nearest words: out of memory");
+    TB_CHECK(scores, TB_ENOMEM, "nearest words: out of memory");
     for (int q0 = 0; q0 < n; q0 += qb) {
         int nq = n - q0 < qb ? n - q0 : qb;
-        TB_TRY(tb_linear_forward(scores, q + (size_t)q0 * v->dim, v->unit, NULL, nq, v->dim, (int)v->rows));
-        for (int i = 0; i < nq; i++) {
-            const float *s = scores + (size_t)i * v->rows;
-            int64_t ex = exclude ? exclude[q0 + i] : -1;
-            int64_t *tr = out + (size_t)(q0 + i) * M;
-            int k = 0;
-            for (int64_t r = 0; r < v->rows; r++)
-                if (v->usable[r] && r != ex) top_insert(ts, tr, &k, M, s[r], r);
-            count[q0 + i] = k;
+        /* scores[rows, nq] = unit . q^T: the long side is the rows, so the product runs on all threads */
+        TB_TRY(tb_linear_forward(scores, v->unit, q + (size_t)q0 * v->dim, NULL, (int)v->rows, v->dim, nq));
+        /* each thread: a contiguous range of queries, the rows scanned in order (row-major reads) */
+        int fail = 0;
+#pragma omp parallel reduction(| : fail)
+        {
+            int nt = omp_get_num_threads(), t = omp_get_thread_num();
+            int i0 = (int)((int64_t)nq * t / nt), i1 = (int)((int64_t)nq * (t + 1) / nt);
+            float *ts = malloc((size_t)(i1 - i0 + 1) * (size_t)M * sizeof *ts);
+            int *k = calloc((size_t)(i1 - i0 + 1), sizeof *k);
+            if (ts && k) {
+                for (int64_t r = 0; r < v->rows; r++) {
+                    if (!v->usable[r]) continue;
+                    const float *row = scores + r * nq;
+                    for (int i = i0; i < i1; i++) {
+                        float x = row[i];
+                        int j = i - i0;
+                        if (k[j] == M && !(x > ts[(size_t)j * M + M - 1])) continue;
+                        int64_t ex = exclude ? exclude[q0 + i] : -1;
+                        if (r != ex) top_insert(ts + (size_t)j * M, out + (size_t)(q0 + i) * M, &k[j], M, x, r);
+                    }
+                }
+                for (int i = i0; i < i1; i++) count[q0 + i] = k[i - i0];
+            } else {
+                fail = 1;
+            }
+            free(ts);
+            free(k);
         }
+        TB_CHECK(!fail, TB_ENOMEM, "nearest words: out of memory");
     }
 error:
     free(scores);
-    free(ts);
     return rc;
 }

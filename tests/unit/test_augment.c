@@ -613,3 +613,47 @@ Test(augment, vector_file_errors_name_the_line)
     cr_assert(strstr(tb_err_msg(), "b.txt:2") && strstr(tb_err_msg(), "empty line"), "%s", tb_err_msg());
     rm_tmp();
 }
+
+Test(augment, vector_numbers_parse_like_strtof)
+{
+    mk_tmp();
+    char path[256];
+    snprintf(path, sizeof path, "%s/num.txt", tmpdir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    enum { ROWS = 2000, D = 50 };
+    static char text[ROWS][D][32];
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    const char *fmts[] = {"%.6f", "%.5g", "%.8e", "%.3f", "%.17g", "%g"};
+    for (int r = 0; r < ROWS; r++) {
+        fprintf(f, "w%d", r);
+        for (int j = 0; j < D; j++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            double v = ((double)(x >> 11) / 9007199254740992.0 - 0.5) * pow(10.0, (double)((int)(x % 13) - 6));
+            snprintf(text[r][j], 32, fmts[(r + j) % 6], v);
+            fprintf(f, " %s", text[r][j]);
+        }
+        fputc('\n', f);
+    }
+    fclose(f);
+    tb_vectors v;
+    cr_assert_eq(tb_vectors_load_text(&v, path, 0, 2), TB_OK, "%s", tb_err_msg());
+    /* compare the unit rows with rows normalised from strtof's values */
+    int64_t off_by_more = 0;
+    for (int r = 0; r < ROWS; r++) {
+        float raw[D];
+        double ss = 0;
+        for (int j = 0; j < D; j++) {
+            raw[j] = strtof(text[r][j], NULL);
+            ss += (double)raw[j] * raw[j];
+        }
+        for (int j = 0; j < D; j++) {
+            float want = (float)(raw[j] / sqrt(ss));
+            float got = v.unit[r * D + j];
+            if (fabsf(got - want) > 2e-7f * fabsf(want) + 1e-30f) off_by_more++;
+        }
+    }
+    cr_assert_eq(off_by_more, 0, "%lld values differ from strtof by more than rounding", (long long)off_by_more);
+    tb_vectors_free(&v);
+    rm_tmp();
+}
