@@ -64,7 +64,7 @@ static char *read_file(const char *path)
 
 static const char *TOKS[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the",  "movie", "was", "good",
                              "great", "##ly",  "fun",   "bad",   "film",   "plot", "!",     "dull", "##est",
-                             "play",  "##ing", "a",     "very",  "fine",   "show"};
+                             "play",  "##ing", "a",     "very",  "fine",   "show", "\xe4\xb8\xad", "\xe5\xa5\xbd"};
 enum { V_TINY = sizeof TOKS / sizeof TOKS[0] };
 
 static int tok_id(const char *t)
@@ -235,6 +235,24 @@ Test(augment, known_mlm_candidates_drop_hash_pieces_and_keep_top_m)
     cr_assert_str_eq(cands_of(&s, 2), "fun dull film plot");
     cr_assert_str_eq(cands_of(&s, 5), "dullest", "no vector: the word is its own candidate");
     cr_assert_eq(t.c.no_candidate, 1);
+    tb_aug_sentence_free(&s);
+    tiny_close(&t);
+}
+
+Test(augment, cjk_characters_are_words_with_the_option)
+{
+    tiny t;
+    tiny_open(&t, 3, 1, 0, 64);
+    tb_aug_sentence s;
+    analyse(&t, &s, "\xe5\xa5\xbd\xe4\xb8\xad film"); /* two ideographs, split by the tokenizer */
+    cr_assert_eq(s.words.count, 3);
+    cr_assert_eq(s.n_elig, 1, "without --cjk only 'film'");
+    tb_aug_sentence_free(&s);
+    t.c.opts.cjk = 1;
+    analyse(&t, &s, "\xe5\xa5\xbd\xe4\xb8\xad film");
+    cr_assert_eq(s.n_elig, 3);
+    cr_assert_str_eq(cands_of(&s, 0), "fun dull");
+    cr_assert_str_eq(cands_of(&s, 1), "fun dull");
     tb_aug_sentence_free(&s);
     tiny_close(&t);
 }
