@@ -8,7 +8,9 @@
  * first 200 SST-2 training sentences (data/sst2/train.tsv), batched; the script computes its own
  * and compares: equal as sets, and in the same order except where the reference's two logits (or
  * cosines) differ by less than 1e-5 relative. The batched path must also equal the
- * one-at-a-time path exactly. */
+ * one-at-a-time path exactly. Second test: the GloVe neighbours (one matrix product, float32) of
+ * the first 500 words of the shipped GloVe file against the script's float64 cosines, compared
+ * the same way. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 
 #include "augment/augmenter.h"
 #include "augment/rows.h"
+#include "augment/vectors.h"
 #include "tb/base/error.h"
 
 #define N_SENT 200
@@ -125,5 +128,49 @@ Test(augment_torch, candidates_match_the_reference, .timeout = 600)
              dir);
     cr_assert_eq(run(cmd), 0, "candidates differ from the reference: %s", cmd);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    run(cmd);
+}
+
+Test(augment_torch, glove_neighbours_match_the_reference, .timeout = 300)
+{
+    enum { NQ = 500 };
+    char d[] = "/tmp/tb-augglove-XXXXXX";
+    cr_assert(mkdtemp(d));
+    tb_vectors v;
+    cr_assert_eq(tb_vectors_load_text(&v, TB_SOURCE_DIR "/data/glove/glove.6B.100d.first2604.txt", 100000, 0), TB_OK,
+                 "%s", tb_err_msg());
+    int64_t rows[NQ], out[NQ * M_CANDS];
+    int count[NQ], nq = 0;
+    static float q[NQ * 100];
+    cr_assert_eq(v.dim, 100);
+    for (int64_t r = 0; r < NQ; r++) {
+        if (!v.usable[r]) continue;
+        rows[nq] = r;
+        memcpy(q + (size_t)nq * 100, v.unit + r * 100, sizeof(float) * 100);
+        nq++;
+    }
+    cr_assert_gt(nq, NQ - 5);
+    cr_assert_eq(tb_vectors_nearest(&v, q, nq, rows, M_CANDS, out, count), TB_OK, "%s", tb_err_msg());
+    char path[512], cmd[2048];
+    snprintf(path, sizeof path, "%s/c.tsv", d);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    for (int i = 0; i < nq; i++) {
+        cr_assert_eq(count[i], M_CANDS);
+        fprintf(f, "%lld\t0\t%s\t", (long long)rows[i], tb_vectors_word(&v, rows[i]));
+        for (int k = 0; k < count[i]; k++) fprintf(f, "%s%s", k ? " " : "", tb_vectors_word(&v, out[i * M_CANDS + k]));
+        fputc('\n', f);
+    }
+    cr_assert_eq(fclose(f), 0);
+    tb_vectors_free(&v);
+    snprintf(cmd, sizeof cmd,
+             TB_PYTHON " " TB_SOURCE_DIR "/tests/reference/py/augment_ref.py glove-neighbours " TB_SOURCE_DIR
+                       "/data/glove/glove.6B.100d.first2604.txt %d %d %s/ref.jsonl",
+             NQ, M_CANDS, d);
+    cr_assert_eq(run(cmd), 0, "the reference script failed: %s", cmd);
+    snprintf(cmd, sizeof cmd, TB_PYTHON " " TB_SOURCE_DIR "/tests/reference/py/augment_ref.py compare %s/ref.jsonl %s/c.tsv 1e-5",
+             d, d);
+    cr_assert_eq(run(cmd), 0, "GloVe neighbours differ from the reference: %s", cmd);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", d);
     run(cmd);
 }

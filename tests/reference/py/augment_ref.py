@@ -11,6 +11,9 @@ the specification, one sentence and one word at a time as the TinyBERT reference
         OUT gets one JSON line per word {"s", "k", "word", "kind", "cands", "scores"} where
         scores maps every vocabulary token / GloVe word to its logit / cosine for the tokens
         that matter in a comparison (the top 3M)
+    augment_ref.py glove-neighbours GLOVE N M OUT
+        the M nearest words by cosine (float64) of each of the first N GloVe words, itself left
+        out, as JSON lines like `candidates` (s = the word's row, k = 0)
     augment_ref.py compare REF.jsonl C.tsv TOL
         C.tsv lines: sentence<TAB>token index<TAB>word<TAB>candidates separated by spaces;
         sets must be equal and the order the same, except where the reference's scores of two
@@ -218,6 +221,22 @@ def candidates(model_dir, glove, stopwords, tsv, n, M, out_path):
                 f.write(json.dumps({"s": s, "k": k, "word": w, "kind": kind, "cands": cands, "scores": scores}) + "\n")
 
 
+def glove_neighbours(glove, n, M, out_path):
+    words, vocab, unit = load_glove(glove)
+    with open(out_path, "w", encoding="utf-8") as f:
+        for i in range(min(n, len(words))):
+            if vocab[words[i]] != i or not np.all(np.isfinite(unit[i])):
+                continue  # an earlier duplicate or the zero <unk> row: not a query
+            sim = unit @ unit[i]
+            sim[i] = -np.inf
+            sim = np.where(np.isnan(sim), -np.inf, sim)
+            order = [j for j in np.argsort(-sim, kind="stable")[:M] if np.isfinite(sim[j])]
+            wide = np.argsort(-sim, kind="stable")[:3 * M]
+            scores = {words[j]: float(sim[j]) for j in wide if np.isfinite(sim[j])}
+            f.write(json.dumps({"s": i, "k": 0, "word": words[i], "kind": "vector",
+                                "cands": [words[j] for j in order], "scores": scores}) + "\n")
+
+
 def compare(ref_path, c_path, tol):
     ref = {}
     with open(ref_path, encoding="utf-8") as f:
@@ -287,6 +306,9 @@ def main(argv):
         return 0
     if len(argv) == 9 and argv[1] == "candidates":
         candidates(argv[2], argv[3], argv[4], argv[5], int(argv[6]), int(argv[7]), argv[8])
+        return 0
+    if len(argv) == 6 and argv[1] == "glove-neighbours":
+        glove_neighbours(argv[2], int(argv[3]), int(argv[4]), argv[5])
         return 0
     if len(argv) == 5 and argv[1] == "compare":
         return compare(argv[2], argv[3], float(argv[4]))
