@@ -11,6 +11,7 @@
 
 #define TB_CANDS_MAX_LEN 512
 #define TB_CANDS_CACHE_CAP (1 << 18) /* cached words, at most; the cache is emptied when full */
+#define TB_CANDS_FULL_BATCH 1024     /* padded positions that keep the products efficient */
 
 /* ---- sentences ------------------------------------------------------------------------------ */
 
@@ -365,6 +366,8 @@ static int run_mlm(tb_cands *c, tb_aug_sentence *const *ss, mlm_job *jobs, int64
             int t = c->opts.one_at_a_time ? len : (len + 7) / 8 * 8;
             if (t > c->max_len) t = c->max_len;
             if (B > 0 && (int64_t)(B + 1) * t > c->opts.tokens) break;
+            /* enough positions for efficient products already: no longer padding for a longer one */
+            if (B > 0 && t > T && (int64_t)B * T >= TB_CANDS_FULL_BATCH) break;
             T = t > T ? t : T;
             B++;
         }

@@ -18,7 +18,8 @@
  *
  * Speed: the MLM inputs of many sentences run together, sorted by length, in batches of up to
  * `batch` sequences and `tokens` padded positions, padded to the batch's longest (rounded up to
- * a multiple of 8), the MLM head on the mask rows only (tb_bert_run.mlm_rows). `one_at_a_time`
+ * a multiple of 8); a batch that has 1,024 positions already takes no longer sequence (less
+ * padding). The MLM head runs on the mask rows only (tb_bert_run.mlm_rows). `one_at_a_time`
  * runs each input alone, unpadded (the reference's way; for tests and benchmarks). Vector
  * neighbours of the words not yet cached are one matrix product; results are cached per word.
  * Batching never changes which candidates come out beyond float rounding of the logits.
