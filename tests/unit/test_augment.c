@@ -465,7 +465,11 @@ Test(augment, simple_format_rows_and_labels)
     /* row 1: good, film -> {fun, dull}^2 = 4 new; row 2: movie, great -> 4 new; row 3: none */
     cr_assert_str_eq(line[0], "Good film!\t1", "the original line comes first, verbatim");
     int k = 1;
-    for (; k < 5; k++) cr_assert(strstr(line[k], " !\t1") && count_words_changed(strtok(strdup(line[k]), "\t"), "good film !") == 2, "%s", line[k]);
+    for (; k < 5; k++) {
+        char text_a[256];
+        cr_assert_eq(sscanf(line[k], "%255[^\t]", text_a), 1);
+        cr_assert(strstr(line[k], " !\t1") && count_words_changed(text_a, "good film !") == 2, "%s", line[k]);
+    }
     cr_assert_str_eq(line[5], "the movie was great\t0");
     for (k = 6; k < 10; k++) cr_assert(strstr(line[k], "the ") == line[k] && strstr(line[k], "\t0"), "%s", line[k]);
     cr_assert_str_eq(line[10], "the the the\t2");
