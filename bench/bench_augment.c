@@ -150,6 +150,7 @@ static void bench_model(const char *dir, const model_spec *m, int n, int threads
                 if (p) secs = atof(p + 11);
             }
             if (f) fclose(f);
+            unlink(out);
             if (secs > 0)
                 printf(",\"pytorch_sentences_per_s\":%.2f,\"batched_vs_pytorch\":%.2f,\"one_at_a_time_vs_pytorch\":%.2f",
                        n / secs, secs / tb, secs / to);
