@@ -2,6 +2,8 @@
  * examples plus up to N new ones each in the input's own format (stages/augment/augment.h). */
 #include "augment.h"
 #include "augmenter.h"
+#include <stdint.h>
+
 #include "tb/base/cli.h"
 #include "tb/base/error.h"
 #include "tb/base/log.h"
@@ -25,20 +27,20 @@ static const tb_opt opts[] = {
     TB_OPTION("vectors", TB_OPT_ENUM, "glove", "word vectors for multi-piece words", .choices = "glove|teacher|none"),
     TB_OPTION("glove", TB_OPT_STRING, TB_SOURCE_DIR "/data/glove/glove.6B.100d.first2604.txt",
               "GloVe / .vec text file", .metavar = "PATH"),
-    TB_OPTION("glove-max-words", TB_OPT_INT, "100000", "first lines of --glove read (0: all)"),
+    TB_OPTION("glove-max-words", TB_OPT_INT, "100000", "first lines of --glove read (0: all)", TB_RANGE(0, INT32_MAX)),
     TB_OPTION("glove-cache", TB_OPT_STRING, NULL, "binary cache of --glove, made when missing or stale",
               .metavar = "PATH"),
-    TB_OPTION("m", TB_OPT_INT, "15", "candidates per word (M)"),
-    TB_OPTION("n", TB_OPT_INT, "-1", "new sentences drawn per text (N; -1: the reference's per task)"),
+    TB_OPTION("m", TB_OPT_INT, "15", "candidates per word (M)", TB_RANGE(1, 1024)),
+    TB_OPTION("n", TB_OPT_INT, "-1", "new sentences drawn per text (N; -1: the reference's per task)", TB_RANGE(-1, 100000)),
     TB_OPTION("p", TB_OPT_FLOAT, "0.4", "probability of replacing an eligible word"),
     TB_OPTION("columns", TB_OPT_ENUM, "both", "pair tasks: which texts to augment", .choices = "both|a|b"),
     TB_OPTION("pair-quirk", TB_OPT_BOOL, "false",
               "pair tasks: the reference's rows (b's variants beside a's last variant)"),
     TB_OPTION("cjk", TB_OPT_BOOL, "false", "every CJK ideograph is an eligible word too (not in the reference)"),
-    TB_OPTION("mlm-batch", TB_OPT_INT, "64", "masked sequences per MLM forward pass, at most"),
-    TB_OPTION("mlm-tokens", TB_OPT_INT, "8192", "padded positions per MLM forward pass, at most"),
+    TB_OPTION("mlm-batch", TB_OPT_INT, "64", "masked sequences per MLM forward pass, at most", TB_RANGE(1, 65536)),
+    TB_OPTION("mlm-tokens", TB_OPT_INT, "8192", "padded positions per MLM forward pass, at most", TB_RANGE(1, 16777216)),
     TB_OPTION("one-at-a-time", TB_OPT_BOOL, "false", "one masked sequence per forward pass (the reference's way)"),
-    TB_OPTION("chunk", TB_OPT_INT, "1024", "rows read and augmented together (bounds memory)"),
+    TB_OPTION("chunk", TB_OPT_INT, "1024", "rows read and augmented together (bounds memory)", TB_RANGE(1, 16777216)),
     {0},
 };
 
