@@ -348,14 +348,22 @@ static int build_model(run_state *s, const tb_features_meta *meta, tb_bert_model
     tb_bert_config *c = &s->cfg;
     if (!s->resume_path[0]) {
         if (c->fit_size == 0) c->fit_size = meta->hidden_size;
+        /* A general student carries a (frozen, random) pooler so that it loads strictly as a
+         * Hugging Face BertModel; the task stages train it with the classifier. */
+        if (o->loss.mode == TB_DISTILL_GENERAL) c->pooler = 1;
         if (o->loss.mode != TB_DISTILL_GENERAL && c->head == TB_HEAD_NONE) {
             TB_CHECK(meta->num_labels > 0 || o->loss.mode == TB_DISTILL_TASK_STAGE1, TB_EINVAL,
                      "task-stage2 needs a teacher with a classification head (the stream says it has none)");
             if (meta->num_labels > 0) {
+                /* The init checkpoint's pooler, if it has one (a general student's), is kept as
+                 * Hugging Face keeps a pre-trained pooler under a new classifier; only the
+                 * classifier is new. */
+                int pooler_loaded = o->init_path && c->pooler;
                 c->head = o->head == TB_HEAD_NONE ? TB_HEAD_TINYBERT : o->head;
                 c->num_labels = meta->num_labels;
-                TB_INFO("the student gets a %s head with %d outputs (randomly initialised)", tb_head_kind_name(c->head),
-                        c->num_labels);
+                TB_INFO("the student gets a %s head with %d outputs: classifier randomly initialised, pooler %s",
+                        tb_head_kind_name(c->head), c->num_labels,
+                        pooler_loaded ? "loaded from the init checkpoint" : "randomly initialised");
             }
         }
     }
