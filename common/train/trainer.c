@@ -789,6 +789,8 @@ int tb_trainer_model_open(tb_bert_model *m, const tb_model_source *src)
         static const char *const optional[] = {"bert.pooler.", "classifier.", "cls.predictions.", "fit_dense.", NULL};
         TB_TRY(tb_checkpoint_load_params(path, &m->params, optional));
     }
+    /* A pooler without a head is never run: frozen, it is kept as loaded (no decay, no moments). */
+    if (cfg.head == TB_HEAD_NONE && cfg.pooler) tb_bert_set_trainable(m, "bert.pooler.", 0);
 error:
     return rc;
 }
