@@ -151,6 +151,10 @@ static int build_specs(tb_bert_model *m, pbuild *pb)
         TB_TRY(pb_add(pb, &m->fit_w, 0, 0, c->fit_size, C, "fit_dense.weight"));
         TB_TRY(pb_add(pb, &m->fit_b, 0, 1, c->fit_size, 0, "fit_dense.bias"));
     }
+    if (c->head == TB_HEAD_NONE && c->pooler) {
+        TB_TRY(pb_add(pb, &m->pool_w, 0, 0, C, C, "bert.pooler.dense.weight"));
+        TB_TRY(pb_add(pb, &m->pool_b, 0, 1, C, 0, "bert.pooler.dense.bias"));
+    }
 error:
     return rc;
 }

@@ -100,7 +100,9 @@ int tb_adam_init(tb_adam *a, const tb_param_table *p, const tb_adam_options *o)
     a->m = tb_aligned_alloc(a->total * sizeof(float));
     a->v = tb_aligned_alloc(a->total * sizeof(float));
     a->partial = malloc((a->max_chunks ? a->max_chunks : 1) * sizeof(double));
-    TB_CHECK(a->m && a->v && a->partial, TB_ENOMEM, "cannot allocate BertAdam moments (2 x %zu floats)", a->total);
+    a->norms = calloc((size_t)a->count, sizeof(double));
+    TB_CHECK(a->m && a->v && a->partial && a->norms, TB_ENOMEM, "cannot allocate BertAdam moments (2 x %zu floats)",
+             a->total);
     memset(a->m, 0, a->total * sizeof(float));
     memset(a->v, 0, a->total * sizeof(float));
     return TB_OK;
@@ -115,6 +117,7 @@ void tb_adam_free(tb_adam *a)
     tb_aligned_free(a->m);
     tb_aligned_free(a->v);
     free(a->partial);
+    free(a->norms);
     memset(a, 0, sizeof *a);
 }
 
@@ -208,13 +211,35 @@ static void adam_update(float *w, const float *g, float *m, float *v, size_t n, 
     }
 }
 
-int tb_adam_step(tb_adam *a, tb_param_table *p)
+static int check_table(const tb_adam *a, const tb_param_table *p)
 {
     int rc = TB_OK;
     TB_CHECK(a && a->m, TB_EINVAL, "BertAdam state is not initialised (call tb_adam_init)");
     TB_CHECK(p && p->count == a->count && p->total == a->total, TB_EINVAL,
              "parameter table (%d tensors, %zu floats) is not the one BertAdam was made for (%d, %zu)",
              p ? p->count : 0, p ? p->total : 0, a->count, a->total);
+error:
+    return rc;
+}
+
+int tb_adam_measure(tb_adam *a, const tb_param_table *p)
+{
+    int rc = TB_OK;
+    TB_TRY(check_table(a, p));
+    for (int i = 0; i < p->count; i++) {
+        const tb_param *it = &p->items[i];
+        a->norms[i] = it->trainable ? grad_norm(p->grads + tb_params_offset(p, it),
+                                                (size_t)tb_tensor_numel(&it->value), a->partial)
+                                    : 0.0;
+    }
+error:
+    return rc;
+}
+
+int tb_adam_apply(tb_adam *a, tb_param_table *p)
+{
+    int rc = TB_OK;
+    TB_TRY(check_table(a, p));
     const float lr = (float)tb_adam_lr(a);
     for (int i = 0; i < p->count; i++) {
         tb_param *it = &p->items[i];
@@ -225,7 +250,7 @@ int tb_adam_step(tb_adam *a, tb_param_table *p)
         float scale = 1.0f;
         if (a->opt.max_grad_norm > 0.0) {
             /* torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), applied when < 1 */
-            double coef = a->opt.max_grad_norm / (grad_norm(g, n, a->partial) + 1e-6);
+            double coef = a->opt.max_grad_norm / (a->norms[i] + 1e-6);
             if (coef < 1.0) scale = (float)coef;
         }
         float wd = it->no_decay ? 0.0f : (float)a->opt.weight_decay;
@@ -233,6 +258,15 @@ int tb_adam_step(tb_adam *a, tb_param_table *p)
                     (float)a->opt.eps, wd, lr);
     }
     a->step++;
+error:
+    return rc;
+}
+
+int tb_adam_step(tb_adam *a, tb_param_table *p)
+{
+    int rc = TB_OK;
+    TB_TRY(tb_adam_measure(a, p));
+    TB_TRY(tb_adam_apply(a, p));
 error:
     return rc;
 }

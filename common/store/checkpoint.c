@@ -410,7 +410,7 @@ error:
 }
 
 /* Which of the project's own keys config.json at `path` has (a foreign checkpoint lacks them). */
-static int own_keys(const char *path, int *head, int *labels, int *fit, int *hf_arch)
+static int own_keys(const char *path, int *head, int *labels, int *fit, int *pooler, int *hf_arch)
 {
     int rc = TB_OK;
     char *text = NULL;
@@ -420,6 +420,7 @@ static int own_keys(const char *path, int *head, int *labels, int *fit, int *hf_
     *head = cJSON_GetObjectItemCaseSensitive(o, "tinybert_head") != NULL;
     *labels = cJSON_GetObjectItemCaseSensitive(o, "num_labels") || cJSON_GetObjectItemCaseSensitive(o, "id2label");
     *fit = cJSON_GetObjectItemCaseSensitive(o, "fit_size") != NULL;
+    *pooler = cJSON_GetObjectItemCaseSensitive(o, "tinybert_pooler") != NULL;
     const cJSON *arch = cJSON_GetObjectItemCaseSensitive(o, "architectures"), *a;
     *hf_arch = 0;
     cJSON_ArrayForEach(a, arch) *hf_arch |= cJSON_IsString(a) && !strcmp(a->valuestring, "BertForSequenceClassification");
@@ -429,20 +430,21 @@ error:
     return rc;
 }
 
-/* A checkpoint whose config.json lacks "tinybert_head" or "fit_size"
+/* A checkpoint whose config.json lacks "tinybert_head", "fit_size" or "tinybert_pooler"
  * gets them from the tensors of its model.safetensors: classifier.weight [NL, C] means a head with
  * NL labels (kind "hf" — what a Hugging Face BertForSequenceClassification is; a TinyBERT reference
  * head needs "tinybert_head": "relu" in config.json, said in a warning), fit_dense.weight [F, C]
- * means fit_size F. Without this, classifier.*, pooler.* and fit_dense.* would be ignored. */
+ * means fit_size F, (bert.)pooler.dense.weight without a head means a pooler. Without this,
+ * classifier.*, pooler.* and fit_dense.* would be ignored. */
 static int infer_missing_keys(const char *dir, const char *cfg_path, tb_bert_config *c)
 {
-    int rc = TB_OK, has_head = 0, has_labels = 0, has_fit = 0, hf_arch = 0;
+    int rc = TB_OK, has_head = 0, has_labels = 0, has_fit = 0, has_pooler = 0, hf_arch = 0;
     char p[PATH_MAX];
     struct stat sb;
     tb_st_file f = {0};
-    TB_TRY(own_keys(cfg_path, &has_head, &has_labels, &has_fit, &hf_arch));
+    TB_TRY(own_keys(cfg_path, &has_head, &has_labels, &has_fit, &has_pooler, &hf_arch));
     TB_TRY(join(p, sizeof p, dir, TB_CKPT_MODEL));
-    if ((has_head && has_fit) || stat(p, &sb) != 0) return TB_OK;
+    if ((has_head && has_fit && has_pooler) || stat(p, &sb) != 0) return TB_OK;
     TB_TRY(tb_st_open(&f, p));
     const tb_st_entry *cls = tb_st_find(&f, "classifier.weight"), *fit = tb_st_find(&f, "fit_dense.weight");
     if (!has_fit && fit && fit->ndim == 2 && c->fit_size == 0) {
@@ -461,6 +463,11 @@ static int infer_missing_keys(const char *dir, const char *cfg_path, tb_bert_con
                 "pooler, dropout, classifier)%s; a checkpoint trained with the TinyBERT reference head needs "
                 "\"tinybert_head\": \"relu\" in its config.json (scripts/convert-pytorch-bin --head relu)",
                 cfg_path, rows, hf_arch ? ", as its architectures say" : "");
+    }
+    if (!has_pooler && c->head == TB_HEAD_NONE && !c->pooler &&
+        (tb_st_find(&f, "bert.pooler.dense.weight") || tb_st_find(&f, "pooler.dense.weight"))) {
+        c->pooler = 1;
+        TB_INFO("%s: no \"tinybert_pooler\"; the model has pooler tensors and no head: loading them", cfg_path);
     }
     TB_TRY(tb_config_validate(c, cfg_path));
 error:

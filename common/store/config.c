@@ -68,6 +68,7 @@ int tb_config_validate(const tb_bert_config *c, const char *what)
     TB_CHECK(c->head == TB_HEAD_NONE || c->num_labels >= 1, TB_EFORMAT,
              "%s: a classification head needs \"num_labels\" >= 1 (1 = regression), got %d", what, c->num_labels);
     TB_CHECK(c->fit_size >= 0, TB_EFORMAT, "%s: \"fit_size\" must be >= 0, got %d", what, c->fit_size);
+    TB_CHECK(c->pooler == 0 || c->pooler == 1, TB_EFORMAT, "%s: pooler flag must be 0 or 1, got %d", what, c->pooler);
 #undef POS
 #undef PROB
 error:
@@ -200,6 +201,11 @@ int tb_config_parse(const char *json, const char *what, tb_bert_config *out)
     } else {
         c.mlm_head = architectures_name(root, "BertForMaskedLM", "BertForPreTraining");
     }
+    const cJSON *pool = cJSON_GetObjectItemCaseSensitive(root, "tinybert_pooler");
+    if (pool) {
+        TB_CHECK(cJSON_IsBool(pool), TB_EFORMAT, "%s: key \"tinybert_pooler\" must be true or false", what);
+        c.pooler = cJSON_IsTrue(pool);
+    }
     TB_TRY(tb_config_validate(&c, what));
     *out = c;
 error:
@@ -285,6 +291,7 @@ int tb_config_format(const tb_bert_config *c, char **out)
     ok &= cJSON_AddStringToObject(o, "tinybert_head", tb_head_kind_name(c->head)) != NULL;
     ok &= cJSON_AddBoolToObject(o, "tinybert_mlm_head", c->mlm_head != 0) != NULL;
     ok &= add_number(o, "fit_size", c->fit_size);
+    ok &= cJSON_AddBoolToObject(o, "tinybert_pooler", c->pooler != 0) != NULL;
     if (c->head != TB_HEAD_NONE) {
         ok &= add_number(o, "num_labels", c->num_labels);
         ok &= cJSON_AddStringToObject(o, "problem_type",

@@ -112,6 +112,19 @@ error:
     return rc;
 }
 
+/* No logit of the batch may be NaN (a model with NaN weights, or one that overflowed): the metrics
+ * and predictions would be meaningless. */
+static int check_logits(const float *logits, int B, int nl)
+{
+    int rc = TB_OK;
+    for (int i = 0; i < B; i++)
+        for (int k = 0; k < nl; k++)
+            TB_CHECK(!isnan(logits[(size_t)i * nl + k]), TB_EINVAL,
+                     "logit %d of row %d is NaN: the model is broken (NaN or overflowing weights)", k, i);
+error:
+    return rc;
+}
+
 static int eval_batch(eval_run *e, const tb_msg *msg)
 {
     int rc = TB_OK;
@@ -127,6 +140,7 @@ static int eval_batch(eval_run *e, const tb_msg *msg)
     TB_TRY(tb_bert_forward(e->m, &bb, &run));
     e->r->forward_seconds += tb_now_s() - t0;
     const float *logits = tb_bert_logits(e->m);
+    TB_TRY(check_logits(logits, B, nl));
     tb_tensor lt;
     int64_t shape[2] = {B, nl};
     TB_TRY(tb_tensor_borrow(&lt, TB_F32, 2, shape, (void *)logits));

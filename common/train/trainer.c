@@ -529,6 +529,23 @@ error:
     return rc;
 }
 
+/* Every trainable tensor's gradient norm (tb_adam_measure) must be finite before the update. */
+static int check_gradients(const trainer *t)
+{
+    int rc = TB_OK;
+    const tb_param_table *p = &t->m->params;
+    for (int i = 0; i < p->count; i++) {
+        double norm = t->adam.norms[i];
+        TB_CHECK(!p->items[i].trainable || isfinite(norm), TB_EINVAL,
+                 "step %lld (message %lld): the gradient of '%s' is not finite (norm %g): no update applied and no "
+                 "further checkpoint written; training diverged (lower the learning rate or check the data and the "
+                 "weights)",
+                 (long long)t->adam.step + 1, (long long)t->res->messages, p->items[i].name, norm);
+    }
+error:
+    return rc;
+}
+
 static int do_step(trainer *t, const tb_msg *msg)
 {
     int rc = TB_OK;
@@ -542,7 +559,9 @@ static int do_step(trainer *t, const tb_msg *msg)
              "the loss of message %lld is %g: training diverged (lower the learning rate or check the data)",
              (long long)t->res->messages, l.loss);
     double lr = tb_adam_lr(&t->adam);
-    TB_TRY(tb_adam_step(&t->adam, &t->m->params));
+    TB_TRY(tb_adam_measure(&t->adam, &t->m->params));
+    TB_TRY(check_gradients(t));
+    TB_TRY(tb_adam_apply(&t->adam, &t->m->params));
     double dt = tb_now_s() - t0;
     t->res->messages++;
     t->res->steps = t->adam.step;
@@ -770,6 +789,8 @@ int tb_trainer_model_open(tb_bert_model *m, const tb_model_source *src)
         static const char *const optional[] = {"bert.pooler.", "classifier.", "cls.predictions.", "fit_dense.", NULL};
         TB_TRY(tb_checkpoint_load_params(path, &m->params, optional));
     }
+    /* A pooler without a head is never run: frozen, it is kept as loaded (no decay, no moments). */
+    if (cfg.head == TB_HEAD_NONE && cfg.pooler) tb_bert_set_trainable(m, "bert.pooler.", 0);
 error:
     return rc;
 }

@@ -128,6 +128,30 @@ static void scale(float *p, size_t n, double w)
     for (size_t i = 0; i < n; i++) p[i] *= f;
 }
 
+/* Each loss term of the step must be finite: a NaN or an infinity (from the teacher's features or a
+ * diverged student) stops the step before its gradient is used, naming the term and the message. */
+static int check_loss_terms(int stage2, const tb_bert_distill_losses *p, uint64_t seq)
+{
+    int rc = TB_OK;
+    const char *bad = NULL;
+    double v = 0.0;
+    if (stage2) {
+        if (!isfinite(p->pred)) bad = "prediction", v = p->pred;
+    } else if (!isfinite(p->att)) {
+        bad = "attention", v = p->att;
+    } else if (!isfinite(p->emb)) {
+        bad = "hidden (embedding layer)", v = p->emb;
+    } else if (!isfinite(p->hidden)) {
+        bad = "hidden", v = p->hidden;
+    }
+    TB_CHECK(!bad, TB_EINVAL,
+             "message %llu: the %s loss is %g: no update applied (check the teacher's features in this message, or "
+             "lower the learning rate if the student diverged)",
+             (unsigned long long)seq, bad, v);
+error:
+    return rc;
+}
+
 int tb_distill_step(tb_bert_model *m, const tb_distill_loss_opts *lo, const tb_msg *msg,
                     const tb_features_view *v, uint64_t seq, tb_distill_step_result *out)
 {
@@ -169,6 +193,7 @@ int tb_distill_step(tb_bert_model *m, const tb_distill_loss_opts *lo, const tb_m
     tb_bert_zero_grad(m);
     TB_TRY(tb_bert_distill_loss(m, &v->teacher, stage2 ? TB_DISTILL_PREDICTION : TB_DISTILL_INTERMEDIATE,
                                 (float)lo->temperature, gold, &out->parts, &g));
+    TB_TRY(check_loss_terms(stage2, &out->parts, seq));
     if (stage2) {
         scale((float *)g.dlogits, (size_t)B * cf->num_labels, lo->w_pred);
         out->loss = lo->w_pred * out->parts.pred;
@@ -348,14 +373,22 @@ static int build_model(run_state *s, const tb_features_meta *meta, tb_bert_model
     tb_bert_config *c = &s->cfg;
     if (!s->resume_path[0]) {
         if (c->fit_size == 0) c->fit_size = meta->hidden_size;
+        /* A general student carries a (frozen, random) pooler so that it loads strictly as a
+         * Hugging Face BertModel; the task stages train it with the classifier. */
+        if (o->loss.mode == TB_DISTILL_GENERAL) c->pooler = 1;
         if (o->loss.mode != TB_DISTILL_GENERAL && c->head == TB_HEAD_NONE) {
             TB_CHECK(meta->num_labels > 0 || o->loss.mode == TB_DISTILL_TASK_STAGE1, TB_EINVAL,
                      "task-stage2 needs a teacher with a classification head (the stream says it has none)");
             if (meta->num_labels > 0) {
+                /* The init checkpoint's pooler, if it has one (a general student's), is kept as
+                 * Hugging Face keeps a pre-trained pooler under a new classifier; only the
+                 * classifier is new. */
+                int pooler_loaded = o->init_path && c->pooler;
                 c->head = o->head == TB_HEAD_NONE ? TB_HEAD_TINYBERT : o->head;
                 c->num_labels = meta->num_labels;
-                TB_INFO("the student gets a %s head with %d outputs (randomly initialised)", tb_head_kind_name(c->head),
-                        c->num_labels);
+                TB_INFO("the student gets a %s head with %d outputs: classifier randomly initialised, pooler %s",
+                        tb_head_kind_name(c->head), c->num_labels,
+                        pooler_loaded ? "loaded from the init checkpoint" : "randomly initialised");
             }
         }
     }

@@ -251,3 +251,30 @@ Test(distill_api, each_mode_freezes_what_gets_no_gradient)
     cr_assert_float_eq(r.parts.pred, want, 1e-6 * fabs(want), "soft CE at temperature 2: %.9g vs %.9g", r.parts.pred, want);
     free_setup(&s);
 }
+
+/* One step on a teacher feature holding a NaN (poked into the feature message in memory): it fails
+ * naming the loss term and the message number. */
+static void expect_nan_term(tb_distill_mode mode, int which, const char *want)
+{
+    setup s;
+    make_setup(&s, mode);
+    float *target = NULL;
+    for (int j = 1; !target && which == 0 && j <= TB_FEATURES_MAX_LAYERS; j++) target = (float *)s.view.hidden[j];
+    for (int l = 0; !target && which == 1 && l < TB_FEATURES_MAX_LAYERS; l++) target = (float *)s.view.scores[l];
+    if (which == 2) target = (float *)s.view.logits;
+    cr_assert_not_null(target, "the feature message carries no tensor of kind %d", which);
+    target[1] = NAN;
+    tb_distill_loss_opts lo = {.mode = mode, .w_att = 1, .w_hidden = 1, .w_pred = 1, .temperature = 1};
+    tb_distill_step_result r;
+    int rc = tb_distill_step(&s.student, &lo, &s.msg, &s.view, 7, &r);
+    cr_assert_eq(rc, TB_EINVAL, "got %d: %s", rc, tb_err_msg());
+    cr_assert(strstr(tb_err_msg(), want), "message: %s\nwanted: %s", tb_err_msg(), want);
+    free_setup(&s);
+}
+
+Test(distill_api, a_nan_teacher_feature_names_the_loss_term)
+{
+    expect_nan_term(TB_DISTILL_GENERAL, 0, "message 7: the hidden loss is nan");
+    expect_nan_term(TB_DISTILL_TASK_STAGE1, 1, "message 7: the attention loss is nan");
+    expect_nan_term(TB_DISTILL_TASK_STAGE2, 2, "message 7: the prediction loss is nan");
+}

@@ -69,6 +69,14 @@ Test(bert, bert_base_parameter_count_matches_hugging_face)
     cr_assert_eq(m.params.count, 5 + 12 * 16);
     tb_bert_free(&m);
 
+    c.pooler = 1; /* a pooler without a head: exactly Hugging Face's BertModel */
+    cr_assert_eq(tb_bert_init(&m, &c), TB_OK, "%s", tb_err_msg());
+    n = 0;
+    for (int i = 0; i < m.params.count; i++) n += tb_tensor_numel(&m.params.items[i].value);
+    cr_assert_eq(n, 109482240LL, "got %lld", (long long)n);
+    tb_bert_free(&m);
+    c.pooler = 0;
+
     c.head = TB_HEAD_TINYBERT;
     c.num_labels = 2;
     cr_assert_eq(tb_bert_init(&m, &c), TB_OK, "%s", tb_err_msg());
@@ -142,6 +150,40 @@ Test(bert, layout_names_shapes_flags_and_fused_qkv)
     cr_assert_eq(tb_bert_set_trainable(&m, "fit_dense.", 0), 2);
     cr_assert_eq(tb_bert_set_trainable(&m, "", 1), 2);
     tb_bert_free(&m);
+}
+
+Test(bert, pooler_without_head_comes_last_and_leaves_the_other_draws_alone)
+{
+    tb_bert_config c = tiny_config();
+    c.head = TB_HEAD_NONE;
+    c.num_labels = 0;
+    tb_bert_model a, b;
+    cr_assert_eq(tb_bert_init(&a, &c), TB_OK, "%s", tb_err_msg());
+    c.pooler = 1;
+    cr_assert_eq(tb_bert_init(&b, &c), TB_OK, "%s", tb_err_msg());
+    tb_bert_init_random(&a, 11);
+    tb_bert_init_random(&b, 11);
+    cr_assert_eq(b.params.count, a.params.count + 2);
+    cr_assert(a.pool_w < 0 && a.pool_b < 0, "no pooler without the flag");
+    cr_assert_eq(b.pool_w, a.params.count);
+    cr_assert_eq(b.pool_b, a.params.count + 1);
+    cr_assert_str_eq(b.params.items[b.pool_w].name, "bert.pooler.dense.weight");
+    cr_assert_str_eq(b.params.items[b.pool_b].name, "bert.pooler.dense.bias");
+    cr_assert(b.params.items[b.pool_w].value.shape[0] == 16 && b.params.items[b.pool_w].value.shape[1] == 16);
+    cr_assert(b.params.items[b.pool_b].value.ndim == 1 && b.params.items[b.pool_b].value.shape[0] == 16);
+    for (int i = 0; i < a.params.count; i++) {
+        const tb_param *pa = &a.params.items[i], *pb = &b.params.items[i];
+        cr_assert_str_eq(pa->name, pb->name);
+        cr_assert_eq(memcmp(pa->value.data, pb->value.data, (size_t)tb_tensor_numel(&pa->value) * sizeof(float)), 0,
+                     "%s changed when the pooler was added", pa->name);
+    }
+    const float *pw = b.params.items[b.pool_w].value.data, *pbias = b.params.items[b.pool_b].value.data;
+    int nonzero = 0;
+    for (int i = 0; i < 256; i++) nonzero += pw[i] != 0.0f && fabsf(pw[i]) < 0.02f * 6;
+    cr_assert_eq(nonzero, 256, "pooler weight is not a small random draw");
+    for (int i = 0; i < 16; i++) cr_assert_eq(pbias[i], 0.0f);
+    tb_bert_free(&a);
+    tb_bert_free(&b);
 }
 
 Test(bert, random_init_statistics_and_fixed_values)

@@ -359,3 +359,45 @@ Test(checkpoint, state_for_a_different_table_is_rejected, .init = setup, .fini =
     tb_params_free(&t);
     tb_params_free(&u);
 }
+
+/* DIR/<name>/config.json from `json`, model.safetensors holding one [4, 4] tensor `tensor` (or none). */
+static void write_bare(const char *name, const char *json, const char *tensor, char *out, size_t out_n)
+{
+    snprintf(out, out_n, "%s/%s", dir, name);
+    cr_assert_eq(mkdir(out, 0755), 0);
+    char p[PATH_MAX + 32];
+    snprintf(p, sizeof p, "%s/config.json", out);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f);
+    cr_assert(fputs(json, f) >= 0);
+    cr_assert_eq(fclose(f), 0);
+    tb_tensor w;
+    int64_t s[2] = {4, 4};
+    cr_assert_eq(tb_tensor_alloc(&w, TB_F32, 2, s), TB_OK);
+    memset(w.data, 0, 16 * sizeof(float));
+    tb_st_item items[] = {{tensor ? tensor : "bert.embeddings.LayerNorm.weight", &w}};
+    snprintf(p, sizeof p, "%s/model.safetensors", out);
+    cr_assert_eq(tb_st_write(p, items, 1, NULL, 0), TB_OK, "%s", tb_err_msg());
+    tb_tensor_free(&w);
+}
+
+Test(checkpoint, pooler_tensors_without_a_head_mean_a_pooler_unless_config_says, .init = setup, .fini = teardown)
+{
+#define BARE "\"vocab_size\": 10, \"hidden_size\": 4, \"num_hidden_layers\": 1, \"num_attention_heads\": 1, " \
+             "\"intermediate_size\": 8, \"architectures\": [\"BertModel\"]"
+    char ck[PATH_MAX];
+    tb_bert_config c;
+    write_bare("hf", "{" BARE "}", "pooler.dense.weight", ck, sizeof ck);
+    cr_assert_eq(tb_checkpoint_load_config(ck, TB_CKPT_ANY_HEAD, &c), TB_OK, "%s", tb_err_msg());
+    cr_assert(c.pooler == 1 && c.head == TB_HEAD_NONE, "pooler %d head %d", c.pooler, (int)c.head);
+    write_bare("own", "{" BARE "}", "bert.pooler.dense.weight", ck, sizeof ck);
+    cr_assert_eq(tb_checkpoint_load_config(ck, TB_CKPT_ANY_HEAD, &c), TB_OK, "%s", tb_err_msg());
+    cr_assert_eq(c.pooler, 1, "bert.pooler.dense.weight counts too");
+    write_bare("said", "{" BARE ", \"tinybert_pooler\": false}", "bert.pooler.dense.weight", ck, sizeof ck);
+    cr_assert_eq(tb_checkpoint_load_config(ck, TB_CKPT_ANY_HEAD, &c), TB_OK, "%s", tb_err_msg());
+    cr_assert_eq(c.pooler, 0, "\"tinybert_pooler\": false is kept");
+    write_bare("none", "{" BARE "}", NULL, ck, sizeof ck);
+    cr_assert_eq(tb_checkpoint_load_config(ck, TB_CKPT_ANY_HEAD, &c), TB_OK, "%s", tb_err_msg());
+    cr_assert_eq(c.pooler, 0, "no pooler tensor, no pooler");
+#undef BARE
+}

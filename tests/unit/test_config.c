@@ -64,7 +64,7 @@ Test(config, round_trip_every_field)
                         .intermediate_size = 96, .max_position_embeddings = 128, .type_vocab_size = 3,
                         .layer_norm_eps = 1e-5f, .hidden_dropout_prob = 0.15f, .attention_probs_dropout_prob = 0.05f,
                         .initializer_range = 0.03f, .pad_token_id = 7, .head = TB_HEAD_HF, .num_labels = 3,
-                        .classifier_dropout = 0.2f, .mlm_head = 1, .fit_size = 128};
+                        .classifier_dropout = 0.2f, .mlm_head = 1, .fit_size = 128, .pooler = 1};
     char path[] = "/tmp/tb-config-XXXXXX";
     int fd = mkstemp(path);
     cr_assert(fd >= 0);
@@ -82,6 +82,7 @@ Test(config, round_trip_every_field)
     cr_assert(strstr(text, "\"layer_norm_eps\":\t1e-05") != NULL, "%s", text);
     cr_assert(strstr(text, "\"hidden_dropout_prob\":\t0.15") != NULL, "%s", text);
     cr_assert(strstr(text, "\"tinybert_head\":\t\"hf\"") != NULL, "%s", text);
+    cr_assert(strstr(text, "\"tinybert_pooler\":\ttrue") != NULL, "%s", text);
     cr_assert(strstr(text, "\"2\":\t\"LABEL_2\"") != NULL, "%s", text);
     cr_assert(strstr(text, "\"architectures\"") != NULL, "%s", text);
 }
@@ -125,6 +126,7 @@ Test(config, errors_name_file_and_key)
     expect_error("{" BASE ",\"hidden_size\":8,\"id2label\":{\"0\":\"a\",\"5\":\"b\"}}", TB_EFORMAT, "id2label");
     expect_error("{" BASE ",\"hidden_size\":8,\"num_labels\":3,\"id2label\":{\"0\":\"a\"}}", TB_EFORMAT, "disagrees");
     expect_error("{" BASE ",\"hidden_size\":8,\"tinybert_mlm_head\":1}", TB_EFORMAT, "tinybert_mlm_head");
+    expect_error("{" BASE ",\"hidden_size\":8,\"tinybert_pooler\":1}", TB_EFORMAT, "tinybert_pooler");
     expect_error("[1]", TB_EFORMAT, "object");
     expect_error("{" BASE ",", TB_EFORMAT, "not valid JSON");
     tb_bert_config c;

@@ -312,6 +312,39 @@ static int latest_is(const char *want)
     return strcmp(target, want) == 0;
 }
 
+Test(trainer, a_pooler_without_head_is_frozen_and_a_head_trains_it)
+{
+    /* A general student's layout: a pooler and no head. */
+    tb_bert_model a = {0}, b = {0}, c = {0};
+    tb_model_source src = {.config_path = cfgpath, .mlm_head = 0, .seed = 4};
+    cr_assert_eq(tb_trainer_model_open(&a, &src), TB_OK, "%s", tb_err_msg());
+    tb_bert_config cfg = a.config;
+    cfg.pooler = 1;
+    cr_assert_eq(tb_bert_init(&c, &cfg), TB_OK, "%s", tb_err_msg());
+    tb_bert_init_random(&c, 6);
+    char ck[600];
+    snprintf(ck, sizeof ck, "%s/pooler", dir);
+    cr_assert_eq(tb_checkpoint_save(ck, 1, &c.config, &c.params, NULL, NULL, NULL, NULL, 0), TB_OK, "%s", tb_err_msg());
+    tb_model_source s1 = {.init_path = ck, .mlm_head = 1, .seed = 5};
+    cr_assert_eq(tb_trainer_model_open(&b, &s1), TB_OK, "%s", tb_err_msg());
+    const tb_param *pw = tb_params_find(&b.params, "bert.pooler.dense.weight"),
+                   *cw = tb_params_find(&c.params, "bert.pooler.dense.weight");
+    cr_assert(pw && cw, "the pooler is loaded");
+    cr_expect_arr_eq(pw->value.data, cw->value.data, tb_tensor_nbytes(&pw->value));
+    cr_expect(!pw->trainable, "a pooler without a head gets no gradient: it must be frozen");
+    cr_expect(tb_params_find(&b.params, "bert.encoder.layer.0.output.dense.weight")->trainable);
+    tb_bert_free(&b);
+    tb_model_source s2 = {.init_path = ck, .head = TB_HEAD_HF, .num_labels = 2, .mlm_head = 0, .seed = 5};
+    cr_assert_eq(tb_trainer_model_open(&b, &s2), TB_OK, "%s", tb_err_msg());
+    pw = tb_params_find(&b.params, "bert.pooler.dense.weight");
+    cr_assert_not_null(pw);
+    cr_expect_arr_eq(pw->value.data, cw->value.data, tb_tensor_nbytes(&pw->value));
+    cr_expect(pw->trainable, "with a head the pooler trains");
+    tb_bert_free(&a);
+    tb_bert_free(&b);
+    tb_bert_free(&c);
+}
+
 Test(trainer, refuses_a_folder_holding_another_run)
 {
     script s = {.term_at = -1};

@@ -39,6 +39,9 @@
  *                                 it receives both the lookup and the decoder gradient)
  *   a student (config.fit_size > 0):
  *     fit_dense.weight [fit_size, C], fit_dense.bias [fit_size]
+ *   without a head but with config.pooler (last, so the other parameters keep their index and
+ *   with it their random initialisation; the forward never runs it):
+ *     bert.pooler.dense.weight [C, C], bert.pooler.dense.bias [C]
  * Every tensor starts 64-byte aligned except the key/value members of the fused QKV groups,
  * which follow the query member directly so that the group is one [3C, C] / [3C] block.
  *

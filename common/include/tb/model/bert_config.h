@@ -26,6 +26,8 @@ typedef struct tb_bert_config {
     float classifier_dropout;     /* TB_HEAD_HF only */
     int mlm_head;                 /* 1: has the MLM head (tied decoder) */
     int fit_size;                 /* > 0: student with fit_dense [fit_size, hidden_size] */
+    int pooler;                   /* 1: bert.pooler.* without a classification head (a head always has
+                                     one), so Hugging Face's BertModel loads it strictly; not run */
 } tb_bert_config;
 
 #endif

@@ -57,6 +57,7 @@ typedef struct tb_adam {
     size_t total;       /* floats in m and v */
     int count;          /* parameters in the table this state was made for */
     double *partial;    /* per-chunk squared sums for the deterministic norm */
+    double *norms;      /* per tensor: ||grad||_2 from the last tb_adam_measure (0 when frozen) */
     size_t max_chunks;
 } tb_adam;
 
@@ -81,5 +82,11 @@ double tb_adam_lr(const tb_adam *a);
 /* One BertAdam update of every trainable parameter of `p` from its gradient (gradients are read,
  * not modified). `p` must be the table (same layout) that `a` was made for. */
 int tb_adam_step(tb_adam *a, tb_param_table *p);
+/* tb_adam_step in two halves, so a caller can look at the gradients in between:
+ * tb_adam_measure stores each trainable tensor's gradient norm in a->norms (index as in `p`;
+ * computed even when clipping is off, +inf/NaN when the gradient is not finite);
+ * tb_adam_apply then updates with those norms (they give the clipping factor). */
+int tb_adam_measure(tb_adam *a, const tb_param_table *p);
+int tb_adam_apply(tb_adam *a, tb_param_table *p);
 
 #endif

@@ -12,6 +12,9 @@
  *   "tinybert_mlm_head": true/false; when absent, true iff "architectures" names
  *                    BertForMaskedLM or BertForPreTraining.
  *   "fit_size":      d_teacher of fit_dense (0 or absent: none).
+ *   "tinybert_pooler": true/false: bert.pooler.* without a classification head (a head always has
+ *                    one). Absent: false here; a checkpoint without the key whose model.safetensors
+ *                    holds bert.pooler.dense.weight and no head gets true (tb_checkpoint_load_config).
  * Written files also carry "architectures", "model_type": "bert", id2label / label2id and
  * num_labels so Hugging Face tools load them.
  */
