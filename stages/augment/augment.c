@@ -294,7 +294,8 @@ int tb_augment_output_is_stream(const char *output)
 typedef struct sink {
     FILE *file;           /* the task file (temporary name), or the chunk's memory stream */
     tb_stream *stream;    /* NULL: task file */
-    char tmp[4096];       /* the task file's temporary name ("" once renamed) */
+    char tmp[4096];       /* the task or message file's temporary name ("" once renamed) */
+    const char *final;    /* the message file's path (file:PATH), else NULL */
     const char *format, *header;
     char *mem;            /* the chunk's rows (memory stream buffer) */
     size_t mem_len;
@@ -308,7 +309,19 @@ static int sink_open(sink *k, const tb_augment_opts *o, const char *header)
     k->format = o->format;
     k->header = header;
     if (tb_augment_output_is_stream(o->output)) {
-        TB_TRY(tb_stream_open(&k->stream, o->output, TB_STREAM_WRITE, NULL));
+        const char *ep = o->output;
+        char file_ep[4200];
+        if (strncmp(ep, "file:", 5) == 0) { /* a message file appears when complete, as the task file */
+            const char *path = ep + (strncmp(ep, "file://", 7) == 0 ? 7 : 5);
+            char tmp[sizeof k->tmp];
+            TB_CHECK((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) < sizeof tmp, TB_EINVAL,
+                     "augment: output path too long");
+            memcpy(k->tmp, tmp, sizeof tmp);
+            snprintf(file_ep, sizeof file_ep, "file:%s", k->tmp);
+            k->final = path;
+            ep = file_ep;
+        }
+        TB_TRY(tb_stream_open(&k->stream, ep, TB_STREAM_WRITE, NULL));
         return TB_OK;
     }
     TB_CHECK((size_t)snprintf(k->tmp, sizeof k->tmp, "%s.tmp.%d", o->output, (int)getpid()) < sizeof k->tmp, TB_EINVAL,
@@ -360,7 +373,16 @@ error:
 static int sink_finish(sink *k, const char *output)
 {
     int rc = TB_OK;
-    if (k->stream) return tb_stream_finish(k->stream);
+    if (k->stream) {
+        TB_TRY(tb_stream_finish(k->stream)); /* a message file: END record written, fsynced */
+        if (!k->final) return TB_OK;
+        tb_stream_close(k->stream);
+        k->stream = NULL;
+        TB_CHECK(rename(k->tmp, k->final) == 0, TB_EIO, "augment: cannot rename '%s' to '%s': %s", k->tmp, k->final,
+                 strerror(errno));
+        k->tmp[0] = 0;
+        return TB_OK;
+    }
     TB_CHECK(fflush(k->file) == 0 && !ferror(k->file) && fsync(fileno(k->file)) == 0, TB_EIO,
              "augment: cannot write '%s': %s", k->tmp, strerror(errno));
     int cl = fclose(k->file);
@@ -379,11 +401,11 @@ static void sink_close(sink *k, int status)
 {
     if (k->file) fclose(k->file);
     free(k->mem);
-    if (k->tmp[0]) unlink(k->tmp);
     if (k->stream && status != TB_OK)
         tb_stream_close_failed(k->stream, status, tb_err_msg());
     else
         tb_stream_close(k->stream);
+    if (k->tmp[0]) unlink(k->tmp);
     memset(k, 0, sizeof *k);
 }
 

@@ -18,7 +18,8 @@
  * An output that is an endpoint (tcp://, ipc://) or a message file (file:PATH) gets the same
  * rows as a stream of text messages (docs/protocol.md, "Text rows"): one message per chunk,
  * sent as the chunk is done, with `format`, `header` (tasks with a header line) and `rows` (the
- * chunk's lines, each ended by "\n"), then END. A plain path is the task file.
+ * chunk's lines, each ended by "\n"), then END. A message file, too, is written under a
+ * temporary name and renamed when complete. A plain path is the task file.
  */
 #ifndef TB_AUG_AUGMENT_H
 #define TB_AUG_AUGMENT_H

@@ -224,3 +224,26 @@ Test(augment_stream, pipeline_check_links_augment_to_tokenize, .init = setup, .f
                     d, d),
                  0);
 }
+
+/* A bad row half-way: the message file does not appear (nor its temporary), and a consumer on
+ * ipc fails with the producer's reason and writes nothing. */
+Test(augment_stream, failed_augment_leaves_no_output, .init = setup, .fini = teardown, .timeout = 300)
+{
+    const char *d = g_dir;
+    char ep[128];
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    cr_assert_eq(sh("(head -n 30 " TB_SOURCE_DIR "/data/sst2/train.tsv; printf 'no label here\\n') > %s/in.tsv", d), 0);
+    char aug[1024];
+    snprintf(aug, sizeof aug, AUGMENT " --input %s/in.tsv --format sst-2 --model %s/m --n 2 --chunk 7 " QUIET, d, d);
+    cr_assert_eq(sh("%s --output file:%s/rows.tbm 2> %s/err", aug, d, d), 1);
+    cr_assert_eq(sh("test -z \"$(ls %s | grep rows.tbm)\"", d), 0, "a message file (or its temporary) after a failure");
+    cr_assert_eq(sh("(" TOKENIZE " --input %s --format sst-2 --vocab " VOCAB " --output %s/o.tbm " QUIET
+                    " 2> %s/terr) & t=$!; %s --output %s 2> /dev/null; wait $t",
+                    ep, d, d, aug, ep),
+                 1);
+    char *err = slurp(d, "terr", NULL);
+    cr_assert(strstr(err, "in.tsv:31:"), "the consumer does not report the producer's reason:\n%s", err);
+    free(err);
+    cr_assert_eq(sh("test ! -e %s/o.tbm", d), 0, "tb-tokenize wrote batches after a failed stream");
+    cr_assert_eq(tokenize_tmp_dirs(), 0, "tb-tokenize left its temporary folder behind");
+}
