@@ -1,5 +1,5 @@
 """Checks that the kit's field tables (python/tinybert_stage/protocol.py) and the tables of
-docs/protocol.md ("#### `kind`" sections) and docs/emit.md ("#### batch fields", "#### feature
+docs/protocol.md ("#### `kind`" sections, "#### text fields") and docs/emit.md ("#### batch fields", "#### feature
 fields", "#### request fields") list the same fields with the same types and required flags.
 
     check_docs.py SOURCE_DIR      exit 0 when they agree; every difference on stderr otherwise
@@ -59,6 +59,8 @@ def main(src):
     for kind in protocol.KINDS:
         compare("docs/protocol.md %s" % kind, [r[:3] for r in pt.get(kind, [])],
                 [[f, t, yes(req)] for f, t, req, _ in protocol.FIELDS[kind]], problems)
+    compare("docs/protocol.md text fields", [r[:3] for r in pt.get("text fields", [])],
+            [[f, t, yes(req)] for f, t, req, _ in protocol.TEXT_FIELDS], problems)
     et = tables(os.path.join(src, "docs", "emit.md"))
     for heading, kit in (("batch fields", protocol.BATCH_FIELDS), ("feature fields", protocol.FEATURE_FIELDS),
                          ("request fields", protocol.REQUEST_FIELDS)):

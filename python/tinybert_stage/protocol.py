@@ -83,6 +83,26 @@ FEATURE_FIELDS = (
     ("label_order_hash", "str", "", False, "fnv1a64 of the batch's label_order (absent with it)"),
 )
 
+# Application fields of a text message: task rows between stages (tb-augment --output ENDPOINT,
+# tb-tokenize --input ENDPOINT; docs/protocol.md "Text rows"). (field, type, required, meaning)
+TEXT_FIELDS = (
+    ("format", "str", True, "the task format of the rows: simple, corpus or a GLUE task name (sst-2, mrpc, ...)"),
+    ("header", "str", False, "the format's header line without its newline, in every message; absent without one"),
+    ("rows", "str", True, "the message's rows, each ended by \"\\n\", no \"\\r\"; \"\" for none"),
+)
+
+
+def text_message(fmt, rows, header=None):
+    """The application fields of one text message: `rows` is a list of lines (without newlines)."""
+    for r in rows:
+        if "\n" in r or "\r" in r:
+            raise ValueError("a row holds a line break: %r" % r)
+    m = {"format": fmt, "rows": "".join(r + "\n" for r in rows)}
+    if header is not None:
+        m["header"] = header
+    return m
+
+
 # Application fields of a student's hello (tb_features_request_to_hello; docs/emit.md).
 REQUEST_FIELDS = (
     ("features.student_layers", "int", "", False, "M > 0: map M student layers onto the teacher"),

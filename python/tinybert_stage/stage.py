@@ -14,7 +14,7 @@ import json
 import signal
 import sys
 
-from .protocol import BATCH_FIELDS, FEATURE_FIELDS, PROTOCOL_VERSION
+from .protocol import BATCH_FIELDS, FEATURE_FIELDS, PROTOCOL_VERSION, TEXT_FIELDS
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 TYPES = ("int", "float", "string", "bool", "enum", "endpoint")
@@ -40,6 +40,8 @@ class Port:
 BATCH_PORT = [(f[0], f[1], f[2], f[4]) for f in BATCH_FIELDS if f[1] not in ("int", "str")]
 FEATURE_PORT = BATCH_PORT + [(f[0].replace("<j>", "*").replace("<l>", "*"), f[1], f[2], f[4])
                              for f in FEATURE_FIELDS if f[1] not in ("int", "str", "bool")]
+# a port of text messages (task rows; docs/protocol.md "Text rows"), as tb-augment and tb-tokenize declare
+TEXT_PORT = [(f[0], f[1], "", f[3]) for f in TEXT_FIELDS]
 
 COMMON = [
     Opt("threads", "int", "0", "threads; 0: TB_THREADS or every available core"),

@@ -6,6 +6,7 @@
 #include "tb/base/log.h"
 #include "tb/base/rng.h"
 #include "tb/base/signals.h"
+#include "tb/wire/stream.h"
 
 #include <errno.h>
 #include <math.h>
@@ -283,14 +284,137 @@ error:
     return rc;
 }
 
+int tb_augment_output_is_stream(const char *output)
+{
+    return strncmp(output, "tcp://", 6) == 0 || strncmp(output, "ipc://", 6) == 0 || strncmp(output, "file:", 5) == 0;
+}
+
+/* Where the output rows go: a task file (written to a temporary name, renamed when complete) or a
+ * stream of text messages, one per chunk. */
+typedef struct sink {
+    FILE *file;           /* the task file (temporary name), or the chunk's memory stream */
+    tb_stream *stream;    /* NULL: task file */
+    char tmp[4096];       /* the task or message file's temporary name ("" once renamed) */
+    const char *final;    /* the message file's path (file:PATH), else NULL */
+    const char *format, *header;
+    char *mem;            /* the chunk's rows (memory stream buffer) */
+    size_t mem_len;
+    uint64_t sent;        /* text messages sent */
+} sink;
+
+static int sink_open(sink *k, const tb_augment_opts *o, const char *header)
+{
+    int rc = TB_OK;
+    memset(k, 0, sizeof *k);
+    k->format = o->format;
+    k->header = header;
+    if (tb_augment_output_is_stream(o->output)) {
+        const char *ep = o->output;
+        char file_ep[4200];
+        if (strncmp(ep, "file:", 5) == 0) { /* a message file appears when complete, as the task file */
+            const char *path = ep + (strncmp(ep, "file://", 7) == 0 ? 7 : 5);
+            char tmp[sizeof k->tmp];
+            TB_CHECK((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) < sizeof tmp, TB_EINVAL,
+                     "augment: output path too long");
+            memcpy(k->tmp, tmp, sizeof tmp);
+            snprintf(file_ep, sizeof file_ep, "file:%s", k->tmp);
+            k->final = path;
+            ep = file_ep;
+        }
+        TB_TRY(tb_stream_open(&k->stream, ep, TB_STREAM_WRITE, NULL));
+        return TB_OK;
+    }
+    TB_CHECK((size_t)snprintf(k->tmp, sizeof k->tmp, "%s.tmp.%d", o->output, (int)getpid()) < sizeof k->tmp, TB_EINVAL,
+             "augment: output path too long");
+    k->file = fopen(k->tmp, "wb");
+    if (!k->file) {
+        rc = TB_ERR(TB_EIO, "augment: cannot create '%s': %s", k->tmp, strerror(errno));
+        k->tmp[0] = 0;
+        return rc;
+    }
+    if (header) TB_TRY(tb_rows_write_line(k->file, header, -1, NULL, -1, NULL));
+error:
+    return rc;
+}
+
+/* Starts a chunk: for a stream, its rows collect in memory until sink_end_chunk sends them. */
+static int sink_begin_chunk(sink *k)
+{
+    if (!k->stream) return TB_OK;
+    k->file = open_memstream(&k->mem, &k->mem_len);
+    if (!k->file) return TB_ERR(TB_ENOMEM, "augment: out of memory for a chunk of rows");
+    return TB_OK;
+}
+
+/* Ends a chunk: for a stream, sends its rows as one text message (docs/protocol.md, "text"). */
+static int sink_end_chunk(sink *k)
+{
+    int rc = TB_OK;
+    if (!k->stream) return TB_OK;
+    tb_msg m;
+    tb_msg_init(&m);
+    int cl = fclose(k->file);
+    k->file = NULL;
+    TB_CHECK(cl == 0, TB_ENOMEM, "augment: out of memory for a chunk of rows");
+    TB_TRY(tb_msg_set_str(&m, "format", k->format));
+    if (k->header) TB_TRY(tb_msg_set_str(&m, "header", k->header));
+    TB_TRY(tb_msg_set_strn(&m, "rows", k->mem, k->mem_len));
+    TB_TRY(tb_stream_send(k->stream, &m, NULL));
+    k->sent++;
+error:
+    tb_msg_free(&m);
+    free(k->mem);
+    k->mem = NULL;
+    k->mem_len = 0;
+    return rc;
+}
+
+/* Makes the output complete: renames the task file, or ends the stream (END, final acks). */
+static int sink_finish(sink *k, const char *output)
+{
+    int rc = TB_OK;
+    if (k->stream) {
+        TB_TRY(tb_stream_finish(k->stream)); /* a message file: END record written, fsynced */
+        if (!k->final) return TB_OK;
+        tb_stream_close(k->stream);
+        k->stream = NULL;
+        TB_CHECK(rename(k->tmp, k->final) == 0, TB_EIO, "augment: cannot rename '%s' to '%s': %s", k->tmp, k->final,
+                 strerror(errno));
+        k->tmp[0] = 0;
+        return TB_OK;
+    }
+    TB_CHECK(fflush(k->file) == 0 && !ferror(k->file) && fsync(fileno(k->file)) == 0, TB_EIO,
+             "augment: cannot write '%s': %s", k->tmp, strerror(errno));
+    int cl = fclose(k->file);
+    k->file = NULL;
+    TB_CHECK(cl == 0, TB_EIO, "augment: cannot write '%s'", k->tmp);
+    TB_CHECK(rename(k->tmp, output) == 0, TB_EIO, "augment: cannot rename '%s' to '%s': %s", k->tmp, output,
+             strerror(errno));
+    k->tmp[0] = 0;
+error:
+    return rc;
+}
+
+/* Releases the sink; after a failure (`status` != TB_OK) the temporary file goes and the
+ * stream's consumers are told why. */
+static void sink_close(sink *k, int status)
+{
+    if (k->file) fclose(k->file);
+    free(k->mem);
+    if (k->stream && status != TB_OK)
+        tb_stream_close_failed(k->stream, status, tb_err_msg());
+    else
+        tb_stream_close(k->stream);
+    if (k->tmp[0]) unlink(k->tmp);
+    memset(k, 0, sizeof *k);
+}
+
 int tb_augment_file(tb_cands *c, const tb_augment_opts *o, tb_progress *progress, tb_augment_stats *st)
 {
     int rc = TB_OK;
     tb_rows rows = {0};
     chunk ch = {0};
-    FILE *out = NULL;
-    char tmp[4096];
-    tmp[0] = 0;
+    sink out = {0};
     memset(st, 0, sizeof *st);
     int N = o->N >= 0 ? o->N : tb_augment_default_n(o->format);
     TB_CHECK(o->p >= 0 && o->p <= 1, TB_EINVAL, "augment: p must be within [0, 1], got %g", o->p);
@@ -298,11 +422,7 @@ int tb_augment_file(tb_cands *c, const tb_augment_opts *o, tb_progress *progress
     TB_CHECK(o->columns & 3, TB_EINVAL, "augment: no text column to augment");
     TB_TRY(tb_rows_open(&rows, o->input, o->format));
     TB_TRY(chunk_init(&ch, o->chunk));
-    TB_CHECK((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", o->output, (int)getpid()) < sizeof tmp, TB_EINVAL,
-             "augment: output path too long");
-    out = fopen(tmp, "wb");
-    TB_CHECK(out, TB_EIO, "augment: cannot create '%s': %s", tmp, strerror(errno));
-    if (rows.header) TB_TRY(tb_rows_write_line(out, rows.header, -1, NULL, -1, NULL));
+    TB_TRY(sink_open(&out, o, rows.header));
     int64_t total = count_lines(o->input);
     if (total > 0 && rows.header) total--;
     if (progress) {
@@ -325,28 +445,22 @@ int tb_augment_file(tb_cands *c, const tb_augment_opts *o, tb_progress *progress
         if (n == 0) break;
         TB_CHECK(!tb_signals_pending(), TB_EINTR, "augment: interrupted after %lld rows", (long long)st->rows);
         TB_TRY(chunk_process(c, o, N, &ch, n));
+        TB_TRY(sink_begin_chunk(&out));
         for (int i = 0; i < n; i++) {
-            TB_TRY(write_row(out, &ch, i, o->pair_quirk));
+            TB_TRY(write_row(out.file, &ch, i, o->pair_quirk));
             st->rows_out += 1 + ch.drawn[2 * i].n + ch.drawn[2 * i + 1].n;
             st->texts += (ch.row[i].col[0] >= 0) + (ch.row[i].col[1] >= 0);
             if (o->pair_quirk && ch.row[i].col[0] >= 0 && ch.row[i].col[1] >= 0) st->rows_out++;
         }
+        TB_TRY(sink_end_chunk(&out));
         st->rows += n;
         if (progress) tb_progress_update(progress, st->rows, st->rows, NAN, NAN);
     }
     TB_CHECK(st->rows > 0, TB_EFORMAT, "%s: no examples to augment (empty input)", o->input);
-    TB_CHECK(fflush(out) == 0 && !ferror(out) && fsync(fileno(out)) == 0, TB_EIO, "augment: cannot write '%s': %s",
-             tmp, strerror(errno));
-    int cl = fclose(out);
-    out = NULL;
-    TB_CHECK(cl == 0, TB_EIO, "augment: cannot write '%s'", tmp);
-    TB_CHECK(rename(tmp, o->output) == 0, TB_EIO, "augment: cannot rename '%s' to '%s': %s", tmp, o->output,
-             strerror(errno));
-    tmp[0] = 0;
+    TB_TRY(sink_finish(&out, o->output));
     if (progress) tb_progress_finish(progress);
 error:
-    if (out) fclose(out);
-    if (tmp[0]) unlink(tmp);
+    sink_close(&out, rc);
     chunk_free(&ch);
     tb_rows_close(&rows);
     return rc;

@@ -14,6 +14,12 @@
  * `pair_quirk` the reference's order is kept instead: column a's list (original first), then
  * column b's list (original first) with column a set to the last entry of a's list. A header
  * line is copied. The output file appears when complete (temporary name, then rename).
+ *
+ * An output that is an endpoint (tcp://, ipc://) or a message file (file:PATH) gets the same
+ * rows as a stream of text messages (docs/protocol.md, "Text rows"): one message per chunk,
+ * sent as the chunk is done, with `format`, `header` (tasks with a header line) and `rows` (the
+ * chunk's lines, each ended by "\n"), then END. A message file, too, is written under a
+ * temporary name and renamed when complete. A plain path is the task file.
  */
 #ifndef TB_AUG_AUGMENT_H
 #define TB_AUG_AUGMENT_H
@@ -53,6 +59,9 @@ typedef struct tb_augment_opts {
 typedef struct tb_augment_stats {
     int64_t rows, texts, rows_out;
 } tb_augment_stats;
+
+/* 1 when `output` names a message stream (tcp://, ipc://, file:PATH), 0 for a task file. */
+int tb_augment_output_is_stream(const char *output);
 
 /* Augments opts->input into opts->output. `progress` may be NULL. */
 int tb_augment_file(tb_cands *c, const tb_augment_opts *opts, tb_progress *progress, tb_augment_stats *st);

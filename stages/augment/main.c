@@ -16,8 +16,10 @@ static const tb_opt opts[] = {
     TB_OPTION("input", TB_OPT_STRING, NULL, "task file to augment", .required = 1, .metavar = "PATH"),
     TB_OPTION("format", TB_OPT_ENUM, "simple", "how to read --input (and write --output)",
               .choices = "simple|cola|sst-2|mrpc|sts-b|qqp|mnli|mnli-mm|qnli|rte|wnli"),
-    TB_OPTION("output", TB_OPT_STRING, NULL, "augmented file, same format (written when complete)", .required = 1,
-              .metavar = "PATH"),
+    TB_OPTION("output", TB_OPT_STRING, NULL,
+              "augmented task file, same format (written when complete); or tcp://, ipc://, file:PATH: a stream "
+              "of text messages",
+              .required = 1, .metavar = "PATH|ENDPOINT"),
     TB_OPTION("model", TB_OPT_STRING, NULL, "MLM teacher checkpoint (tb-finetune --mlm, or HF BertForMaskedLM)",
               .required = 1, .metavar = "DIR"),
     TB_OPTION("vocab", TB_OPT_STRING, NULL, "vocab.txt (default: the checkpoint's)", .metavar = "PATH"),
@@ -45,8 +47,16 @@ static const tb_opt opts[] = {
 };
 
 static const tb_port inputs[] = {{.option = "input", .message = "text", .help = "GLUE TSV or text<TAB>label"}, {0}};
-static const tb_port outputs[] = {
-    {.option = "output", .message = "text", .help = "the original rows plus the new ones, same columns"}, {0}};
+static const tb_port_field text_fields[] = {
+    {"format", "str", "", "the task format of the rows (--format)"},
+    {"header", "str", "", "the format's header line (tasks with one), in every message"},
+    {"rows", "str", "", "the chunk's rows, each ended by a newline"},
+    {0},
+};
+static const tb_port outputs[] = {{.option = "output", .message = "text", .fields = text_fields,
+                                   .help = "the original rows plus the new ones, same columns: a task file, or one "
+                                           "text message per chunk (docs/protocol.md)"},
+                                  {0}};
 
 static const tb_stage_info info = {
     .name = "tb-augment",

@@ -3,13 +3,16 @@
 #include "tb/base/cli.h"
 #include "tb/base/error.h"
 #include "feed.h"
+#include "textin.h"
 #include "tb/base/log.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static const tb_opt opts[] = {
-    TB_OPTION("input", TB_OPT_STRING, NULL, "task file or corpus to read", .required = 1, .metavar = "PATH"),
+    TB_OPTION("input", TB_OPT_STRING, NULL,
+              "task file or corpus to read; or tcp://, ipc://, file:PATH: a stream of text messages (tb-augment)",
+              .required = 1, .metavar = "PATH|ENDPOINT"),
     TB_OPTION("format", TB_OPT_ENUM, "corpus", "how to read --input",
               .choices = "corpus|wikitext|simple|cola|sst-2|mrpc|sts-b|qqp|mnli|mnli-mm|qnli|rte|wnli"),
     TB_OPTION("vocab", TB_OPT_STRING, NULL, "WordPiece vocab.txt", .required = 1, .metavar = "PATH"),
@@ -51,7 +54,14 @@ static const tb_port_field batch_fields[] = {
 static const tb_port outputs[] = {{.option = "output", .message = "batch", .fields = batch_fields,
                                    .help = "token batches; batch g = (epoch g / per_epoch, index g % per_epoch)"},
                                   {0}};
-static const tb_port inputs[] = {{.option = "input", .message = "text", .help = "GLUE TSV, text<TAB>label or corpus"},
+static const tb_port_field text_fields[] = {
+    {"format", "str", "", "the task format of the rows, equal to --format"},
+    {"rows", "str", "", "rows, each ended by a newline"},
+    {0},
+};
+static const tb_port inputs[] = {{.option = "input", .message = "text", .fields = text_fields,
+                                  .help = "GLUE TSV, text<TAB>label or corpus: a file, or a stream of text messages "
+                                          "(docs/protocol.md)"},
                                  {0}};
 
 static const tb_stage_info info = {
@@ -108,11 +118,18 @@ int main(int argc, char **argv)
     feed_opts_from_cli(&cli, &fo);
     stream_opts_from_cli(&cli, &so);
     tb_progress_mode pm;
+    char rows_path[4096] = "";
+    const char *input = fo.input;
     int rc = tb_progress_parse_mode(tb_cli_str(&cli, "progress"), &pm);
     if (!rc) rc = tb_metrics_open(&metrics, info.name, tb_cli_str(&cli, "metrics"));
+    if (!rc && tb_textin_is_stream(input)) {
+        rc = tb_textin_fetch(input, fo.format, NULL, rows_path, sizeof rows_path);
+        fo.input = rows_path;
+    }
     if (!rc) rc = tb_feed_open(&feed, &fo);
+    tb_textin_remove(rows_path); /* read and tokenized: the feed holds everything */
     if (!rc) {
-        TB_INFO("%s: %lld examples, %lld batches per epoch, %lld batches to %s", fo.input, (long long)feed.enc.count,
+        TB_INFO("%s: %lld examples, %lld batches per epoch, %lld batches to %s", input, (long long)feed.enc.count,
                 (long long)feed.per_epoch, (long long)feed.total, tb_cli_str(&cli, "output"));
         rc = tb_progress_init(&progress, stderr, pm, info.name, feed.total, 0);
         if (!rc) rc = tb_feed_run(&feed, tb_cli_str(&cli, "output"), &so, &progress, &metrics);
