@@ -265,7 +265,7 @@ static int chunk_process(tb_cands *c, const tb_augment_opts *o, int N, chunk *ch
         if (ch->rc[it]) return ch->rc[it] == TB_ENOMEM ? TB_ERR(TB_ENOMEM, "augment: out of memory") : ch->rc[it];
         if (ch->row[it / 2].col[it % 2] >= 0) ch->ptr[np++] = &ch->sent[it];
     }
-    TB_TRY(tb_cands_compute(c, ch->ptr, np));
+    if (N > 0) TB_TRY(tb_cands_compute(c, ch->ptr, np)); /* N = 0: the input as it is, no MLM pass */
 #pragma omp parallel for schedule(dynamic, 8)
     for (int it = 0; it < items; it++) {
         const chunk_row *r = &ch->row[it / 2];

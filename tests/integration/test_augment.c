@@ -106,6 +106,23 @@ Test(augment_cli, sst2_rows_deterministic_and_tokenizable, .timeout = 600)
     tb_proc_rmdir(d);
 }
 
+/* --n 0 is the flow without augmentation: the input file, byte for byte (CRLF-free SST-2 rows with
+ * their trailing blanks and the header kept), with no MLM pass. */
+Test(augment_cli, n_zero_writes_the_input_unchanged, .timeout = 300)
+{
+    char d[256];
+    tb_proc_tmpdir(d, sizeof d);
+    cr_assert_eq(sh(REF " make-model %s/m --vocab " VOCAB " --layers 2 --hidden 32 --heads 2 --inter 64 --seed 3", d),
+                 0);
+    cr_assert_eq(sh("head -n 301 " TB_SOURCE_DIR "/data/sst2/train.tsv > %s/in.tsv", d), 0);
+    cr_assert_eq(sh(AUGMENT " --input %s/in.tsv --output %s/out.tsv --model %s/m --format sst-2 --n 0 --progress none"
+                    " --log-level warn",
+                    d, d, d),
+                 0);
+    cr_assert_eq(sh("cmp -s %s/in.tsv %s/out.tsv", d, d), 0, "--n 0 changed the rows");
+    tb_proc_rmdir(d);
+}
+
 Test(augment_cli, model_without_mlm_head, .timeout = 120)
 {
     char d[256], ck[300];
