@@ -127,6 +127,27 @@ static inline int td_wait(pid_t pid, int timeout_ms)
     return code;
 }
 
+/* Runs tb-emit (teacher over the batch file, one student, over a fresh ipc endpoint) -> tb-distill
+ * with the given tb-distill arguments (NULL-terminated, after the common ones); returns
+ * tb-distill's exit code and asserts that tb-emit exited 0. */
+static inline int td_emit_distill(const char *teacher, const char *batches, char **args)
+{
+    char ep[256];
+    tb_proc_ipc_endpoint(ep, sizeof ep);
+    char *eargv[] = {TD_EMIT, "--teacher", (char *)teacher, "--input", (char *)batches, "--output", ep,
+                     "--students", "1", "--threads", "1", "--progress", "none", "--log-level", "warn", NULL};
+    pid_t em = td_spawn(eargv, NULL);
+    char *argv[64] = {TD_DISTILL, "--input", ep, "--threads", "1", "--progress", "none", "--log-level", "warn",
+                      "--plot", ""};
+    int n = 11;
+    for (int i = 0; args[i]; i++) argv[n++] = args[i];
+    argv[n] = NULL;
+    int code = td_wait(td_spawn(argv, NULL), 120000);
+    int ecode = td_wait(em, 60000);
+    cr_assert_eq(ecode, 0, "tb-emit failed (exit %d)", ecode);
+    return code;
+}
+
 /* Whole file into a malloc'd buffer (NUL-terminated); NULL when unreadable. */
 static char *td_slurp(const char *path, size_t *len)
 {

@@ -33,25 +33,8 @@ static void setup(fixture *f)
     cr_assert_eq(tb_config_save(f->cfg, &sc), TB_OK, "%s", tb_err_msg());
 }
 
-/* Runs tb-emit -> tb-distill with the given tb-distill arguments (NULL-terminated, after the
- * common ones); returns tb-distill's exit code. */
-static int distill(const fixture *f, char **args)
-{
-    char ep[256];
-    tb_proc_ipc_endpoint(ep, sizeof ep);
-    char *eargv[] = {TD_EMIT, "--teacher", (char *)f->teacher, "--input", (char *)f->batches, "--output", ep,
-                     "--students", "1", "--threads", "1", "--progress", "none", "--log-level", "warn", NULL};
-    pid_t em = td_spawn(eargv, NULL);
-    char *argv[64] = {TD_DISTILL, "--input", ep, "--threads", "1", "--progress", "none", "--log-level", "warn",
-                      "--plot", ""};
-    int n = 11;
-    for (int i = 0; args[i]; i++) argv[n++] = args[i];
-    argv[n] = NULL;
-    int code = td_wait(td_spawn(argv, NULL), 120000);
-    int ecode = td_wait(em, 60000);
-    cr_assert_eq(ecode, 0, "tb-emit failed (exit %d)", ecode);
-    return code;
-}
+/* tb-emit -> tb-distill with the given tb-distill arguments; returns tb-distill's exit code. */
+static int distill(const fixture *f, char **args) { return td_emit_distill(f->teacher, f->batches, args); }
 
 /* 1 when tensor `name` has the same bytes in the model.safetensors of checkpoints a and b. */
 static int same_tensor(const char *a, const char *b, const char *name)
