@@ -854,9 +854,12 @@ static int finish(trainer *t)
     TB_TRY(save(t, "end"));
     tb_progress_finish(&t->prog);
     draw_plot(t);
-    if (t->skipped > 0)
+    if (t->skipped > 0) {
+        char met[PATH_N];
+        final_path(t, t->metrics_file, met, sizeof met);
         TB_WARN("%lld batch(es) with a non-finite loss or gradient were skipped (see the \"skip\" lines of %s)",
-                (long long)t->skipped, t->metrics_file);
+                (long long)t->skipped, met);
+    }
     if (t->replacing) TB_TRY(replace_old_run(t));
 error:
     return rc;
