@@ -3,6 +3,7 @@
 
 #include "tb/store/checkpoint.h"
 #include "tb/store/config.h"
+#include "tb/store/runfolder.h"
 #include "tb/text/dataset.h"
 #include "tb/train/evaluate.h"
 #include "tb/model/loss.h"
@@ -108,6 +109,10 @@ typedef struct trainer {
     int64_t skip;           /* messages to drop after a re-open before the position ... */
     uint64_t skip_pos;      /* ... and the stream position of the next one dropped */
     char resume_path[PATH_N]; /* the checkpoint resumed from ("" when none) */
+    char dir[PATH_N - 256]; /* where the run writes: out_dir, or OUT/overwrite.new when replacing */
+    int replacing;          /* dir is OUT/overwrite.new: the old run is replaced at the end */
+    tb_runfolder_lock lock; /* out_dir's, held for the whole run */
+    int64_t skipped;        /* batches skipped as non-finite */
     char vocab[PATH_N];     /* OUT/vocab.txt, copied into every checkpoint ("" when none) */
     char metrics_file[PATH_N];
     char best_dir[PATH_N];
@@ -166,7 +171,7 @@ error:
 static int setup_vocab(trainer *t)
 {
     int rc = TB_OK;
-    snprintf(t->vocab, sizeof t->vocab, "%s/%s", t->o->out_dir, TB_CKPT_VOCAB);
+    snprintf(t->vocab, sizeof t->vocab, "%s/%s", t->dir, TB_CKPT_VOCAB);
     if (t->o->vocab_path) TB_TRY(copy_file(t->o->vocab_path, t->vocab));
     if (!path_exists(t->vocab)) t->vocab[0] = 0;
 error:
@@ -196,6 +201,24 @@ static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* The highest N of the step-N folders of `dir`, or -1 when there are none. */
+static int64_t newest_step(const char *dir)
+{
+    int64_t top = -1;
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        if (strncmp(e->d_name, "step-", 5) != 0) continue;
+        long long v = strtoll(e->d_name + 5, &end, 10);
+        if (*end || end == e->d_name + 5 || v < 0) continue;
+        if (v > top) top = v;
+    }
+    closedir(d);
+    return top;
 }
 
 /* Keeps the newest `keep` step-N folders of `dir` (N > 0: step-0 is never removed, nor step
@@ -260,6 +283,7 @@ static int state_extra(trainer *t, char **out)
         cJSON_AddNullToObject(j, "best");
     cJSON_AddNumberToObject(j, "best_step", (double)t->res->best_step);
     cJSON_AddStringToObject(j, "best_metric", t->res->best_metric_name);
+    cJSON_AddNumberToObject(j, "skipped_nonfinite", (double)t->skipped);
     *out = cJSON_PrintUnformatted(j);
     TB_CHECK(*out, TB_ENOMEM, "out of memory");
 error:
@@ -268,9 +292,21 @@ error:
     return rc;
 }
 
+/* Where checkpoint `path` (under t->dir) ends up: the same path, or, when the run replaces another,
+ * the path in out_dir it is moved to at the end (what the metrics lines and results say). */
+static void final_path(const trainer *t, const char *path, char *out, size_t n)
+{
+    size_t k = strlen(t->dir);
+    if (t->replacing && strncmp(path, t->dir, k) == 0)
+        snprintf(out, n, "%s%s", t->o->out_dir, path + k);
+    else
+        snprintf(out, n, "%s", path);
+}
+
 static int save(trainer *t, const char *reason)
 {
     int rc = TB_OK;
+    char shown[PATH_N];
     tb_train_state st = {.step = t->res->steps, .seed = t->o->seed, .rng_position = (uint64_t)t->res->messages,
                          .data_position = (uint64_t)t->res->messages};
     char old[PATH_N + 32];
@@ -278,20 +314,21 @@ static int save(trainer *t, const char *reason)
     TB_TRY(state_extra(t, &st.extra_json));
     /* a step-N folder newer than the checkpoint this run resumed from was written by a run that
      * died before it moved OUT/latest: nothing acknowledged it, so it is replaced */
-    snprintf(old, sizeof old, "%s/step-%lld", t->o->out_dir, (long long)t->res->steps);
+    snprintf(old, sizeof old, "%s/step-%lld", t->dir, (long long)t->res->steps);
     if (path_exists(old)) {
         TB_WARN("replacing %s, left by an interrupted run after its last checkpoint", old);
         TB_TRY(remove_checkpoint_dir(old));
     }
-    TB_TRY(tb_checkpoint_save(t->o->out_dir, t->res->steps, &t->m->config, &t->m->params, &t->adam, &st,
+    TB_TRY(tb_checkpoint_save(t->dir, t->res->steps, &t->m->config, &t->m->params, &t->adam, &st,
                               t->vocab[0] ? t->vocab : NULL, t->res->last_checkpoint, sizeof t->res->last_checkpoint));
     t->saved_step = t->res->steps;
     t->saved_messages = t->res->messages;
     /* the updates fed by every message up to messages - 1 are now safe */
     if (t->manual_ack && t->in && t->res->messages > 0) TB_TRY(tb_stream_ack(t->in, (uint64_t)t->res->messages - 1));
-    if (!t->o->keep_all) TB_TRY(prune_checkpoints(t->o->out_dir, t->o->keep, t->res->steps));
+    if (!t->o->keep_all) TB_TRY(prune_checkpoints(t->dir, t->o->keep, t->res->steps));
+    final_path(t, t->res->last_checkpoint, shown, sizeof shown);
     TB_TRY(write_metrics(t, "checkpoint", t->res->steps,
-                         (tb_metric[]){TB_MS("path", t->res->last_checkpoint), TB_MS("reason", reason)}, 2));
+                         (tb_metric[]){TB_MS("path", shown), TB_MS("reason", reason)}, 2));
     TB_INFO("checkpoint %s (%s)", t->res->last_checkpoint, reason);
 error:
     tb_train_state_free(&st);
@@ -309,8 +346,10 @@ static int save_best(trainer *t)
     TB_TRY(tb_checkpoint_save(t->best_dir, t->res->steps, &t->m->config, &t->m->params, NULL, NULL,
                               t->vocab[0] ? t->vocab : NULL, t->res->best_checkpoint, sizeof t->res->best_checkpoint));
     TB_TRY(prune_checkpoints(t->best_dir, 1, t->res->steps));
+    char shown[PATH_N];
+    final_path(t, t->res->best_checkpoint, shown, sizeof shown);
     TB_TRY(write_metrics(t, "checkpoint", t->res->steps,
-                         (tb_metric[]){TB_MS("path", t->res->best_checkpoint), TB_MS("reason", "best")}, 2));
+                         (tb_metric[]){TB_MS("path", shown), TB_MS("reason", "best")}, 2));
 error:
     return rc;
 }
@@ -423,13 +462,28 @@ static int find_resume(trainer *t)
     tb_train_state st = {0};
     cJSON *extra = NULL;
     char *path = t->resume_path;
-    if (tb_trainer_latest(t->o->out_dir, path, sizeof t->resume_path) != TB_OK) {
-        tb_err_clear();
-        path[0] = 0;
-        TB_WARN("--resume: no checkpoint in %s yet, starting from the beginning", t->o->out_dir);
+    char link[PATH_N + 16];
+    struct stat lst;
+    path[0] = 0;
+    snprintf(link, sizeof link, "%s/%s", t->dir, TB_CKPT_LATEST);
+    if (lstat(link, &lst) != 0) {
+        TB_CHECK(errno == ENOENT, TB_EIO, "cannot read %s: %s", link, strerror(errno));
+        int64_t newest = newest_step(t->dir);
+        TB_CHECK(newest < 0, TB_EINVAL,
+                 "%s holds step-%lld but no '%s' link, so which checkpoint to continue is unknown: point it at the "
+                 "newest complete one (ln -s step-%lld %s), or start over with --overwrite",
+                 t->dir, (long long)newest, TB_CKPT_LATEST, (long long)newest, link);
+        TB_INFO("resume: no checkpoint in %s yet, starting from the beginning", t->dir);
         return TB_OK;
     }
-    TB_TRY(tb_checkpoint_load_state(path, NULL, NULL, &st));
+    rc = tb_checkpoint_resolve(t->dir, path, sizeof t->resume_path);
+    if (rc == TB_OK) rc = tb_checkpoint_load_state(path, NULL, NULL, &st);
+    if (rc != TB_OK) {
+        tb_err_wrap(rc, "cannot resume from %s (it is broken: not a complete checkpoint); point it at a complete "
+                    "step-N folder, or start over with --overwrite", link);
+        path[0] = 0;
+        goto error;
+    }
     TB_CHECK(st.seed == t->o->seed, TB_EINVAL,
              "%s was trained with seed %llu, this run has seed %llu; resume with the same seed", path,
              (unsigned long long)st.seed, (unsigned long long)t->o->seed);
@@ -443,6 +497,8 @@ static int find_resume(trainer *t)
         if (cJSON_IsNumber(b)) t->res->best_metric = b->valuedouble;
         if (cJSON_IsNumber(bs)) t->res->best_step = (int64_t)bs->valuedouble;
         if (cJSON_IsString(bn)) snprintf(t->res->best_metric_name, sizeof t->res->best_metric_name, "%s", bn->valuestring);
+        const cJSON *sk = cJSON_GetObjectItem(extra, "skipped_nonfinite");
+        if (cJSON_IsNumber(sk)) t->skipped = t->res->skipped = (int64_t)sk->valuedouble;
     }
     if (t->h->resumed) TB_TRY(t->h->resumed(t->h->ctx, path, st.extra_json));
     TB_INFO("resuming from %s: step %lld, message %lld", path, (long long)st.step, (long long)st.data_position);
@@ -516,32 +572,87 @@ error:
     return rc;
 }
 
-/* Refuses an output folder holding another run's checkpoints unless resuming it. */
-static int check_out_dir(const tb_trainer_opts *o)
+/* Decides where the run writes (t->dir), with out_dir locked: out_dir itself, or OUT/overwrite.new
+ * when it replaces another run; refuses a folder holding another run unless resuming or replacing
+ * it. A replacement cut short by a crash is completed first. */
+static int prepare_dir(trainer *t)
 {
     int rc = TB_OK;
-    char latest[PATH_N];
-    snprintf(latest, sizeof latest, "%s/%s", o->out_dir, TB_CKPT_LATEST);
-    TB_CHECK(o->resume || !path_exists(latest), TB_EINVAL,
-             "%s already holds checkpoints (%s): continue them with --resume, or write to another folder", o->out_dir,
-             latest);
+    const tb_trainer_opts *o = t->o;
+    char what[512], nw[sizeof t->dir], old[sizeof t->dir];
+    TB_CHECK(strlen(o->out_dir) + sizeof TB_RUNFOLDER_NEW + 1 < sizeof t->dir, TB_EINVAL,
+             "the output folder path %s is too long (at most %zu bytes)", o->out_dir,
+             sizeof t->dir - sizeof TB_RUNFOLDER_NEW - 2);
+    memcpy(t->dir, o->out_dir, strlen(o->out_dir) + 1);
+    memcpy(nw, t->dir, sizeof nw);
+    memcpy(old, t->dir, sizeof old);
+    strcat(strcat(nw, "/"), TB_RUNFOLDER_NEW);
+    strcat(strcat(old, "/"), TB_RUNFOLDER_OLD);
+    if (tb_runfolder_replace_pending(o->out_dir)) {
+        TB_WARN("%s: completing the replacement of an old run that was cut short", o->out_dir);
+        TB_TRY(tb_runfolder_replace(o->out_dir));
+    }
+    int used = tb_runfolder_used(o->out_dir, what, sizeof what);
+    TB_CHECK(used >= 0, TB_EIO, "%s", tb_err_msg());
+    if (o->overwrite && used) {
+        if (!o->resume) TB_TRY(tb_runfolder_remove_tree(nw)); /* an interrupted replacement's new run */
+        TB_TRY(tb_runfolder_remove_tree(old));
+        TB_TRY(make_dir(nw));
+        memcpy(t->dir, nw, sizeof t->dir);
+        t->replacing = 1;
+        TB_INFO("%s holds another run (%s): this run writes into %s and replaces it when it ends", o->out_dir, what,
+                nw);
+        return TB_OK;
+    }
+    if (o->overwrite) {
+        TB_TRY(tb_runfolder_remove_tree(nw)); /* left over from an interrupted replacement */
+        TB_TRY(tb_runfolder_remove_tree(old));
+    }
+    TB_CHECK(o->resume || used != TB_RUNFOLDER_CHECKPOINTS, TB_EINVAL,
+             "%s already holds checkpoints of another run (%s): continue that run with --resume, replace it with "
+             "--overwrite, or write to another folder",
+             o->out_dir, what);
+    if (used == TB_RUNFOLDER_OUTPUT && !o->resume)
+        TB_INFO("%s holds the output of a run that ended before its first checkpoint (%s): this run's metrics "
+                "follow its lines in metrics.jsonl", o->out_dir, what);
 error:
     return rc;
 }
 
-/* Every trainable tensor's gradient norm (tb_adam_measure) must be finite before the update. */
-static int check_gradients(const trainer *t)
+/* The first trainable tensor whose gradient norm (tb_adam_measure) is not finite, or -1. */
+static int bad_gradient(const trainer *t)
+{
+    const tb_param_table *p = &t->m->params;
+    for (int i = 0; i < p->count; i++)
+        if (p->items[i].trainable && !isfinite(t->adam.norms[i])) return i;
+    return -1;
+}
+
+/* The batch of this step has a non-finite loss or gradient (`what`): it is skipped (no update,
+ * counted, logged) while opts.skip_nonfinite allows, else the run fails. */
+static int non_finite(trainer *t, const char *what)
 {
     int rc = TB_OK;
-    const tb_param_table *p = &t->m->params;
-    for (int i = 0; i < p->count; i++) {
-        double norm = t->adam.norms[i];
-        TB_CHECK(!p->items[i].trainable || isfinite(norm), TB_EINVAL,
-                 "step %lld (message %lld): the gradient of '%s' is not finite (norm %g): no update applied and no "
-                 "further checkpoint written; training diverged (lower the learning rate or check the data and the "
-                 "weights)",
-                 (long long)t->adam.step + 1, (long long)t->res->messages, p->items[i].name, norm);
+    const int64_t step = t->adam.step + 1, msg = t->res->messages, limit = t->o->skip_nonfinite;
+    if (t->skipped >= limit) {
+        char more[160] = "";
+        if (limit > 0)
+            snprintf(more, sizeof more, "; %lld non-finite batches were skipped already, the most allowed",
+                     (long long)t->skipped);
+        return TB_ERR(TB_EINVAL,
+                      "step %lld (message %lld): %s: no update applied and no further checkpoint written%s; training "
+                      "diverged (lower the learning rate or check the data and the weights)",
+                      (long long)step, (long long)msg, what, more);
     }
+    t->skipped++;
+    t->res->skipped = t->skipped;
+    t->res->messages++; /* the batch is used up: the next one keeps its own number (dropout, masks) */
+    TB_WARN("step %lld (message %lld): %s: batch skipped, no update applied (%lld of at most %lld skipped)",
+            (long long)step, (long long)msg, what, (long long)t->skipped, (long long)limit);
+    TB_TRY(write_metrics(t, "skip", t->res->steps,
+                         (tb_metric[]){TB_MI("message", msg), TB_MS("reason", what), TB_MI("skipped", t->skipped),
+                                       TB_MI("skip_limit", limit)},
+                         4));
 error:
     return rc;
 }
@@ -555,12 +666,20 @@ static int do_step(trainer *t, const tb_msg *msg)
     tb_bert_zero_grad(t->m);
     TB_TRY(t->o->loss(t->o->loss_ctx, t->m, msg, (uint64_t)t->res->messages, &l));
     TB_CHECK(l.n_parts >= 0 && l.n_parts <= TB_TRAINER_MAX_PARTS, TB_EINVAL, "loss function reported %d parts", l.n_parts);
-    TB_CHECK(isfinite(l.loss), TB_EINVAL,
-             "the loss of message %lld is %g: training diverged (lower the learning rate or check the data)",
-             (long long)t->res->messages, l.loss);
+    char what[TB_PARAM_NAME_MAX + 96];
+    if (!isfinite(l.loss)) {
+        snprintf(what, sizeof what, "the %s%sloss is %g", l.nonfinite_part ? l.nonfinite_part : "",
+                 l.nonfinite_part ? " " : "", l.loss);
+        return non_finite(t, what);
+    }
     double lr = tb_adam_lr(&t->adam);
     TB_TRY(tb_adam_measure(&t->adam, &t->m->params));
-    TB_TRY(check_gradients(t));
+    int bad = bad_gradient(t);
+    if (bad >= 0) {
+        snprintf(what, sizeof what, "the gradient of '%s' is not finite (norm %g)", t->m->params.items[bad].name,
+                 t->adam.norms[bad]);
+        return non_finite(t, what);
+    }
     TB_TRY(tb_adam_apply(&t->adam, &t->m->params));
     double dt = tb_now_s() - t0;
     t->res->messages++;
@@ -587,7 +706,7 @@ static void draw_plot(trainer *t)
     char def[PATH_N];
     if (out && !*out) return;
     if (!out) {
-        snprintf(def, sizeof def, "%s/loss.png", t->o->out_dir);
+        snprintf(def, sizeof def, "%s/loss.png", t->dir);
         out = def;
     }
     tb_plot_opts po;
@@ -667,12 +786,12 @@ static int start(trainer *t)
     int rc = TB_OK;
     const tb_trainer_opts *o = t->o;
     tb_trainer_result *res = t->res;
-    TB_TRY(make_dir(o->out_dir));
-    TB_TRY(check_out_dir(o));
-    TB_TRY(tb_checkpoint_clean_tmp(o->out_dir));
+    TB_TRY(tb_runfolder_lock_take(&t->lock, o->out_dir, o->stage));
+    TB_TRY(prepare_dir(t));
+    TB_TRY(tb_checkpoint_clean_tmp(t->dir));
     TB_TRY(setup_vocab(t));
-    snprintf(t->metrics_file, sizeof t->metrics_file, "%s/metrics.jsonl", o->out_dir);
-    snprintf(t->best_dir, sizeof t->best_dir, "%s/best", o->out_dir);
+    snprintf(t->metrics_file, sizeof t->metrics_file, "%s/metrics.jsonl", t->dir);
+    snprintf(t->best_dir, sizeof t->best_dir, "%s/best", t->dir);
     TB_TRY(plan(t));
     if (o->resume) TB_TRY(find_resume(t));
     if (!t->h->first_message) TB_TRY(model_ready(t));
@@ -701,6 +820,23 @@ error:
     return rc;
 }
 
+/* The run wrote into OUT/overwrite.new: it takes the old run's place; the results name the final paths. */
+static int replace_old_run(trainer *t)
+{
+    int rc = TB_OK;
+    char p[PATH_N];
+    tb_metrics_close(&t->own);
+    TB_TRY(tb_runfolder_replace(t->o->out_dir));
+    final_path(t, t->res->last_checkpoint, p, sizeof p);
+    snprintf(t->res->last_checkpoint, sizeof t->res->last_checkpoint, "%s", p);
+    final_path(t, t->res->best_checkpoint, p, sizeof p);
+    snprintf(t->res->best_checkpoint, sizeof t->res->best_checkpoint, "%s", p);
+    t->replacing = 0;
+    TB_INFO("%s: the old run was replaced by this one", t->o->out_dir);
+error:
+    return rc;
+}
+
 /* After the loop: the signal checkpoint, or the last evaluation, checkpoint and plot. */
 static int finish(trainer *t)
 {
@@ -708,8 +844,9 @@ static int finish(trainer *t)
     tb_trainer_result *res = t->res;
     if (res->interrupted) {
         if (t->adam_ready) TB_TRY(save(t, "signal"));
-        rc = TB_ERR(TB_EINTR, "training interrupted by a signal at step %lld; checkpoint %s (continue with resume)",
-                    (long long)res->steps, res->last_checkpoint[0] ? res->last_checkpoint : "none");
+        rc = TB_ERR(TB_EINTR, "training interrupted by a signal at step %lld; checkpoint %s (continue with resume%s)",
+                    (long long)res->steps, res->last_checkpoint[0] ? res->last_checkpoint : "none",
+                    t->replacing ? " and overwrite: the old run stays in place until this one ends" : "");
         goto error;
     }
     TB_CHECK(t->adam_ready, TB_EINVAL, "%s held no message to train on", t->o->input);
@@ -717,6 +854,13 @@ static int finish(trainer *t)
     TB_TRY(save(t, "end"));
     tb_progress_finish(&t->prog);
     draw_plot(t);
+    if (t->skipped > 0) {
+        char met[PATH_N];
+        final_path(t, t->metrics_file, met, sizeof met);
+        TB_WARN("%lld batch(es) with a non-finite loss or gradient were skipped (see the \"skip\" lines of %s)",
+                (long long)t->skipped, met);
+    }
+    if (t->replacing) TB_TRY(replace_old_run(t));
 error:
     return rc;
 }
@@ -726,6 +870,7 @@ int tb_trainer_run(const tb_trainer_opts *o, tb_bert_model *m, tb_trainer_result
     int rc = TB_OK;
     trainer t;
     memset(&t, 0, sizeof t);
+    t.lock.fd = -1;
     if (res) {
         memset(res, 0, sizeof *res);
         res->best_metric = NAN;
@@ -749,6 +894,7 @@ error:
     tb_metrics_close(&t.own);
     tb_metrics_close(&t.user);
     if (t.adam_ready) tb_adam_free(&t.adam);
+    tb_runfolder_unlock(&t.lock);
     return rc;
 }
 

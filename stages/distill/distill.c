@@ -6,6 +6,7 @@
 #include "tb/base/log.h"
 #include "tb/store/checkpoint.h"
 #include "tb/store/config.h"
+#include "tb/store/runfolder.h"
 #include "tb/store/safetensors.h"
 #include "tb/text/dataset.h"
 #include "tb/train/evaluate.h"
@@ -130,20 +131,20 @@ static void scale(float *p, size_t n, double w)
 
 /* Each loss term of the step must be finite: a NaN or an infinity (from the teacher's features or a
  * diverged student) stops the step before its gradient is used, naming the term and the message. */
+static const char *nonfinite_term(int stage2, const tb_bert_distill_losses *p, double *v)
+{
+    if (stage2) return isfinite(p->pred) ? NULL : (*v = p->pred, "prediction");
+    if (!isfinite(p->att)) return *v = p->att, "attention";
+    if (!isfinite(p->emb)) return *v = p->emb, "hidden (embedding layer)";
+    if (!isfinite(p->hidden)) return *v = p->hidden, "hidden";
+    return NULL;
+}
+
 static int check_loss_terms(int stage2, const tb_bert_distill_losses *p, uint64_t seq)
 {
     int rc = TB_OK;
-    const char *bad = NULL;
     double v = 0.0;
-    if (stage2) {
-        if (!isfinite(p->pred)) bad = "prediction", v = p->pred;
-    } else if (!isfinite(p->att)) {
-        bad = "attention", v = p->att;
-    } else if (!isfinite(p->emb)) {
-        bad = "hidden (embedding layer)", v = p->emb;
-    } else if (!isfinite(p->hidden)) {
-        bad = "hidden", v = p->hidden;
-    }
+    const char *bad = nonfinite_term(stage2, p, &v);
     TB_CHECK(!bad, TB_EINVAL,
              "message %llu: the %s loss is %g: no update applied (check the teacher's features in this message, or "
              "lower the learning rate if the student diverged)",
@@ -436,7 +437,20 @@ static int distill_loss(void *ctx, tb_bert_model *m, const tb_msg *msg, uint64_t
         goto error;
     }
     tb_distill_step_result r;
-    TB_TRY(tb_distill_step(m, &o->loss, msg, &v, seq, &r));
+    memset(&r, 0, sizeof r);
+    rc = tb_distill_step(m, &o->loss, msg, &v, seq, &r);
+    double bad_value = 0.0;
+    const char *bad = rc == TB_EINVAL ? nonfinite_term(o->loss.mode == TB_DISTILL_TASK_STAGE2, &r.parts, &bad_value)
+                                      : NULL;
+    if (bad) { /* the loop skips or refuses the message (skip_nonfinite), naming the term */
+        tb_err_clear();
+        rc = TB_OK;
+        out->loss = bad_value;
+        out->nonfinite_part = bad;
+        out->samples = v.B;
+        goto error;
+    }
+    if (rc != TB_OK) goto error;
     out->loss = r.loss;
     out->samples = r.samples;
     out->n_parts = 0;
@@ -595,6 +609,8 @@ static int run_check(run_state *s, tb_distill_result *res)
     tb_msg_init(&msg);
     tb_stream_opts so;
     tb_stream_opts_default(&so);
+    tb_runfolder_lock lock = {.fd = -1};
+    TB_TRY(tb_runfolder_lock_take(&lock, o->check_dir, "tb-distill --check")); /* one writer of the folder */
     TB_TRY(hook_open_input(s, 0, &so));
     TB_TRY(tb_stream_open(&in, o->input, TB_STREAM_READ, &so));
     int timeout = o->recv_timeout_ms > 0 ? o->recv_timeout_ms : -1;
@@ -635,6 +651,7 @@ error:
     tb_msg_free(&msg);
     tb_stream_close(in);
     tb_bert_free(&m);
+    tb_runfolder_unlock(&lock);
     return rc;
 }
 
@@ -685,6 +702,8 @@ static void trainer_opts(const tb_distill_opts *o, run_state *s, const char *voc
     t->vocab_path = vocab[0] ? vocab : NULL;
     t->seed = o->loss.seed;
     t->resume = o->resume;
+    t->overwrite = o->overwrite;
+    t->skip_nonfinite = o->skip_nonfinite;
     t->recv_timeout_ms = o->recv_timeout_ms;
     t->loss = distill_loss;
     t->loss_ctx = s;
@@ -742,6 +761,7 @@ int tb_distill_run(const tb_distill_opts *o, tb_distill_result *res)
     res->interrupted = tr.interrupted;
     res->best_metric = tr.best_metric;
     res->best_step = tr.best_step;
+    res->skipped = tr.skipped;
     snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s", tr.last_checkpoint);
 error:
     tb_msg_free(&s.hello);

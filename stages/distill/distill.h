@@ -139,6 +139,8 @@ typedef struct tb_distill_opts {
     tb_taskmetrics_kind dev_kind; /* stage 2: TB_TM_KIND_COUNT: correlation for one output,
                                      accuracy otherwise (tb/train/evaluate.h) */
     int resume;                   /* continue from the newest checkpoint of out_dir */
+    int overwrite;                /* replace the run in out_dir at the end (tb_trainer_opts.overwrite) */
+    int64_t skip_nonfinite;       /* messages with a non-finite loss or gradient skipped before failing */
     const char *consumer_id;      /* stream consumer id (NULL: "student-<pid>") */
     int credit;                   /* stream credit (4) */
     int recv_timeout_ms;          /* per message; <= 0: wait (the dead-producer check applies) */
@@ -162,6 +164,7 @@ typedef struct tb_distill_result {
     int interrupted;              /* stopped by a signal (a checkpoint was written) */
     double best_metric;           /* stage 2 with a dev stream; NaN otherwise */
     int64_t best_step;
+    int64_t skipped;              /* messages skipped as non-finite */
     char last_checkpoint[4096];
 } tb_distill_result;
 

@@ -39,7 +39,11 @@ static const tb_opt opts[] = {
                                                "accuracy + F1, sts-b: correlation; default: accuracy, or correlation "
                                                "for one output)"),
     TB_OPTION("eval-every", TB_OPT_INT, "0", "task-stage2: evaluate every N updates (0: at the end)", TB_RANGE(0, INT64_MAX)),
-    TB_OPTION("resume", TB_OPT_BOOL, "false", "continue from the newest checkpoint in --output"),
+    TB_OPTION("resume", TB_OPT_BOOL, "false", "continue from the newest checkpoint in --output (none yet: start)"),
+    TB_OPTION("overwrite", TB_OPT_BOOL, "false", "replace the run in --output: the new one is written beside it and "
+              "takes its place when it ends (with --resume: continue such a replacement)"),
+    TB_OPTION("skip-nonfinite", TB_OPT_INT, "0", "skip up to N messages whose loss or gradient is not finite (no "
+              "update; counted in the log and metrics), then fail", TB_RANGE(0, INT64_MAX), .metavar = "N"),
     TB_OPTION("consumer-id", TB_OPT_STRING, NULL, "this student's id on the stream (default student-<pid>; give a "
                                                   "fixed one to resume after a crash)"),
     TB_OPTION("credit", TB_OPT_INT, "4", "messages the emitter may send ahead", TB_RANGE(1, 1 << 20)),
@@ -121,6 +125,8 @@ static int opts_from_cli(const tb_cli *cli, tb_distill_opts *o)
         TB_TRY(tb_taskmetrics_kind_for_task(task, &o->dev_kind));
     }
     o->resume = tb_cli_bool(cli, "resume");
+    o->overwrite = tb_cli_bool(cli, "overwrite");
+    o->skip_nonfinite = tb_cli_int(cli, "skip-nonfinite");
     o->consumer_id = tb_cli_str(cli, "consumer-id");
     o->credit = (int)tb_cli_int(cli, "credit");
     o->recv_timeout_ms = (int)tb_cli_int(cli, "recv-timeout-ms");
@@ -148,8 +154,8 @@ int main(int argc, char **argv)
     int rc = opts_from_cli(&cli, &o);
     if (!rc) rc = tb_distill_run(&o, &res);
     if (rc == TB_OK && !o.check_dir)
-        TB_INFO("done: %lld steps, last loss %.6g, checkpoint %s", (long long)res.steps, res.last_loss,
-                res.last_checkpoint);
+        TB_INFO("done: %lld steps, last loss %.6g, checkpoint %s; %lld non-finite message(s) skipped",
+                (long long)res.steps, res.last_loss, res.last_checkpoint, (long long)res.skipped);
     if (rc) fprintf(stderr, "tb-distill: %s\n", tb_err_msg());
     tb_cli_free(&cli);
     return rc == TB_OK ? TB_EXIT_OK : rc == TB_EINTR ? TB_EXIT_INTERRUPTED : TB_EXIT_FAILURE;

@@ -125,6 +125,8 @@ int ft_run(const tb_cli *cli, tb_trainer_result *res)
     o.vocab_path = tb_cli_str(cli, "vocab");
     o.seed = seed;
     o.resume = tb_cli_bool(cli, "resume");
+    o.overwrite = tb_cli_bool(cli, "overwrite");
+    o.skip_nonfinite = tb_cli_int(cli, "skip-nonfinite");
     o.save_initial = tb_cli_bool(cli, "save-init");
     o.consumer_id = tb_cli_str(cli, "consumer-id");
     o.loss = tb_ft_loss_step;

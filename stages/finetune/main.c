@@ -37,7 +37,11 @@ static const tb_opt opts[] = {
     TB_OPTION("save-every", TB_OPT_INT, "0", "checkpoint every N steps (0: at the end and on SIGTERM only)", TB_RANGE(0, INT64_MAX)),
     TB_OPTION("keep", TB_OPT_INT, "2", "periodic checkpoints kept", TB_RANGE(1, INT32_MAX)),
     TB_OPTION("eval-every", TB_OPT_INT, "0", "evaluate on --dev every N steps (0: at the end only)", TB_RANGE(0, INT64_MAX)),
-    TB_OPTION("resume", TB_OPT_BOOL, "false", "continue exactly from the newest checkpoint in --output"),
+    TB_OPTION("resume", TB_OPT_BOOL, "false", "continue exactly from the newest checkpoint in --output (none yet: start)"),
+    TB_OPTION("overwrite", TB_OPT_BOOL, "false", "replace the run in --output: the new one is written beside it and "
+              "takes its place when it ends (with --resume: continue such a replacement)"),
+    TB_OPTION("skip-nonfinite", TB_OPT_INT, "0", "skip up to N batches whose loss or gradient is not finite (no "
+              "update; counted in the log and metrics), then fail", TB_RANGE(0, INT64_MAX), .metavar = "N"),
     TB_OPTION("consumer-id", TB_OPT_STRING, NULL, "ipc:// or tcp:// input: this trainer's stream id; batches are then "
               "acknowledged at checkpoints, so --resume with the same id continues from the producer (needs --save-every)",
               .metavar = "ID"),
@@ -75,6 +79,7 @@ int main(int argc, char **argv)
     if (rc == TB_OK) {
         fprintf(stderr, "tb-finetune: %lld steps, last loss %.6f; checkpoint %s", (long long)res.steps, res.last_loss,
                 res.last_checkpoint);
+        if (res.skipped > 0) fprintf(stderr, "; %lld non-finite batch(es) skipped", (long long)res.skipped);
         if (res.best_step >= 0)
             fprintf(stderr, "; best %s %.4f at step %lld (%s)", res.best_metric_name, res.best_metric,
                     (long long)res.best_step, res.best_checkpoint);

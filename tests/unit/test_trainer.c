@@ -44,7 +44,8 @@ static void teardown(void)
 TestSuite(trainer, .init = setup, .fini = teardown, .timeout = 60);
 
 /* Scripted loss: every gradient 1e-3, loss = 100 + message number; records the message numbers
- * seen; raises SIGTERM at message `term_at`. */
+ * seen; raises SIGTERM at message `term_at`; at message 0 plants the folder `plant` (with an empty
+ * config.json) when given. */
 typedef struct script {
     uint64_t seen[64];
     int n_seen;
@@ -52,6 +53,7 @@ typedef struct script {
     int evals;
     const int *correct; /* per evaluation: correct answers out of 10 */
     int n_correct;
+    const char *plant;
 } script;
 
 static int scripted_loss(void *ctx, tb_bert_model *m, const tb_msg *msg, uint64_t seq, tb_trainer_loss *out)
@@ -61,6 +63,14 @@ static int scripted_loss(void *ctx, tb_bert_model *m, const tb_msg *msg, uint64_
     for (size_t i = 0; i < m->params.total; i++) m->params.grads[i] = 1e-3f;
     if (s->n_seen < 64) s->seen[s->n_seen++] = seq;
     if ((int64_t)seq == s->term_at) raise(SIGTERM);
+    if (seq == 0 && s->plant) {
+        char f[800];
+        cr_assert_eq(mkdir(s->plant, 0777), 0);
+        snprintf(f, sizeof f, "%s/config.json", s->plant);
+        FILE *fp = fopen(f, "w");
+        cr_assert_not_null(fp);
+        fclose(fp);
+    }
     out->loss = 100.0 + (double)seq;
     out->samples = 4;
     out->n_parts = 1;
@@ -400,7 +410,8 @@ Test(trainer, resume_replaces_a_checkpoint_newer_than_latest)
 }
 
 /* Pruning never removes the checkpoint just written (nor step-0), even when a stale folder with a
- * higher step number sorts after it; keep_all removes nothing. */
+ * higher step number sorts after it (planted while the run goes on: a folder holding one at the
+ * start is refused as another run's); keep_all removes nothing. */
 Test(trainer, pruning_keeps_the_new_checkpoint_and_keep_all_keeps_every_one)
 {
     script s = {.term_at = -1};
@@ -411,14 +422,9 @@ Test(trainer, pruning_keeps_the_new_checkpoint_and_keep_all_keeps_every_one)
     o.eval = NULL;
     o.keep = 1;
     o.save_initial = 1;
-    char stale[700], f[720];
-    cr_assert_eq(mkdir(out, 0777), 0);
+    char stale[700];
     snprintf(stale, sizeof stale, "%s/step-99", out);
-    cr_assert_eq(mkdir(stale, 0777), 0);
-    snprintf(f, sizeof f, "%s/config.json", stale);
-    FILE *fp = fopen(f, "w");
-    cr_assert_not_null(fp);
-    fclose(fp);
+    s.plant = stale;
     tb_trainer_result r;
     cr_assert_eq(tb_trainer_run(&o, &m, &r), TB_OK, "%s", tb_err_msg());
     cr_expect(is_dir("step-16"), "the newest checkpoint stays");
@@ -435,6 +441,7 @@ Test(trainer, pruning_keeps_the_new_checkpoint_and_keep_all_keeps_every_one)
     o.keep_all = 1;
     o.save_initial = 0;
     s.n_seen = 0;
+    s.plant = NULL;
     cr_assert_eq(tb_trainer_run(&o, &m2, &r), TB_OK, "%s", tb_err_msg());
     cr_expect(is_dir("step-4") && is_dir("step-8") && is_dir("step-12") && is_dir("step-16"));
     tb_bert_free(&m2);

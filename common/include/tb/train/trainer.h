@@ -17,7 +17,17 @@
  *     that died before it moved OUT/latest is replaced, with a warning. When the producer of a
  *     live input is gone (TB_EPEER, TB_ETIMEOUT, and the input_failed hook does not reconnect) a
  *     last checkpoint (reason "error") keeps what was learnt, unacknowledged, then the run fails;
- *   - an output folder that already holds checkpoints (OUT/latest) is refused unless resuming;
+ *   - the output folder belongs to the run: its lock (tb/store/runfolder.h) is held from start to
+ *     end, so a second writer is refused naming the holder; a folder holding another run's
+ *     checkpoints or metrics is refused unless resuming it (opts.resume) or replacing it
+ *     (opts.overwrite: the new run writes into OUT/overwrite.new, the old one is replaced only
+ *     when the new one ends, OUT/latest naming a complete checkpoint throughout). Resuming a
+ *     missing or empty folder starts from the beginning; a broken OUT/latest (dangling, or a
+ *     checkpoint that cannot be read) or step-N folders without OUT/latest are errors;
+ *   - a batch with a non-finite loss or gradient stops the run (naming the step, message and
+ *     tensor) before any update; with opts.skip_nonfinite N the first N such batches are skipped
+ *     instead: no update, weights and optimiser state as before, a warning and a "skip" metrics
+ *     line each; the count is kept in the checkpoints;
  *   - evaluation every eval_every steps and at the end through the stage's eval function (before
  *     the checkpoint of the same step, so the checkpoint holds the best so far); the best model by
  *     the task's main metric is saved as OUT/best/step-N (OUT/best/latest), older best folders
@@ -63,6 +73,10 @@ typedef struct tb_trainer_loss {
     int64_t samples;                           /* examples in the batch */
     int n_parts;                               /* extra values logged with the step */
     tb_metric parts[TB_TRAINER_MAX_PARTS];     /* TB_MF("att", x), ... (static key strings) */
+    const char *nonfinite_part;                /* with a non-finite loss: the term that is not finite
+                                                  ("attention"; static), or NULL (the loss itself);
+                                                  the function then returns TB_OK and the loop skips
+                                                  or refuses the batch (skip_nonfinite) */
 } tb_trainer_loss;
 
 /* Runs forward, loss and backward for message `msg` (gradients are zero on entry; accumulate
@@ -127,7 +141,13 @@ typedef struct tb_trainer_opts {
                                      checkpoint (NULL: OUT/vocab.txt if a previous run of the
                                      folder left one, else none) */
     uint64_t seed;                /* the run's seed (stored in the checkpoints) */
-    int resume;                   /* continue from the newest checkpoint in out_dir */
+    int resume;                   /* continue from the newest checkpoint in out_dir (none yet: start
+                                     from the beginning; a broken OUT/latest is an error) */
+    int overwrite;                /* out_dir holds another run: write the new one beside it in
+                                     OUT/overwrite.new and replace the old one at the end
+                                     (tb/store/runfolder.h); with resume, continue such a run */
+    int64_t skip_nonfinite;       /* batches with a non-finite loss or gradient skipped (no update,
+                                     counted, a "skip" metrics line) before the run fails */
     int save_initial;             /* a fresh run first saves OUT/step-0 (the exact starting point,
                                      e.g. for a comparison with another implementation) */
     int recv_timeout_ms;          /* per message; <= 0: wait */
@@ -154,6 +174,7 @@ typedef struct tb_trainer_result {
     char best_metric_name[32];
     char last_checkpoint[4096];   /* "" when none was written */
     char best_checkpoint[4096];
+    int64_t skipped;              /* batches skipped as non-finite (including before a resume) */
 } tb_trainer_result;
 
 /* Defaults: 1 epoch, BertAdam defaults (tb_adam_options_default), keep 2, progress auto,
