@@ -6,6 +6,7 @@
 #include "tb/base/error.h"
 #include "tb/train/evaluate.h"
 #include "tb/base/log.h"
+#include "tb/base/outfile.h"
 #include "tb/base/threads.h"
 #include "tb/train/trainer.h"
 
@@ -42,6 +43,10 @@ static const tb_stage_info info = {
     .details = "The table goes to stderr, JSON to --json. With --compare the two models run on the same batches\n"
                "one after the other and the table shows the speed-up and size ratio of the second.",
 };
+
+/* Outputs that must not be one of the inputs (checked before anything is read or written). */
+static const char *const out_opts[] = {"json", "predictions", "metrics", NULL};
+static const char *const in_opts[] = {"input", "model", "compare", NULL};
 
 typedef struct eval_one {
     tb_eval_result r;
@@ -85,25 +90,32 @@ error:
     return rc;
 }
 
+/* One JSON line per model to --json: standard output, or a file replaced only when complete. */
 static int write_json(const tb_cli *cli, const eval_one *e, const char *const *names, int n)
 {
     int rc = TB_OK;
     const char *path = tb_cli_str(cli, "json");
-    FILE *f = NULL;
+    tb_outfile o = {0};
+    FILE *f = stdout;
     char *line = NULL;
     if (!path || !*path) return TB_OK;
-    f = strcmp(path, "-") == 0 ? stdout : fopen(path, "w");
-    TB_CHECK(f, TB_EIO, "cannot create %s: %s", path, strerror(errno));
+    if (strcmp(path, "-") != 0) {
+        TB_TRY(tb_outfile_open(&o, path));
+        f = o.f;
+    }
     for (int i = 0; i < n; i++) {
         TB_TRY(tb_eval_format_json(&e[i].r, names[i], e[i].params, e[i].mb, &line));
         TB_CHECK(fprintf(f, "%s\n", line) > 0, TB_EIO, "cannot write %s: %s", path, strerror(errno));
         free(line);
         line = NULL;
     }
-    TB_CHECK(fflush(f) == 0, TB_EIO, "cannot write %s: %s", path, strerror(errno));
+    if (f == stdout)
+        TB_CHECK(fflush(f) == 0, TB_EIO, "cannot write %s: %s", path, strerror(errno));
+    else
+        TB_TRY(tb_outfile_commit(&o));
 error:
     free(line);
-    if (f && f != stdout) fclose(f);
+    tb_outfile_abort(&o);
     return rc;
 }
 
@@ -114,6 +126,7 @@ static int run(const tb_cli *cli)
     const char *names[2] = {tb_cli_str(cli, "model"), tb_cli_str(cli, "compare")};
     int n = names[1] ? 2 : 1;
     char *table = NULL;
+    TB_TRY(tb_cli_output_check(cli, out_opts, in_opts));
     for (int i = 0; i < n; i++) TB_TRY(eval_model(cli, names[i], i == 0 ? tb_cli_str(cli, "predictions") : NULL, &e[i]));
     const tb_eval_result *rs[2] = {&e[0].r, &e[1].r};
     int64_t params[2] = {e[0].params, n > 1 ? e[1].params : 0};
