@@ -25,7 +25,8 @@ int tb_dataset_label_order(const tb_dataset *ds, char *buf, size_t n)
         for (int32_t k = 0; k < ds->n_labels && used < n; k++)
             used += (size_t)snprintf(buf + used, n - used, "%s%d", k ? "," : "", k);
     }
-    TB_CHECK(used < n, TB_EINVAL, "label order does not fit in %zu bytes", n);
+    TB_CHECK(used < n, TB_EINVAL, "%s: the label order of its %d classes is longer than %zu bytes; use fewer classes",
+             ds->path ? ds->path : "the data", ti->labels ? ti->n_labels : (int)ds->n_labels, n - 1);
 error:
     return rc;
 }
