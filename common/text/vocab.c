@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <utf8proc.h>
 
 #define FNV64_OFFSET 0xcbf29ce484222325ULL
@@ -218,6 +219,22 @@ const char *tb_vocab_hash_str(const tb_vocab *v, char *buf, size_t n)
 {
     snprintf(buf, n, "fnv1a64:%016llx", (unsigned long long)v->hash);
     return buf;
+}
+
+int tb_vocab_hash_in(const char *dir, char *buf, size_t n)
+{
+    int rc = TB_OK;
+    char path[4200];
+    tb_vocab v = {0};
+    if (n) buf[0] = 0;
+    TB_CHECK((size_t)snprintf(path, sizeof path, "%s/vocab.txt", dir) < sizeof path, TB_EINVAL,
+             "folder path too long: %.64s...", dir);
+    if (access(path, F_OK) != 0) return TB_OK;
+    TB_TRY(tb_vocab_load(&v, path));
+    tb_vocab_hash_str(&v, buf, n);
+error:
+    tb_vocab_free(&v);
+    return rc;
 }
 
 int tb_vocab_save(const tb_vocab *v, const char *path)

@@ -532,6 +532,8 @@ static int load_teacher(emitter *e)
     int rc = TB_OK;
     const tb_emit_opts *o = e->o;
     TB_TRY(tb_emit_load_model(o->teacher, &e->teacher, e->meta.vocab_hash, sizeof e->meta.vocab_hash));
+    if (!e->meta.vocab_hash[0])
+        TB_WARN("teacher %s has no vocab.txt: cannot check that the batches were made with its vocabulary", o->teacher);
     if (o->threads > 0) tb_bert_set_threads(&e->teacher, o->threads);
     char vh[TB_FEATURES_HASH_MAX];
     memcpy(vh, e->meta.vocab_hash, sizeof vh);

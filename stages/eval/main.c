@@ -8,6 +8,7 @@
 #include "tb/base/log.h"
 #include "tb/base/outfile.h"
 #include "tb/base/threads.h"
+#include "tb/text/vocab.h"
 #include "tb/train/trainer.h"
 
 #include <errno.h>
@@ -69,10 +70,26 @@ error:
     return rc;
 }
 
+/* The vocabulary hash of checkpoint `path` (its vocab.txt) into hash, and where it comes from
+ * into from; hash = "" (with a warning) when the checkpoint has none. */
+static int model_vocab(const char *path, char *hash, size_t hn, char *from, size_t fn)
+{
+    int rc = TB_OK;
+    char dir[4096];
+    TB_TRY(tb_checkpoint_resolve(path, dir, sizeof dir));
+    TB_TRY(tb_vocab_hash_in(dir, hash, hn));
+    snprintf(from, fn, "checkpoint %s's vocab.txt", dir);
+    if (!hash[0])
+        TB_WARN("checkpoint %s has no vocab.txt: cannot check that the batches were made with its vocabulary", dir);
+error:
+    return rc;
+}
+
 static int eval_model(const tb_cli *cli, const char *path, const char *predictions, eval_one *out)
 {
     int rc = TB_OK;
     tb_bert_model m = {0};
+    char vhash[64], vfrom[4200];
     tb_model_source src = {.init_path = path, .mlm_head = 0};
     TB_TRY(tb_trainer_model_open(&m, &src));
     tb_bert_set_threads(&m, tb_threads_count());
@@ -81,6 +98,9 @@ static int eval_model(const tb_cli *cli, const char *path, const char *predictio
     eo.input = tb_cli_str(cli, "input");
     eo.predictions_path = predictions;
     eo.max_batches = tb_cli_int(cli, "max-batches");
+    TB_TRY(model_vocab(path, vhash, sizeof vhash, vfrom, sizeof vfrom));
+    eo.expect_vocab_hash = vhash;
+    eo.vocab_from = vfrom;
     TB_TRY(kind_of(cli, &eo.kind));
     TB_TRY(tb_evaluate(&m, &eo, &out->r));
     tb_eval_model_size(&m, &out->params, &out->mb);

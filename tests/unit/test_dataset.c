@@ -751,3 +751,28 @@ Test(readers, texts_match_golden_extraction)
     expect_texts_equal_golden(TB_TASK_COLA, "cola/train.tsv", "golden/cola-train-4000.txt", 4000);
     expect_texts_equal_golden(TB_TASK_MRPC, "mrpc/train.tsv", "golden/mrpc-train-4000.txt", 2000);
 }
+
+/* Where ids meet a model: a batch's vocab_hash must equal the model's; nothing to compare (no
+ * expected hash, or a batch without the field) passes; a non-string field is malformed. */
+Test(batches, vocabulary_check_names_both_hashes_the_source_and_the_batch)
+{
+    tb_msg m;
+    tb_msg_init(&m);
+    cr_assert_eq(tb_batch_check_vocab(&m, "fnv1a64:0000000000000001", "model X", "dev.tbm", 3), TB_OK);
+    cr_assert_eq(tb_msg_set_str(&m, "vocab_hash", "fnv1a64:0000000000000002"), TB_OK);
+    cr_expect_eq(tb_batch_check_vocab(&m, NULL, NULL, "dev.tbm", 3), TB_OK);
+    cr_expect_eq(tb_batch_check_vocab(&m, "", NULL, "dev.tbm", 3), TB_OK);
+    cr_expect_eq(tb_batch_check_vocab(&m, "fnv1a64:0000000000000002", "model X", "dev.tbm", 3), TB_OK);
+    cr_assert_eq(tb_batch_check_vocab(&m, "fnv1a64:0000000000000001", "checkpoint c's vocab.txt", "dev.tbm", 3),
+                 TB_EFORMAT);
+    const char *e = tb_err_msg();
+    cr_expect(strstr(e, "dev.tbm: batch 3") && strstr(e, "fnv1a64:0000000000000002") &&
+                  strstr(e, "checkpoint c's vocab.txt is fnv1a64:0000000000000001") && strstr(e, "tb-tokenize --vocab"),
+              "%s", e);
+    tb_msg_free(&m);
+    tb_msg_init(&m);
+    cr_assert_eq(tb_msg_set_int(&m, "vocab_hash", 7), TB_OK);
+    cr_expect_eq(tb_batch_check_vocab(&m, "fnv1a64:0000000000000001", NULL, "dev.tbm", 0), TB_EFORMAT);
+    cr_expect(strstr(tb_err_msg(), "'vocab_hash' is not a string"), "%s", tb_err_msg());
+    tb_msg_free(&m);
+}
