@@ -4,6 +4,7 @@
 #include "tb/base/clock.h"
 #include "tb/base/error.h"
 #include "tb/base/log.h"
+#include "tb/base/outfile.h"
 #include "tb/store/checkpoint.h"
 #include "tb/store/config.h"
 #include "tb/store/safetensors.h"
@@ -741,6 +742,10 @@ int tb_distill_run(const tb_distill_opts *o, tb_distill_result *res)
     res->best_step = -1;
     s.o = o;
     TB_TRY(check_opts(o));
+    const tb_path_arg outs[] = {{"metrics", o->metrics_path}, {"plot", o->plot_path}},
+                      ins[] = {{"input", o->input}, {"dev", o->dev_input}, {"vocab", o->vocab_path},
+                               {"config", o->config_path}};
+    TB_TRY(tb_output_check(outs, 2, ins, 4)); /* a metrics or plot file over an input */
     TB_CHECK(!o->expect_config_hash || strlen(o->expect_config_hash) < TB_FEATURES_HASH_MAX, TB_EINVAL,
              "expected teacher config hash '%s' is too long", o->expect_config_hash);
     TB_CHECK(!o->expect_vocab_hash || strlen(o->expect_vocab_hash) < TB_FEATURES_HASH_MAX, TB_EINVAL,

@@ -3,6 +3,7 @@
 
 #include "tb/base/error.h"
 #include "tb/base/log.h"
+#include "tb/base/outfile.h"
 #include "tb/base/threads.h"
 #include "tb/model/bert.h"
 #include "tb/model/optim.h"
@@ -165,8 +166,10 @@ int ft_run(const tb_cli *cli, tb_trainer_result *res)
     tb_ft_loss loss;
     int mlm = tb_cli_bool(cli, "mlm"), regress = strcmp(tb_cli_str(cli, "task"), "regression") == 0;
     uint64_t seed = (uint64_t)tb_cli_int(cli, "seed");
+    static const char *const outs[] = {"metrics", "plot", NULL}, *const ins[] = {"input", "dev", "vocab", "config", NULL};
     tb_ft_loss_init(&loss, mlm ? TB_FT_MLM : regress ? TB_FT_REGRESS : TB_FT_CLASSIFY, tb_cli_bool(cli, "dropout"), seed);
     ft_vocab voc;
+    TB_TRY(tb_cli_output_check(cli, outs, ins)); /* a metrics or plot file over an input */
     TB_TRY(vocab_setup(cli, &voc));
     TB_TRY(setup_model(cli, &m, mlm, regress));
     tb_bert_set_threads(&m, tb_threads_count());

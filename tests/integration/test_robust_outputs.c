@@ -24,6 +24,8 @@
 #define TOKENIZE TB_BIN_DIR "/tb-tokenize"
 #define VOCAB TB_BIN_DIR "/tb-vocab"
 #define EVAL TB_BIN_DIR "/tb-eval"
+#define FT TB_BIN_DIR "/tb-finetune"
+#define DISTILL TB_BIN_DIR "/tb-distill"
 
 static char dir[256], cfg[512], vocab[512], train[512], teacher[512], errpath[512];
 
@@ -223,5 +225,29 @@ Test(robust_outputs, eval_refuses_its_input_as_json_or_predictions)
     free(e);
     cr_expect_eq(sh("%s --model %s --input %s --predictions %s", EVAL, teacher, train, train), 1);
     expect_bytes(train, before, n0, "tb-eval --json/--predictions = --input");
+    free(before);
+}
+
+/* The trainers' own files (metrics lines, the loss plot) are outputs too. */
+Test(robust_outputs, trainers_refuse_an_input_as_metrics_or_plot)
+{
+    size_t n0 = 0;
+    char *before = slurp(train, &n0);
+    cr_expect_eq(sh("%s --init %s --input %s --output %s/ft --metrics %s --max-steps 1 --threads 1", FT, teacher, train,
+                    dir, train),
+                 1);
+    char *e = err_text();
+    cr_expect(strstr(e, "--metrics") && strstr(e, "same file"), "%s", e);
+    free(e);
+    cr_expect_eq(sh("%s --init %s --input %s --output %s/ft2 --plot %s --max-steps 1 --threads 1", FT, teacher, train,
+                    dir, train),
+                 1);
+    cr_expect_eq(sh("%s --mode task-stage2 --init %s --input %s --output %s/st --plot %s --max-steps 1 --threads 1",
+                    DISTILL, teacher, train, dir, train),
+                 1);
+    e = err_text();
+    cr_expect(strstr(e, "--plot") && strstr(e, "same file"), "%s", e);
+    free(e);
+    expect_bytes(train, before, n0, "tb-finetune / tb-distill --metrics, --plot = --input");
     free(before);
 }
