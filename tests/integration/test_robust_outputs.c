@@ -1,8 +1,8 @@
 /* The stages as processes: an output never destroys an input or an earlier output. A tb-emit run
  * refused part-way (batches of another vocabulary) leaves the existing feature file byte for
  * byte; an output that is one of the stage's inputs (tb-emit, tb-tokenize, tb-vocab, tb-eval,
- * however the path is spelled) is refused before anything is written, and the input is
- * untouched. */
+ * however the path is spelled; the Python kit's stages too) is refused before anything is
+ * written, and the input is untouched. */
 #include "proc.h"
 #include "test_finetune_data.h"
 
@@ -250,4 +250,28 @@ Test(robust_outputs, trainers_refuse_an_input_as_metrics_or_plot)
     free(e);
     expect_bytes(train, before, n0, "tb-finetune / tb-distill --metrics, --plot = --input");
     free(before);
+}
+
+/* The Python stage kit applies the same rule (tinybert_stage.Stage.check_outputs). */
+Test(robust_outputs, python_stage_refuses_its_input_as_output)
+{
+    char rows[600];
+    snprintf(rows, sizeof rows, "%s/dev.tsv", dir);
+    FILE *f = fopen(rows, "w");
+    cr_assert_not_null(f);
+    fputs("sentence\tlabel\nw5 w6\t1\n", f);
+    fclose(f);
+    size_t n0 = 0, v0 = 0;
+    char *before = slurp(rows, &n0), *vbefore = slurp(vocab, &v0);
+    const char *py = TB_PYTHON " " TB_SOURCE_DIR "/python/stages/tb-py-tokenize --consumers 0";
+    cr_expect_eq(sh("%s --input %s --vocab %s --output file:%s", py, rows, vocab, rows), 1);
+    char *e = err_text();
+    cr_expect(strstr(e, "same file") && strstr(e, "--input"), "%s", e);
+    free(e);
+    cr_expect_eq(sh("%s --input %s --vocab %s --output %s/../%s/vocab.txt", py, rows, vocab, dir, strrchr(dir, '/') + 1),
+                 1);
+    expect_bytes(rows, before, n0, "tb-py-tokenize --output = --input");
+    expect_bytes(vocab, vbefore, v0, "tb-py-tokenize --output = --vocab");
+    free(before);
+    free(vbefore);
 }
