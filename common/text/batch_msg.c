@@ -3,6 +3,7 @@
 #include "tb/text/batch_msg.h"
 
 #include "tb/base/error.h"
+#include "tb/wire/stream.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -25,8 +26,43 @@ int tb_dataset_label_order(const tb_dataset *ds, char *buf, size_t n)
         for (int32_t k = 0; k < ds->n_labels && used < n; k++)
             used += (size_t)snprintf(buf + used, n - used, "%s%d", k ? "," : "", k);
     }
-    TB_CHECK(used < n, TB_EINVAL, "label order does not fit in %zu bytes", n);
+    TB_CHECK(used < n, TB_EINVAL, "%s: the label order of its %d classes is longer than %zu bytes; use fewer classes",
+             ds->path ? ds->path : "the data", ti->labels ? ti->n_labels : (int)ds->n_labels, n - 1);
 error:
+    return rc;
+}
+
+int tb_batch_check_vocab(const tb_msg *m, const char *expect, const char *expect_from, const char *source,
+                         uint64_t seq)
+{
+    int rc = TB_OK;
+    const char *vh = NULL;
+    if (!expect || !expect[0] || !tb_msg_find(m, "vocab_hash")) return TB_OK;
+    rc = tb_msg_get_str(m, "vocab_hash", &vh);
+    TB_CHECK(rc == TB_OK, TB_EFORMAT, "%s: batch %llu: field 'vocab_hash' is not a string", source,
+             (unsigned long long)seq);
+    TB_CHECK(strcmp(vh, expect) == 0, TB_EFORMAT,
+             "%s: batch %llu was tokenized with vocabulary %s, but %s is %s: tokenize the data with that vocab.txt "
+             "(tb-tokenize --vocab), or use a model trained with the batches' vocabulary",
+             source, (unsigned long long)seq, vh, expect_from ? expect_from : "the model's vocabulary", expect);
+error:
+    return rc;
+}
+
+int tb_batch_file_check_vocab(const char *path, const char *expect, const char *expect_from)
+{
+    int rc = TB_OK;
+    tb_stream *s = NULL;
+    tb_msg m;
+    tb_msg_init(&m);
+    if (!expect || !expect[0]) return TB_OK;
+    TB_TRY(tb_stream_open(&s, path, TB_STREAM_READ, NULL));
+    rc = tb_stream_recv(s, &m, -1);
+    if (rc == TB_EEND) rc = TB_OK;
+    else if (rc == TB_OK) rc = tb_batch_check_vocab(&m, expect, expect_from, path, 0);
+error:
+    tb_msg_free(&m);
+    tb_stream_close(s);
     return rc;
 }
 

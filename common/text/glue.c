@@ -57,7 +57,8 @@ static int parse_float(const char *s, size_t n, float *out)
     return 1;
 }
 
-/* Decimal integer >= 0 with optional surrounding spaces (what Python int() takes, less signs). */
+/* Decimal integer >= 0 with optional surrounding spaces (what Python int() takes, less signs);
+ * values above 1000000 come out as 1000001. */
 static int parse_label_int(const char *s, size_t n, int32_t *out)
 {
     size_t i = 0;
@@ -68,8 +69,8 @@ static int parse_label_int(const char *s, size_t n, int32_t *out)
     int64_t v = 0;
     for (size_t k = i; k < j; k++) {
         if (s[k] < '0' || s[k] > '9') return 0;
-        v = v * 10 + (s[k] - '0');
-        if (v > 1000000) return 0;
+        if (v <= 1000000) v = v * 10 + (s[k] - '0');
+        if (v > 1000000) v = 1000001;
     }
     *out = (int32_t)v;
     return 1;
@@ -130,6 +131,12 @@ static int simple_row(const tb_task_info *ti, const fields *fs, row *out, char *
     if (!parse_label_int(fl->p, fl->n, &out->label)) {
         snprintf(msg, msgn, "label '%.*s' (last field) is not an integer >= 0", (int)(fl->n > 40 ? 40 : fl->n),
                  fl->p);
+        return 0;
+    }
+    if (out->label > TB_SIMPLE_MAX_LABEL) {
+        snprintf(msg, msgn, "label %s%d (last field) is above %d, the largest class id of the simple format: "
+                 "number the classes 0, 1, 2, ...", out->label > 1000000 ? "> " : "",
+                 out->label > 1000000 ? 1000000 : out->label, TB_SIMPLE_MAX_LABEL);
         return 0;
     }
     out->a = &fs->f[0];

@@ -2,11 +2,13 @@
 #include "tb/text/vocab.h"
 
 #include "tb/base/error.h"
+#include "tb/base/outfile.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <utf8proc.h>
 
 #define FNV64_OFFSET 0xcbf29ce484222325ULL
@@ -219,19 +221,33 @@ const char *tb_vocab_hash_str(const tb_vocab *v, char *buf, size_t n)
     return buf;
 }
 
+int tb_vocab_hash_in(const char *dir, char *buf, size_t n)
+{
+    int rc = TB_OK;
+    char path[4200];
+    tb_vocab v = {0};
+    if (n) buf[0] = 0;
+    TB_CHECK((size_t)snprintf(path, sizeof path, "%s/vocab.txt", dir) < sizeof path, TB_EINVAL,
+             "folder path too long: %.64s...", dir);
+    if (access(path, F_OK) != 0) return TB_OK;
+    TB_TRY(tb_vocab_load(&v, path));
+    tb_vocab_hash_str(&v, buf, n);
+error:
+    tb_vocab_free(&v);
+    return rc;
+}
+
 int tb_vocab_save(const tb_vocab *v, const char *path)
 {
     int rc = TB_OK;
-    FILE *f = fopen(path, "wb");
-    TB_CHECK(f, TB_EIO, "cannot create %s: %s", path, strerror(errno));
+    tb_outfile o;
+    TB_TRY(tb_outfile_open(&o, path)); /* path appears complete or not at all */
     for (int32_t id = 0; id < v->count; id++) {
-        TB_CHECK(fwrite(v->tokens[id], 1, (size_t)v->lens[id], f) == (size_t)v->lens[id] && fputc('\n', f) != EOF,
-                 TB_EIO, "cannot write %s (token %d): %s", path, id, strerror(errno));
+        TB_CHECK(fwrite(v->tokens[id], 1, (size_t)v->lens[id], o.f) == (size_t)v->lens[id] && fputc('\n', o.f) != EOF,
+                 TB_EIO, "cannot write %s (token %d): %s", o.tmp, id, strerror(errno));
     }
-    TB_CHECK(fclose(f) == 0, TB_EIO, "cannot finish writing %s: %s", path, strerror(errno));
-    f = NULL;
-    return TB_OK;
+    TB_TRY(tb_outfile_commit(&o));
 error:
-    if (f) fclose(f);
+    tb_outfile_abort(&o);
     return rc;
 }

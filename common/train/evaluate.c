@@ -209,7 +209,8 @@ int tb_evaluate(tb_bert_model *m, const tb_eval_opts *o, tb_eval_result *out)
             break;
         }
         if (rc != TB_OK) goto error;
-        rc = eval_batch(&e, &msg);
+        rc = tb_batch_check_vocab(&msg, o->expect_vocab_hash, o->vocab_from, o->input, (uint64_t)out->batches);
+        if (rc == TB_OK) rc = eval_batch(&e, &msg);
         tb_msg_free(&msg);
         if (rc != TB_OK) goto error;
     }

@@ -5,6 +5,8 @@
  *   record  u32 marker "TBR1", u32 kind (1 message, 2 end), u64 payload length,
  *           u32 CRC-32C of the payload, u32 CRC-32C of the 20 bytes before it, payload
  *   the END record's payload is the u64 message count.
+ * A writer writes PATH.tmp-<pid> and renames it to PATH after the END record (tb/base/outfile.h):
+ * a failed or interrupted writer leaves an existing PATH as it was.
  */
 #include "stream_internal.h"
 
@@ -55,8 +57,8 @@ int tb_stream_file_open(tb_stream *s, const char *path)
     TB_CHECK(*path, TB_EINVAL, "message file path is empty");
     snprintf(s->endpoint, sizeof s->endpoint, "%s", path);
     if (s->mode == TB_STREAM_WRITE) {
-        s->f = fopen(path, "wb");
-        TB_CHECK(s->f, TB_EIO, "cannot create message file %s: %s", path, strerror(errno));
+        TB_TRY(tb_outfile_open(&s->out, path)); /* PATH itself appears only when finish renames */
+        s->f = s->out.f;
         uint8_t h[16];
         memcpy(h, file_magic, 8);
         put32(h + 8, FILE_VERSION);
@@ -114,10 +116,16 @@ int tb_stream_file_finish(tb_stream *s)
 {
     int rc = TB_OK;
     uint8_t p[8];
+    TB_CHECK(s->f, TB_EIO, "message file %s: an earlier attempt to finish it failed", s->endpoint);
     put64(p, s->next_seq);
     TB_TRY(write_record(s, REC_END, p, sizeof p));
-    TB_CHECK(fflush(s->f) == 0 && fsync(fileno(s->f)) == 0, TB_EIO, "cannot flush message file %s: %s",
-             s->endpoint, strerror(errno));
+    s->ended = 1;
+    s->f = NULL;
+    rc = tb_outfile_commit(&s->out); /* flush, fsync, close, rename over PATH */
+    if (rc) {
+        tb_err_wrap(rc, "message file %s", s->endpoint);
+        goto error;
+    }
     s->ended = 1;
     s->finished = 1;
 error:
@@ -197,6 +205,11 @@ error:
 
 void tb_stream_file_close(tb_stream *s)
 {
+    if (s->mode == TB_STREAM_WRITE) { /* not finished: the temporary goes, an existing PATH stays */
+        s->f = NULL;
+        tb_outfile_abort(&s->out);
+        return;
+    }
     if (s->f) fclose(s->f);
     s->f = NULL;
 }

@@ -3,6 +3,7 @@
 #ifndef TB_STREAM_INTERNAL_H
 #define TB_STREAM_INTERNAL_H
 
+#include "tb/base/outfile.h"
 #include "tb/wire/codec.h"
 #include "tb/wire/msg.h"
 #include "tb/wire/stream.h"
@@ -92,7 +93,8 @@ struct tb_stream {
     tb_buf buf;              /* encoding buffer (file producer) */
 
     /* file transport */
-    FILE *f;
+    FILE *f;                 /* reader: the file; writer: out.f */
+    tb_outfile out;          /* writer: PATH.tmp-<pid>, renamed to PATH by finish */
     uint64_t file_size, file_off;
 
     /* ZeroMQ transport */

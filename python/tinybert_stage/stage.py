@@ -11,6 +11,7 @@
 Exit codes: EXIT_OK 0, EXIT_FAIL 1, EXIT_USAGE 2, EXIT_INTERRUPTED 130.
 """
 import json
+import os
 import signal
 import sys
 
@@ -194,6 +195,18 @@ class Stage:
             sys.stderr.write("[%s] %s: %s\n" % (self.name, level, text))
             sys.stderr.flush()
 
+    def check_outputs(self, args, outputs, inputs):
+        """Refuses an output option naming the same file as an input option (as the C stages,
+        tb/base/outfile.h): raises ValueError "--output 'X' is the same file as --input 'Y': ...".
+        `outputs` and `inputs` are option names; options not given are skipped."""
+        def value(name):
+            return getattr(args, name.replace("-", "_"), None)
+        for o in outputs:
+            for i in inputs:
+                if value(o) and value(i) and same_file(value(o), value(i)):
+                    raise ValueError("--%s '%s' is the same file as --%s '%s': writing it would destroy the input; "
+                                     "choose another output path" % (o, value(o), i, value(i)))
+
     def run(self, main, argv=None):
         """Runs main(args) -> exit code, mapping errors to exit 1 (message on stderr) and
         interruption to 130."""
@@ -207,3 +220,25 @@ class Stage:
             self.log("error", "%s" % e)
             return EXIT_FAIL
         return EXIT_OK if code is None else code
+
+
+def endpoint_file(endpoint):
+    """The file an endpoint or path names ("file:P", "file://P", "P"); None for tcp://, ipc://,
+    inproc:// and "-"."""
+    if not endpoint or endpoint == "-" or endpoint.startswith(("tcp://", "ipc://", "inproc://")):
+        return None
+    for prefix in ("file://", "file:"):
+        if endpoint.startswith(prefix):
+            return endpoint[len(prefix):]
+    return endpoint
+
+
+def same_file(a, b):
+    """True when endpoints a and b name the same file: device and inode when both exist, else the
+    same normalised absolute path (symbolic links of existing folders resolved)."""
+    pa, pb = endpoint_file(a), endpoint_file(b)
+    if not pa or not pb:
+        return False
+    if os.path.exists(pa) and os.path.exists(pb):
+        return os.path.samefile(pa, pb)
+    return os.path.realpath(pa) == os.path.realpath(pb)

@@ -4,6 +4,7 @@
 #include "rows.h"
 #include "tb/base/error.h"
 #include "tb/base/log.h"
+#include "tb/base/outfile.h"
 #include "tb/base/rng.h"
 #include "tb/base/signals.h"
 #include "tb/wire/stream.h"
@@ -290,12 +291,12 @@ int tb_augment_output_is_stream(const char *output)
 }
 
 /* Where the output rows go: a task file (written to a temporary name, renamed when complete) or a
- * stream of text messages, one per chunk. */
+ * stream of text messages, one per chunk (a message file, too, is renamed into place when
+ * complete: the stream's file writer does it). */
 typedef struct sink {
-    FILE *file;           /* the task file (temporary name), or the chunk's memory stream */
+    FILE *file;           /* the task file (out.f), or the chunk's memory stream */
+    tb_outfile out;       /* the task file under its temporary name */
     tb_stream *stream;    /* NULL: task file */
-    char tmp[4096];       /* the task or message file's temporary name ("" once renamed) */
-    const char *final;    /* the message file's path (file:PATH), else NULL */
     const char *format, *header;
     char *mem;            /* the chunk's rows (memory stream buffer) */
     size_t mem_len;
@@ -308,30 +309,9 @@ static int sink_open(sink *k, const tb_augment_opts *o, const char *header)
     memset(k, 0, sizeof *k);
     k->format = o->format;
     k->header = header;
-    if (tb_augment_output_is_stream(o->output)) {
-        const char *ep = o->output;
-        char file_ep[4200];
-        if (strncmp(ep, "file:", 5) == 0) { /* a message file appears when complete, as the task file */
-            const char *path = ep + (strncmp(ep, "file://", 7) == 0 ? 7 : 5);
-            char tmp[sizeof k->tmp];
-            TB_CHECK((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) < sizeof tmp, TB_EINVAL,
-                     "augment: output path too long");
-            memcpy(k->tmp, tmp, sizeof tmp);
-            snprintf(file_ep, sizeof file_ep, "file:%s", k->tmp);
-            k->final = path;
-            ep = file_ep;
-        }
-        TB_TRY(tb_stream_open(&k->stream, ep, TB_STREAM_WRITE, NULL));
-        return TB_OK;
-    }
-    TB_CHECK((size_t)snprintf(k->tmp, sizeof k->tmp, "%s.tmp.%d", o->output, (int)getpid()) < sizeof k->tmp, TB_EINVAL,
-             "augment: output path too long");
-    k->file = fopen(k->tmp, "wb");
-    if (!k->file) {
-        rc = TB_ERR(TB_EIO, "augment: cannot create '%s': %s", k->tmp, strerror(errno));
-        k->tmp[0] = 0;
-        return rc;
-    }
+    if (tb_augment_output_is_stream(o->output)) return tb_stream_open(&k->stream, o->output, TB_STREAM_WRITE, NULL);
+    TB_TRY(tb_outfile_open(&k->out, o->output));
+    k->file = k->out.f;
     if (header) TB_TRY(tb_rows_write_line(k->file, header, -1, NULL, -1, NULL));
 error:
     return rc;
@@ -369,43 +349,26 @@ error:
     return rc;
 }
 
-/* Makes the output complete: renames the task file, or ends the stream (END, final acks). */
-static int sink_finish(sink *k, const char *output)
+/* Makes the output complete: renames the task file, or ends the stream (END, final acks; a
+ * message file is renamed into place). */
+static int sink_finish(sink *k)
 {
-    int rc = TB_OK;
-    if (k->stream) {
-        TB_TRY(tb_stream_finish(k->stream)); /* a message file: END record written, fsynced */
-        if (!k->final) return TB_OK;
-        tb_stream_close(k->stream);
-        k->stream = NULL;
-        TB_CHECK(rename(k->tmp, k->final) == 0, TB_EIO, "augment: cannot rename '%s' to '%s': %s", k->tmp, k->final,
-                 strerror(errno));
-        k->tmp[0] = 0;
-        return TB_OK;
-    }
-    TB_CHECK(fflush(k->file) == 0 && !ferror(k->file) && fsync(fileno(k->file)) == 0, TB_EIO,
-             "augment: cannot write '%s': %s", k->tmp, strerror(errno));
-    int cl = fclose(k->file);
+    if (k->stream) return tb_stream_finish(k->stream);
     k->file = NULL;
-    TB_CHECK(cl == 0, TB_EIO, "augment: cannot write '%s'", k->tmp);
-    TB_CHECK(rename(k->tmp, output) == 0, TB_EIO, "augment: cannot rename '%s' to '%s': %s", k->tmp, output,
-             strerror(errno));
-    k->tmp[0] = 0;
-error:
-    return rc;
+    return tb_outfile_commit(&k->out);
 }
 
 /* Releases the sink; after a failure (`status` != TB_OK) the temporary file goes and the
  * stream's consumers are told why. */
 static void sink_close(sink *k, int status)
 {
-    if (k->file) fclose(k->file);
+    if (k->stream && k->file) fclose(k->file); /* a chunk's memory stream */
     free(k->mem);
     if (k->stream && status != TB_OK)
         tb_stream_close_failed(k->stream, status, tb_err_msg());
     else
         tb_stream_close(k->stream);
-    if (k->tmp[0]) unlink(k->tmp);
+    tb_outfile_abort(&k->out);
     memset(k, 0, sizeof *k);
 }
 
@@ -457,7 +420,7 @@ int tb_augment_file(tb_cands *c, const tb_augment_opts *o, tb_progress *progress
         if (progress) tb_progress_update(progress, st->rows, st->rows, NAN, NAN);
     }
     TB_CHECK(st->rows > 0, TB_EFORMAT, "%s: no examples to augment (empty input)", o->input);
-    TB_TRY(sink_finish(&out, o->output));
+    TB_TRY(sink_finish(&out));
     if (progress) tb_progress_finish(progress);
 error:
     sink_close(&out, rc);

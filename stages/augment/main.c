@@ -8,6 +8,7 @@
 #include "tb/base/error.h"
 #include "tb/base/log.h"
 #include "tb/base/metrics.h"
+#include "tb/base/outfile.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -67,6 +68,10 @@ static const tb_stage_info info = {
     .details = "Deterministic for a --seed at any --threads. See docs/augment.md.",
 };
 
+/* Outputs that must not be one of the inputs (checked before anything is read or written). */
+static const char *const out_opts[] = {"output", "metrics", "glove-cache", NULL};
+static const char *const in_opts[] = {"input", "model", "vocab", "stopwords", "glove", NULL};
+
 static void opts_from_cli(const tb_cli *cli, tb_augmenter_opts *ao, tb_augment_opts *o)
 {
     static const tb_vec_source sources[] = {TB_VEC_GLOVE, TB_VEC_TEACHER, TB_VEC_NONE};
@@ -125,7 +130,8 @@ int main(int argc, char **argv)
     tb_metrics metrics = {0};
     tb_progress_mode pm;
     opts_from_cli(&cli, &ao, &o);
-    int rc = tb_progress_parse_mode(tb_cli_str(&cli, "progress"), &pm);
+    int rc = tb_cli_output_check(&cli, out_opts, in_opts);
+    if (!rc) rc = tb_progress_parse_mode(tb_cli_str(&cli, "progress"), &pm);
     if (!rc) rc = tb_metrics_open(&metrics, info.name, tb_cli_str(&cli, "metrics"));
     if (!rc) rc = tb_progress_init(&progress, stderr, pm, info.name, 0, 0);
     if (!rc) rc = tb_augmenter_open(&aug, &ao);

@@ -2,6 +2,7 @@
 #include "rows.h"
 
 #include "tb/base/error.h"
+#include "tb/text/readers.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -151,8 +152,12 @@ int tb_rows_next(tb_rows *r, int *got)
         r->col_b = r->info->col_b;
     } else {
         TB_CHECK(r->nf >= 2, TB_EFORMAT, "%s:%lld: one field, expected text<TAB>label", r->path, (long long)r->lineno);
-        TB_CHECK(is_uint(r->field[r->nf - 1]), TB_EFORMAT, "%s:%lld: label '%s' is not an integer >= 0 (text<TAB>label)",
-                 r->path, (long long)r->lineno, r->field[r->nf - 1]);
+        const char *lab = r->field[r->nf - 1];
+        TB_CHECK(is_uint(lab), TB_EFORMAT, "%s:%lld: label '%s' is not an integer >= 0 (text<TAB>label)", r->path,
+                 (long long)r->lineno, lab);
+        TB_CHECK(strlen(lab) <= 9 && strtol(lab, NULL, 10) <= TB_SIMPLE_MAX_LABEL, TB_EFORMAT,
+                 "%s:%lld: label %.20s (last field) is above %d, the largest class id of the simple format: number "
+                 "the classes 0, 1, 2, ...", r->path, (long long)r->lineno, lab, TB_SIMPLE_MAX_LABEL);
         r->col_a = 0;
         r->col_b = r->nf > 2 ? 1 : -1;
     }

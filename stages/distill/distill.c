@@ -4,6 +4,7 @@
 #include "tb/base/clock.h"
 #include "tb/base/error.h"
 #include "tb/base/log.h"
+#include "tb/base/outfile.h"
 #include "tb/store/checkpoint.h"
 #include "tb/store/config.h"
 #include "tb/store/runfolder.h"
@@ -293,6 +294,26 @@ error:
     return rc;
 }
 
+/* The student's vocabulary (`vocab`, from vocab_source) is the one its batches and features must
+ * carry: its hash goes into the request (checked by the emitter at the hello and on every
+ * message) and into the dev evaluation. An explicit expected hash must agree with it. */
+static int student_vocab(const char *vocab, char hash[TB_FEATURES_HASH_MAX])
+{
+    int rc = TB_OK;
+    char vh[TB_FEATURES_HASH_MAX];
+    tb_vocab v = {0};
+    if (!vocab[0]) return TB_OK;
+    TB_TRY(tb_vocab_load(&v, vocab));
+    tb_vocab_hash_str(&v, vh, sizeof vh);
+    TB_CHECK(!hash[0] || !strcmp(hash, vh), TB_EINVAL,
+             "the student's vocabulary %s (%s) is not the expected vocabulary %s: give the vocab.txt the teacher "
+             "and the data were made with", vocab, vh, hash);
+    snprintf(hash, TB_FEATURES_HASH_MAX, "%s", vh);
+error:
+    tb_vocab_free(&v);
+    return rc;
+}
+
 /* Student configuration before the stream opens: from the resume checkpoint, the init checkpoint
  * or config.json; and the request it sends. */
 static int make_request(run_state *s)
@@ -482,7 +503,8 @@ static int hook_resumed(void *ctx, const char *path, const char *extra_json)
                  "%s is a %s checkpoint; this run is %s: use another output folder", path, md->valuestring,
                  tb_distill_mode_name(o->loss.mode));
         if (cJSON_IsString(ch) && strlen(ch->valuestring) < TB_FEATURES_HASH_MAX) strcpy(s->cfg_hash, ch->valuestring);
-        if (cJSON_IsString(vh) && strlen(vh->valuestring) < TB_FEATURES_HASH_MAX) strcpy(s->vocab_hash, vh->valuestring);
+        if (cJSON_IsString(vh) && vh->valuestring[0] && strlen(vh->valuestring) < TB_FEATURES_HASH_MAX)
+            strcpy(s->vocab_hash, vh->valuestring);
     }
 error:
     cJSON_Delete(extra);
@@ -713,6 +735,8 @@ static void trainer_opts(const tb_distill_opts *o, run_state *s, const char *voc
         eo->kind = o->dev_kind;
         eo->arena_mode = TB_BERT_TRAIN; /* reuse the training arena */
         eo->recv_timeout_ms = o->recv_timeout_ms;
+        eo->expect_vocab_hash = s->req.expect_vocab_hash; /* the student's, or pinned at the first message */
+        eo->vocab_from = "the student's vocabulary";
         t->eval = tb_trainer_eval_stream;
         t->eval_ctx = eo;
     }
@@ -737,18 +761,25 @@ int tb_distill_run(const tb_distill_opts *o, tb_distill_result *res)
     res->best_step = -1;
     s.o = o;
     TB_TRY(check_opts(o));
+    const tb_path_arg outs[] = {{"metrics", o->metrics_path}, {"plot", o->plot_path}},
+                      ins[] = {{"input", o->input}, {"dev", o->dev_input}, {"vocab", o->vocab_path},
+                               {"config", o->config_path}};
+    TB_TRY(tb_output_check(outs, 2, ins, 4)); /* a metrics or plot file over an input */
     TB_CHECK(!o->expect_config_hash || strlen(o->expect_config_hash) < TB_FEATURES_HASH_MAX, TB_EINVAL,
              "expected teacher config hash '%s' is too long", o->expect_config_hash);
     TB_CHECK(!o->expect_vocab_hash || strlen(o->expect_vocab_hash) < TB_FEATURES_HASH_MAX, TB_EINVAL,
              "expected vocabulary hash '%s' is too long", o->expect_vocab_hash);
     if (o->expect_config_hash) snprintf(s.cfg_hash, sizeof s.cfg_hash, "%s", o->expect_config_hash);
     if (o->expect_vocab_hash) snprintf(s.vocab_hash, sizeof s.vocab_hash, "%s", o->expect_vocab_hash);
+    char vocab[PATH_N];
+    TB_TRY(vocab_source(o, vocab, sizeof vocab));
+    TB_TRY(student_vocab(vocab, s.vocab_hash));
+    if (o->dev_input && !tb_trainer_is_live(o->dev_input)) /* before training, not at the first evaluation */
+        TB_TRY(tb_batch_file_check_vocab(o->dev_input, s.vocab_hash, "the student's vocabulary"));
     if (o->check_dir) {
         rc = run_check(&s, res);
         goto error;
     }
-    char vocab[PATH_N];
-    TB_TRY(vocab_source(o, vocab, sizeof vocab));
     tb_trainer_opts t;
     tb_eval_opts eo;
     trainer_opts(o, &s, vocab, &eo, &t);

@@ -6,6 +6,7 @@
 #include "emit.h"
 #include "tb/base/error.h"
 #include "tb/base/json.h"
+#include "tb/base/outfile.h"
 #include "tb/store/safetensors.h"
 #include "tb/text/batch_msg.h"
 #include "tb/wire/codec.h"
@@ -30,7 +31,7 @@ static int write_losses_json(const char *path, const tb_emit_check_opts *o, cons
 {
     int rc = TB_OK;
     tb_strbuf s = {0};
-    FILE *f = NULL;
+    tb_outfile f = {0};
     TB_TRY(tb_strbuf_printf(&s, "{\n  \"kind\": \"%s\",\n", o->kind == TB_DISTILL_PREDICTION ? "prediction" : "intermediate"));
     const char *names[5] = {"att", "hidden", "emb", "pred", "total"};
     double vals[5] = {l->att, l->hidden, l->emb, l->pred, l->total};
@@ -58,12 +59,11 @@ static int write_losses_json(const char *path, const tb_emit_check_opts *o, cons
     TB_TRY(tb_strbuf_puts(&s, ",\n  \"input\": "));
     TB_TRY(tb_json_append_string(&s, o->input));
     TB_TRY(tb_strbuf_puts(&s, ",\n  \"gradients\": \"gradients.safetensors\"\n}\n"));
-    f = fopen(path, "w");
-    TB_CHECK(f, TB_EIO, "cannot write %s: %s", path, strerror(errno));
-    TB_CHECK(fwrite(s.p, 1, s.len, f) == s.len && fflush(f) == 0, TB_EIO, "writing %s failed: %s", path,
-             strerror(errno));
+    TB_TRY(tb_outfile_open(&f, path));
+    TB_CHECK(fwrite(s.p, 1, s.len, f.f) == s.len, TB_EIO, "writing %s failed: %s", f.tmp, strerror(errno));
+    TB_TRY(tb_outfile_commit(&f));
 error:
-    if (f && fclose(f) != 0 && rc == TB_OK) rc = TB_ERR(TB_EIO, "closing %s failed: %s", path, strerror(errno));
+    tb_outfile_abort(&f);
     tb_strbuf_free(&s);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include "tb/store/checkpoint.h"
 #include "tb/text/batch_msg.h"
 #include "tb/base/error.h"
+#include "tb/base/outfile.h"
 #include "tb/base/log.h"
 #include "tb/base/metrics.h"
 #include "tb/base/signals.h"
@@ -107,7 +108,6 @@ typedef struct emitter {
     uint64_t feature_bytes;
     int logged_union;
     uint64_t built;              /* batches built so far (with the union of their time) */
-    int remove_output;           /* a feature file refused part-way is removed, not left truncated */
 } emitter;
 
 static int reserve(emitter *e, int B, int T)
@@ -460,13 +460,12 @@ static double now_s(void)
 }
 
 /* File output without an estimate (live input): adds one batch of B x T to *written and checks
- * the total; a refusal marks the incomplete file for removal. */
+ * the total. A refusal fails the run: the message file's temporary is removed when the stream
+ * closes, and an existing output file stays as it was. */
 static int check_growth(emitter *e, uint64_t *written, int64_t B, int64_t T)
 {
     *written += tb_emit_file_estimate(&e->uni, &e->meta, 1, B, T);
-    int rc = check_space(e, *written, "so far");
-    if (rc) e->remove_output = 1;
-    return rc;
+    return check_space(e, *written, "so far");
 }
 
 static int emit_loop(emitter *e, tb_emit_result *res, tb_metrics *mx, tb_progress *pr)
@@ -533,6 +532,8 @@ static int load_teacher(emitter *e)
     int rc = TB_OK;
     const tb_emit_opts *o = e->o;
     TB_TRY(tb_emit_load_model(o->teacher, &e->teacher, e->meta.vocab_hash, sizeof e->meta.vocab_hash));
+    if (!e->meta.vocab_hash[0])
+        TB_WARN("teacher %s has no vocab.txt: cannot check that the batches were made with its vocabulary", o->teacher);
     if (o->threads > 0) tb_bert_set_threads(&e->teacher, o->threads);
     char vh[TB_FEATURES_HASH_MAX];
     memcpy(vh, e->meta.vocab_hash, sizeof vh);
@@ -560,6 +561,14 @@ static void fill_result(const emitter *e, tb_emit_result *res)
     res->sent = e->uni;
 }
 
+/* Refuses an output (the features, the metrics) that is one of the inputs, before anything opens. */
+static int check_paths(const tb_emit_opts *o)
+{
+    const tb_path_arg ins[] = {{"input", o->input}, {"teacher", o->teacher}};
+    const tb_path_arg outs[] = {{"output", o->output}, {"metrics", o->metrics_path}};
+    return tb_output_check(outs, 2, ins, 2);
+}
+
 int tb_emit_run(const tb_emit_opts *o, tb_emit_result *res)
 {
     int rc = TB_OK;
@@ -575,6 +584,7 @@ int tb_emit_run(const tb_emit_opts *o, tb_emit_result *res)
     TB_CHECK(o && o->teacher && o->input && o->output, TB_EINVAL, "tb-emit needs a teacher, an input and an output");
     TB_CHECK(o->dtype == TB_F32 || o->dtype == TB_F16, TB_EINVAL, "feature dtype must be f32 or f16");
     TB_CHECK(o->students >= 1, TB_EINVAL, "--students must be >= 1, got %d", o->students);
+    TB_TRY(check_paths(o));
     e.input_is_file = !tb_emit_is_stream(o->input);
     e.out_is_file = !tb_emit_is_stream(o->output);
     TB_TRY(tb_metrics_open(&mx, "tb-emit", o->metrics_path));
@@ -613,8 +623,6 @@ error:
         tb_stream_close(e.out);
     }
     tb_stream_close(e.in);
-    if (e.remove_output && unlink(file_path(o->output)) == 0)
-        TB_INFO("removed the incomplete feature file %s", file_path(o->output));
     tb_batch_free(&e.pending);
     tb_bert_free(&e.teacher);
     tb_metrics_close(&mx);

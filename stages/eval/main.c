@@ -6,7 +6,9 @@
 #include "tb/base/error.h"
 #include "tb/train/evaluate.h"
 #include "tb/base/log.h"
+#include "tb/base/outfile.h"
 #include "tb/base/threads.h"
+#include "tb/text/vocab.h"
 #include "tb/train/trainer.h"
 
 #include <errno.h>
@@ -43,6 +45,10 @@ static const tb_stage_info info = {
                "one after the other and the table shows the speed-up and size ratio of the second.",
 };
 
+/* Outputs that must not be one of the inputs (checked before anything is read or written). */
+static const char *const out_opts[] = {"json", "predictions", "metrics", NULL};
+static const char *const in_opts[] = {"input", "model", "compare", NULL};
+
 typedef struct eval_one {
     tb_eval_result r;
     int64_t params;
@@ -64,10 +70,26 @@ error:
     return rc;
 }
 
+/* The vocabulary hash of checkpoint `path` (its vocab.txt) into hash, and where it comes from
+ * into from; hash = "" (with a warning) when the checkpoint has none. */
+static int model_vocab(const char *path, char *hash, size_t hn, char *from, size_t fn)
+{
+    int rc = TB_OK;
+    char dir[4096];
+    TB_TRY(tb_checkpoint_resolve(path, dir, sizeof dir));
+    TB_TRY(tb_vocab_hash_in(dir, hash, hn));
+    snprintf(from, fn, "checkpoint %s's vocab.txt", dir);
+    if (!hash[0])
+        TB_WARN("checkpoint %s has no vocab.txt: cannot check that the batches were made with its vocabulary", dir);
+error:
+    return rc;
+}
+
 static int eval_model(const tb_cli *cli, const char *path, const char *predictions, eval_one *out)
 {
     int rc = TB_OK;
     tb_bert_model m = {0};
+    char vhash[64], vfrom[4200];
     tb_model_source src = {.init_path = path, .mlm_head = 0};
     TB_TRY(tb_trainer_model_open(&m, &src));
     tb_bert_set_threads(&m, tb_threads_count());
@@ -76,6 +98,9 @@ static int eval_model(const tb_cli *cli, const char *path, const char *predictio
     eo.input = tb_cli_str(cli, "input");
     eo.predictions_path = predictions;
     eo.max_batches = tb_cli_int(cli, "max-batches");
+    TB_TRY(model_vocab(path, vhash, sizeof vhash, vfrom, sizeof vfrom));
+    eo.expect_vocab_hash = vhash;
+    eo.vocab_from = vfrom;
     TB_TRY(kind_of(cli, &eo.kind));
     TB_TRY(tb_evaluate(&m, &eo, &out->r));
     tb_eval_model_size(&m, &out->params, &out->mb);
@@ -85,25 +110,32 @@ error:
     return rc;
 }
 
+/* One JSON line per model to --json: standard output, or a file replaced only when complete. */
 static int write_json(const tb_cli *cli, const eval_one *e, const char *const *names, int n)
 {
     int rc = TB_OK;
     const char *path = tb_cli_str(cli, "json");
-    FILE *f = NULL;
+    tb_outfile o = {0};
+    FILE *f = stdout;
     char *line = NULL;
     if (!path || !*path) return TB_OK;
-    f = strcmp(path, "-") == 0 ? stdout : fopen(path, "w");
-    TB_CHECK(f, TB_EIO, "cannot create %s: %s", path, strerror(errno));
+    if (strcmp(path, "-") != 0) {
+        TB_TRY(tb_outfile_open(&o, path));
+        f = o.f;
+    }
     for (int i = 0; i < n; i++) {
         TB_TRY(tb_eval_format_json(&e[i].r, names[i], e[i].params, e[i].mb, &line));
         TB_CHECK(fprintf(f, "%s\n", line) > 0, TB_EIO, "cannot write %s: %s", path, strerror(errno));
         free(line);
         line = NULL;
     }
-    TB_CHECK(fflush(f) == 0, TB_EIO, "cannot write %s: %s", path, strerror(errno));
+    if (f == stdout)
+        TB_CHECK(fflush(f) == 0, TB_EIO, "cannot write %s: %s", path, strerror(errno));
+    else
+        TB_TRY(tb_outfile_commit(&o));
 error:
     free(line);
-    if (f && f != stdout) fclose(f);
+    tb_outfile_abort(&o);
     return rc;
 }
 
@@ -114,6 +146,7 @@ static int run(const tb_cli *cli)
     const char *names[2] = {tb_cli_str(cli, "model"), tb_cli_str(cli, "compare")};
     int n = names[1] ? 2 : 1;
     char *table = NULL;
+    TB_TRY(tb_cli_output_check(cli, out_opts, in_opts));
     for (int i = 0; i < n; i++) TB_TRY(eval_model(cli, names[i], i == 0 ? tb_cli_str(cli, "predictions") : NULL, &e[i]));
     const tb_eval_result *rs[2] = {&e[0].r, &e[1].r};
     int64_t params[2] = {e[0].params, n > 1 ? e[1].params : 0};

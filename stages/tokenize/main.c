@@ -5,6 +5,7 @@
 #include "feed.h"
 #include "textin.h"
 #include "tb/base/log.h"
+#include "tb/base/outfile.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -74,6 +75,10 @@ static const tb_stage_info info = {
                "checkpoint at batch K gets K, K+1, ... recomputed exactly. See docs/data.md for formats.",
 };
 
+/* Outputs that must not be one of the inputs (checked before anything is read or written). */
+static const char *const out_opts[] = {"output", "metrics", NULL};
+static const char *const in_opts[] = {"input", "vocab", NULL};
+
 static void feed_opts_from_cli(const tb_cli *cli, tb_feed_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -120,7 +125,8 @@ int main(int argc, char **argv)
     tb_progress_mode pm;
     char rows_path[4096] = "";
     const char *input = fo.input;
-    int rc = tb_progress_parse_mode(tb_cli_str(&cli, "progress"), &pm);
+    int rc = tb_cli_output_check(&cli, out_opts, in_opts);
+    if (!rc) rc = tb_progress_parse_mode(tb_cli_str(&cli, "progress"), &pm);
     if (!rc) rc = tb_metrics_open(&metrics, info.name, tb_cli_str(&cli, "metrics"));
     if (!rc && tb_textin_is_stream(input)) {
         rc = tb_textin_fetch(input, fo.format, NULL, rows_path, sizeof rows_path);

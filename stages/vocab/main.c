@@ -3,6 +3,7 @@
 #include "tb/text/dataset.h"
 #include "tb/base/error.h"
 #include "tb/base/log.h"
+#include "tb/base/outfile.h"
 #include "tb/text/vocab.h"
 #include "tb/text/vocab_build.h"
 
@@ -39,6 +40,10 @@ static const tb_stage_info info = {
                "adjacent pieces. The result is a standard vocab.txt.",
 };
 
+/* Outputs that must not be one of the inputs (checked before anything is read or written). */
+static const char *const out_opts[] = {"output", "metrics", NULL};
+static const char *const in_opts[] = {"input", NULL};
+
 /* --hash PATH: prints the vocabulary hash of an existing vocab.txt. */
 static int print_hash(const char *path)
 {
@@ -70,6 +75,7 @@ static int learn(const tb_cli *cli)
         code = TB_EXIT_USAGE;
         goto done;
     }
+    if (tb_cli_output_check(cli, out_opts, in_opts) != TB_OK) goto fail;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     tb_read_opts ro = {.lenient = tb_cli_bool(cli, "lenient")};

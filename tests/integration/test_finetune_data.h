@@ -7,6 +7,7 @@
 #include "tb/base/error.h"
 #include "tb/wire/stream.h"
 #include "tb/base/tensor.h"
+#include "tb/text/vocab.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +35,22 @@ static inline int ft_write_vocab(const char *path)
     fputs("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", f);
     for (int i = 5; i < 40; i++) fprintf(f, "w%d\n", i);
     return fclose(f);
+}
+
+/* The vocabulary hash of ft_write_vocab's vocabulary ("fnv1a64:..."), which the batches below carry. */
+static inline const char *ft_vocab_hash(char *buf, size_t n)
+{
+    char words[40][8];
+    const char *tok[40] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+    for (int i = 5; i < 40; i++) {
+        snprintf(words[i], sizeof words[i], "w%d", i);
+        tok[i] = words[i];
+    }
+    tb_vocab v = {0};
+    buf[0] = 0;
+    if (tb_vocab_from_tokens(&v, tok, 40) == TB_OK) tb_vocab_hash_str(&v, buf, n);
+    tb_vocab_free(&v);
+    return buf;
 }
 
 /* Deterministic pseudo-random numbers for test data (splitmix64). */
@@ -98,6 +115,8 @@ static inline int ft_write_batches_ex(const char *path, int n, int B, int T, uin
     snprintf(ep, sizeof ep, "file:%s", path);
     int rc = tb_stream_open(&s, ep, TB_STREAM_WRITE, NULL);
     uint64_t rng = seed;
+    char vhash[32];
+    ft_vocab_hash(vhash, sizeof vhash);
     for (int k = 0; k < n && rc == TB_OK; k++) {
         tb_batch b = {0};
         tb_msg m;
@@ -105,7 +124,7 @@ static inline int ft_write_batches_ex(const char *path, int n, int B, int T, uin
         rc = ft_make_batch(&b, B, T, &rng, regression, (int64_t)k * B);
         if (!rc && predictable) ft_make_predictable(&b, &rng);
         b.index = k;
-        if (!rc) rc = tb_batch_to_msg(&b, "test", regression ? "regression" : "0,1", &m);
+        if (!rc) rc = tb_batch_to_msg(&b, vhash, regression ? "regression" : "0,1", &m);
         if (!rc) rc = tb_stream_send(s, &m, NULL);
         tb_msg_free(&m);
         tb_batch_free(&b);

@@ -232,10 +232,15 @@ Test(stream_file, truncation_and_corruption_are_detected)
     cr_assert_eq(read_file(cut, &n), TB_EFORMAT);
     cr_assert(strstr(tb_err_msg(), "not a tinybert-c message file"), "%s", tb_err_msg());
 
-    /* A writer that never finished leaves a file that replays but reports the missing END. */
+    /* A writer that never finished leaves the file it would have replaced as it was (it wrote
+     * under a temporary name), and no partial file anywhere. */
     write_file(path, 10, 0);
-    cr_assert_eq(read_file(path, &n), TB_EFORMAT);
-    cr_assert_eq(n, 10);
+    cr_assert_eq(read_file(path, &n), TB_EEND, "%s", tb_err_msg());
+    cr_assert_eq(n, 40);
+    cr_assert_eq(file_size(path), size);
+    write_file(cut, 10, 0);
+    cr_assert_eq(read_file(cut, &n), TB_EFORMAT); /* the text file written above, untouched */
+    cr_assert(strstr(tb_err_msg(), "not a tinybert-c message file"), "%s", tb_err_msg());
     free(all);
     tb_proc_rmdir(dir);
 }

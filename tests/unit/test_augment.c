@@ -561,6 +561,9 @@ Test(augment, bad_input)
     cr_assert_eq(run_file(&t, write_file("badlabel.txt", "good film\tpositive\n"), "simple", 5, 3, 0, 8, out),
                  TB_EFORMAT);
     cr_assert(strstr(tb_err_msg(), "badlabel.txt:1"), "%s", tb_err_msg());
+    cr_assert_eq(run_file(&t, write_file("biglabel.txt", "good film\t1\nbad film\t300\n"), "simple", 5, 3, 0, 8, out),
+                 TB_EFORMAT); /* the simple format's class ids end at 255, as its reader's */
+    cr_assert(strstr(tb_err_msg(), "biglabel.txt:2") && strstr(tb_err_msg(), "label 300"), "%s", tb_err_msg());
     cr_assert_eq(run_file(&t, write_file("sst.tsv", "sentence\tlabel\ngood film\t7\n"), "sst-2", 5, 3, 0, 8, out),
                  TB_EFORMAT);
     cr_assert(strstr(tb_err_msg(), "sst.tsv:2") && strstr(tb_err_msg(), "'7'"), "%s", tb_err_msg());

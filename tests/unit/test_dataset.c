@@ -277,6 +277,41 @@ Test(readers, simple_format_strict_and_lenient)
     tb_dataset_free(&ds);
 }
 
+/* Issue 15, item 7: a label above the simple format's largest class id (255) is a bad row naming
+ * file:line and the label, not a failure later ("label order does not fit in 1024 bytes"). The
+ * largest allowed label gives 256 classes whose label order "0,1,...,255" (913 bytes, counted by
+ * hand: 10 x 1 + 90 x 2 + 156 x 3 digits and 255 commas) fits a batch. */
+Test(readers, simple_label_above_the_largest_class_names_file_and_line)
+{
+    const char *p = write_file("big.txt", "a\t1\nb\t0\n\nc\t300\n");
+    tb_dataset ds;
+    cr_expect_eq(tb_dataset_read_simple(&ds, p, NULL), TB_EFORMAT);
+    cr_expect(strstr(tb_err_msg(), "big.txt:4:") && strstr(tb_err_msg(), "label 300") &&
+                  strstr(tb_err_msg(), "255"),
+              "%s", tb_err_msg());
+    p = write_file("huge.txt", "a\t1\nc\t99999999999999999999\n");
+    cr_expect_eq(tb_dataset_read_simple(&ds, p, NULL), TB_EFORMAT);
+    cr_expect(strstr(tb_err_msg(), "huge.txt:2:") && strstr(tb_err_msg(), "above 255"), "%s", tb_err_msg());
+    tb_read_opts o = {.lenient = 1};
+    p = write_file("big.txt", "a\t1\nb\t0\n\nc\t300\n");
+    cr_assert_eq(tb_dataset_read_simple(&ds, p, &o), TB_OK, "%s", tb_err_msg());
+    cr_expect_eq(ds.skipped, 1);
+    cr_expect_eq(ds.skipped_first_line, 4);
+    cr_expect_eq(ds.n_labels, 2);
+    tb_dataset_free(&ds);
+    p = write_file("max.txt", "a\t255\nb\t0\n");
+    cr_assert_eq(tb_dataset_read_simple(&ds, p, NULL), TB_OK, "%s", tb_err_msg());
+    cr_expect_eq(ds.n_labels, 256);
+    char order[1024];
+    cr_assert_eq(tb_dataset_label_order(&ds, order, sizeof order), TB_OK, "%s", tb_err_msg());
+    cr_expect_eq(strlen(order), 913u);
+    cr_expect(strncmp(order, "0,1,2,", 6) == 0 && strcmp(order + strlen(order) - 8, ",254,255") == 0, "%s", order);
+    char small[64];
+    cr_expect_eq(tb_dataset_label_order(&ds, small, sizeof small), TB_EINVAL);
+    cr_expect(strstr(tb_err_msg(), "max.txt") && strstr(tb_err_msg(), "256 classes"), "%s", tb_err_msg());
+    tb_dataset_free(&ds);
+}
+
 Test(readers, plain_corpus_documents)
 {
     const char *p = write_file("c.txt", "First sentence.\r\n  Second one.  \n\n\nDoc two.\n \nDoc three\n");
@@ -715,4 +750,29 @@ Test(readers, texts_match_golden_extraction)
     expect_texts_equal_golden(TB_TASK_SST2, "sst2/train.tsv", "golden/sst2-train-4000.txt", 4000);
     expect_texts_equal_golden(TB_TASK_COLA, "cola/train.tsv", "golden/cola-train-4000.txt", 4000);
     expect_texts_equal_golden(TB_TASK_MRPC, "mrpc/train.tsv", "golden/mrpc-train-4000.txt", 2000);
+}
+
+/* Where ids meet a model: a batch's vocab_hash must equal the model's; nothing to compare (no
+ * expected hash, or a batch without the field) passes; a non-string field is malformed. */
+Test(batches, vocabulary_check_names_both_hashes_the_source_and_the_batch)
+{
+    tb_msg m;
+    tb_msg_init(&m);
+    cr_assert_eq(tb_batch_check_vocab(&m, "fnv1a64:0000000000000001", "model X", "dev.tbm", 3), TB_OK);
+    cr_assert_eq(tb_msg_set_str(&m, "vocab_hash", "fnv1a64:0000000000000002"), TB_OK);
+    cr_expect_eq(tb_batch_check_vocab(&m, NULL, NULL, "dev.tbm", 3), TB_OK);
+    cr_expect_eq(tb_batch_check_vocab(&m, "", NULL, "dev.tbm", 3), TB_OK);
+    cr_expect_eq(tb_batch_check_vocab(&m, "fnv1a64:0000000000000002", "model X", "dev.tbm", 3), TB_OK);
+    cr_assert_eq(tb_batch_check_vocab(&m, "fnv1a64:0000000000000001", "checkpoint c's vocab.txt", "dev.tbm", 3),
+                 TB_EFORMAT);
+    const char *e = tb_err_msg();
+    cr_expect(strstr(e, "dev.tbm: batch 3") && strstr(e, "fnv1a64:0000000000000002") &&
+                  strstr(e, "checkpoint c's vocab.txt is fnv1a64:0000000000000001") && strstr(e, "tb-tokenize --vocab"),
+              "%s", e);
+    tb_msg_free(&m);
+    tb_msg_init(&m);
+    cr_assert_eq(tb_msg_set_int(&m, "vocab_hash", 7), TB_OK);
+    cr_expect_eq(tb_batch_check_vocab(&m, "fnv1a64:0000000000000001", NULL, "dev.tbm", 0), TB_EFORMAT);
+    cr_expect(strstr(tb_err_msg(), "'vocab_hash' is not a string"), "%s", tb_err_msg());
+    tb_msg_free(&m);
 }

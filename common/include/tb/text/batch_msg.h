@@ -26,6 +26,18 @@ int tb_batch_to_msg(const tb_batch *b, const char *vocab_hash, const char *label
  * not 0/1 or negative ids; each message names the field. */
 int tb_batch_from_msg(tb_batch *b, const tb_msg *m);
 
+/* Where token ids meet a model: checks that batch `seq` of `source` (an endpoint or file, for
+ * the message) was made with the vocabulary whose hash is `expect` ("fnv1a64:..."), which comes
+ * from `expect_from` (e.g. "checkpoint out/step-9's vocab.txt"). TB_OK when `expect` is NULL or
+ * "" (nothing to check against) or the batch carries no vocab_hash; TB_EFORMAT naming both
+ * hashes, the source, the batch and what to do when they differ. */
+int tb_batch_check_vocab(const tb_msg *m, const char *expect, const char *expect_from, const char *source,
+                         uint64_t seq);
+
+/* tb_batch_check_vocab on the first batch of the message file `path` (before a long run reads
+ * it, e.g. a dev set evaluated only at the end). TB_OK for an empty file or nothing to check. */
+int tb_batch_file_check_vocab(const char *path, const char *expect, const char *expect_from);
+
 /* The tensor fields of a token batch message, as a port description for --describe
  * (tb/base/cli.h): every stage that reads or writes token batches declares these. */
 extern const tb_port_field tb_batch_port_fields[];

@@ -25,10 +25,12 @@ typedef struct tb_read_opts {
 int tb_dataset_read_glue(tb_dataset *ds, tb_task task, const char *path, const tb_read_opts *opts);
 
 /* Reads the simple format of the seed project: one example per line, fields split on "\t",
- * label = last field (a decimal integer >= 0), text_a = first field, text_b = second field when
+ * label = last field (a decimal integer 0 .. TB_SIMPLE_MAX_LABEL; a larger one is a bad row naming
+ * file:line), text_a = first field, text_b = second field when
  * there are more than 2 fields. A line whose label is not an integer (e.g. a continuation
  * fragment) is an error in strict mode; in lenient mode it is skipped and counted, which is what
  * the seed project does silently. Lines with one field are malformed. Blank lines are skipped. */
+#define TB_SIMPLE_MAX_LABEL 255 /* class ids 0..255: a label order "0,1,...,255" fits every batch */
 int tb_dataset_read_simple(tb_dataset *ds, const char *path, const tb_read_opts *opts);
 
 /* Reads a plain corpus: one sentence per line, a blank line between documents; each non-blank

@@ -44,7 +44,11 @@ int32_t tb_vocab_find_cont(const tb_vocab *v, const char *s, size_t len);
 const char *tb_vocab_token(const tb_vocab *v, int32_t id);
 /* Writes "fnv1a64:0123456789abcdef" (25 bytes with NUL) into buf. */
 const char *tb_vocab_hash_str(const tb_vocab *v, char *buf, size_t n);
-/* Writes the vocabulary as vocab.txt (one token per line, LF). */
+/* The hash string of DIR/vocab.txt (a checkpoint folder's vocabulary) into buf; buf = "" when
+ * DIR has no vocab.txt. Fails only on an unreadable or malformed vocab.txt. */
+int tb_vocab_hash_in(const char *dir, char *buf, size_t n);
+/* Writes the vocabulary as vocab.txt (one token per line, LF), under a temporary name renamed
+ * into place when complete (tb/base/outfile.h): an existing file is replaced whole or not at all. */
 int tb_vocab_save(const tb_vocab *v, const char *path);
 
 #endif

@@ -13,6 +13,9 @@
  * "label_order" (class ids when the batches carry none), or the predicted value with 3 decimals
  * for regression. Written under a temporary name and renamed when complete.
  *
+ * Vocabulary: with expect_vocab_hash set, a batch made with another vocabulary (its vocab_hash)
+ * stops the evaluation with an error naming both hashes, the input and the batch.
+ *
  * Speed: examples per second of the forward passes alone (examples_per_s) and of the whole run
  * including reading and decoding (wall_examples_per_s).
  */
@@ -32,6 +35,10 @@ typedef struct tb_eval_opts {
                                       arena is reused instead of rebuilt */
     int64_t max_batches;           /* > 0: stop after this many batches */
     int recv_timeout_ms;           /* per message; <= 0: wait (the dead-producer check applies) */
+    const char *expect_vocab_hash; /* the model's vocabulary hash: every batch's vocab_hash must equal
+                                      it (tb_batch_check_vocab); NULL or "": unchecked */
+    const char *vocab_from;        /* where that hash comes from, for the error ("checkpoint X's
+                                      vocab.txt"); NULL: "the model's vocabulary" */
 } tb_eval_opts;
 
 typedef struct tb_eval_result {
