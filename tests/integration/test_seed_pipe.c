@@ -66,11 +66,15 @@ Test(seed_pipe, tiny_flow_end_to_end_with_lenient_readers, .timeout = 900)
     char *err = slurp(p);
     cr_assert_eq(code, 0, "the flow failed:\n%s", err);
 
-    /* the malformed line, named by tb-vocab / tb-tokenize (file and first line) and tb-augment
-     * (file:line of the subset it augments) */
+    /* the malformed line, named by tb-vocab / tb-tokenize (each skipped line, then the count and
+     * the first line) and tb-augment (file:line of the subset it augments) */
     char want[600];
     snprintf(want, sizeof want, "%s/train.txt: skipped 1 malformed rows (first at line 3)", d);
     cr_assert(strstr(err, want), "no '%s' in:\n%s", want, err);
+    snprintf(want, sizeof want, "skipped (lenient): %s/train.txt:3: label 'X", d);
+    cr_assert(strstr(err, want), "no '%s' in:\n%s", want, err);
+    /* the label is quoted in whole characters: 40 bytes of this one end inside one */
+    cr_assert(strstr(err, "\xe7\x8e\x8b...' (last field) is not an integer"), "%s", err);
     snprintf(want, sizeof want, "skipped (--lenient): %s/run/train-head.txt:3:", d);
     cr_assert(strstr(err, want), "no '%s' in:\n%s", want, err);
     free(err);
