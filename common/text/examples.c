@@ -3,6 +3,7 @@
 #include "examples_priv.h"
 
 #include "tb/base/error.h"
+#include "tb/base/log.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,9 @@ int tb_ds_bad_row(tb_dataset *ds, int lenient, int64_t line, const char *msg)
                       ds->path, (long long)line, msg);
     if (ds->skipped == 0) ds->skipped_first_line = line;
     ds->skipped++;
+    if (ds->skipped <= 20)
+        TB_WARN("skipped (lenient): %s:%lld: %s%s", ds->path, (long long)line, msg,
+                ds->skipped == 20 ? " (further skipped rows are only counted)" : "");
     return TB_OK;
 }
 

@@ -129,8 +129,10 @@ static int simple_row(const tb_task_info *ti, const fields *fs, row *out, char *
     }
     const field *fl = &fs->f[fs->count - 1];
     if (!parse_label_int(fl->p, fl->n, &out->label)) {
-        snprintf(msg, msgn, "label '%.*s' (last field) is not an integer >= 0", (int)(fl->n > 40 ? 40 : fl->n),
-                 fl->p);
+        size_t n = fl->n > 40 ? 40 : fl->n;
+        while (n < fl->n && n > 0 && ((unsigned char)fl->p[n] & 0xC0) == 0x80) n--; /* whole characters */
+        snprintf(msg, msgn, "label '%.*s%s' (last field) is not an integer >= 0", (int)n, fl->p,
+                 n < fl->n ? "..." : "");
         return 0;
     }
     if (out->label > TB_SIMPLE_MAX_LABEL) {

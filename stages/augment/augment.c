@@ -52,8 +52,16 @@ static const char *strs_at(const tb_strs *s, int i)
     return s->buf + s->off[i];
 }
 
-/* Appends w to the growing sentence b (a space before every word but the first). */
-static int cat_word(char **b, size_t *len, size_t *cap, const char *w, int first)
+/* 1 when the words prev and w are joined without a space: `cjk_join` and either of them is a CJK
+ * character (tb_augment_is_cjk_text_char). The basic tokenizer splits such characters apart
+ * anyway, so the sentence tokenizes the same either way. */
+static int no_space(const char *prev, const char *w, int cjk_join)
+{
+    return cjk_join && (tb_augment_is_cjk_text_char(prev, strlen(prev)) || tb_augment_is_cjk_text_char(w, strlen(w)));
+}
+
+/* Appends w to the growing sentence b (a space before every word but the first, unless `tight`). */
+static int cat_word(char **b, size_t *len, size_t *cap, const char *w, int first, int tight)
 {
     size_t wl = strlen(w);
     if (*len + wl + 2 > *cap) {
@@ -64,7 +72,7 @@ static int cat_word(char **b, size_t *len, size_t *cap, const char *w, int first
         *b = nb;
         *cap = nc;
     }
-    if (!first) (*b)[(*len)++] = ' ';
+    if (!first && !tight) (*b)[(*len)++] = ' ';
     memcpy(*b + *len, w, wl);
     *len += wl;
     (*b)[*len] = 0;
@@ -81,13 +89,18 @@ int tb_augment_draw(const tb_aug_sentence *s, const char *original, uint64_t see
     out->len = 0;
     TB_CHECK(example <= UINT32_MAX, TB_EINVAL, "augment: example index %llu beyond 2^32", (unsigned long long)example);
     const int32_t nw = s->words.count, E = s->n_elig;
-    for (int32_t k = 0; k < nw; k++) TB_TRY(cat_word(&base, &base_len, &base_cap, s->words.buf + s->words.off[k], k == 0));
-    if (!base) TB_TRY(cat_word(&base, &base_len, &base_cap, "", 1));
+    for (int32_t k = 0; k < nw; k++) {
+        const char *w = s->words.buf + s->words.off[k];
+        int tight = k > 0 && no_space(s->words.buf + s->words.off[k - 1], w, s->cjk_join);
+        TB_TRY(cat_word(&base, &base_len, &base_cap, w, k == 0, tight));
+    }
+    if (!base) TB_TRY(cat_word(&base, &base_len, &base_cap, "", 1, 0));
     if (E == 0) goto error; /* nothing can change */
     tb_rng_key key = tb_rng_key_make(seed, TB_RNG_AUGMENT);
     for (int d = 0; d < N; d++) {
         cur_len = 0;
         int32_t e = 0;
+        const char *prev = NULL;
         for (int32_t k = 0; k < nw; k++) {
             const char *w = s->words.buf + s->words.off[k];
             if (e < E && s->elig[e] == k) {
@@ -99,7 +112,8 @@ int tb_augment_draw(const tb_aug_sentence *s, const char *original, uint64_t see
                 if ((double)(u_use >> 8) * (1.0 / 16777216.0) < p) w = s->cand[s->cand_off[e] + pick];
                 e++;
             }
-            TB_TRY(cat_word(&cur, &cur_len, &cur_cap, w, k == 0));
+            TB_TRY(cat_word(&cur, &cur_len, &cur_cap, w, k == 0, prev && no_space(prev, w, s->cjk_join)));
+            prev = w;
         }
         if (strcmp(cur, original) == 0 || strcmp(cur, base) == 0) continue;
         int seen = 0;
@@ -384,6 +398,7 @@ int tb_augment_file(tb_cands *c, const tb_augment_opts *o, tb_progress *progress
     TB_CHECK(o->chunk >= 1, TB_EINVAL, "augment: chunk must be >= 1, got %d", o->chunk);
     TB_CHECK(o->columns & 3, TB_EINVAL, "augment: no text column to augment");
     TB_TRY(tb_rows_open(&rows, o->input, o->format));
+    rows.lenient = o->lenient;
     TB_TRY(chunk_init(&ch, o->chunk));
     TB_TRY(sink_open(&out, o, rows.header));
     int64_t total = count_lines(o->input);
@@ -419,7 +434,10 @@ int tb_augment_file(tb_cands *c, const tb_augment_opts *o, tb_progress *progress
         st->rows += n;
         if (progress) tb_progress_update(progress, st->rows, st->rows, NAN, NAN);
     }
-    TB_CHECK(st->rows > 0, TB_EFORMAT, "%s: no examples to augment (empty input)", o->input);
+    st->skipped = rows.skipped;
+    st->skipped_first_line = rows.skipped_first_line;
+    TB_CHECK(st->rows > 0, TB_EFORMAT, "%s: no examples to augment (%s)", o->input,
+             rows.skipped ? "every row was malformed and skipped" : "empty input");
     TB_TRY(sink_finish(&out));
     if (progress) tb_progress_finish(progress);
 error:

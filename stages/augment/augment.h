@@ -54,10 +54,12 @@ typedef struct tb_augment_opts {
     int columns;         /* bit 0: augment text a, bit 1: text b (pair tasks) */
     int pair_quirk;      /* the reference's row order for pairs (see above) */
     int chunk;           /* rows per chunk (memory bound), >= 1 */
+    int lenient;         /* skip malformed rows (a warning naming file:line each) instead of failing */
 } tb_augment_opts;
 
 typedef struct tb_augment_stats {
     int64_t rows, texts, rows_out;
+    int64_t skipped, skipped_first_line;  /* lenient: malformed rows skipped, the first one's line */
 } tb_augment_stats;
 
 /* 1 when `output` names a message stream (tcp://, ipc://, file:PATH), 0 for a task file. */

@@ -1,5 +1,6 @@
 /* stages/augment/augmenter.c - see augmenter.h. */
 #include "augmenter.h"
+#include "shipped.h"
 
 #include "tb/base/error.h"
 #include "tb/base/log.h"
@@ -28,10 +29,21 @@ error:
     return rc;
 }
 
+/* `given`, or the shipped file `rel` when it is NULL (shipped.h), into buf[cap]; *path points to it. */
+static int data_file(const char *given, const char *rel, const char *option, char *buf, size_t cap, const char **path)
+{
+    *path = given;
+    if (given) return TB_OK;
+    int rc = tb_shipped_find(rel, option, buf, cap);
+    if (rc == TB_OK) *path = buf;
+    return rc;
+}
+
 int tb_augmenter_open(tb_augmenter *a, const tb_augmenter_opts *o)
 {
     int rc = TB_OK;
-    char vocab[PATH_MAX];
+    char vocab[PATH_MAX], stop_buf[PATH_MAX], glove_buf[PATH_MAX];
+    const char *stopwords, *glove;
     memset(a, 0, sizeof *a);
     TB_TRY(tb_augment_load_teacher(&a->model, o->model));
     if (o->vocab) {
@@ -46,13 +58,14 @@ int tb_augmenter_open(tb_augmenter *a, const tb_augmenter_opts *o)
     tb_tokenizer_opts to = tb_tokenizer_opts_default();
     to.do_lower_case = !o->cased;
     TB_TRY(tb_tokenizer_init(&a->tok, vocab, &to));
-    TB_TRY(tb_stopwords_load(&a->stop, o->stopwords));
+    TB_TRY(data_file(o->stopwords, TB_SHIPPED_STOPWORDS, "stopwords", stop_buf, sizeof stop_buf, &stopwords));
+    TB_TRY(tb_stopwords_load(&a->stop, stopwords));
     TB_TRY(tb_cands_init(&a->cands, &a->tok, &a->model, &a->stop, NULL, &o->cands));
     if (o->vectors == TB_VEC_GLOVE) {
         int from_cache = 0;
-        TB_CHECK(o->glove, TB_EINVAL, "GloVe vectors: no file given (--glove)");
-        TB_TRY(tb_vectors_open(&a->vec, o->glove, o->glove_cache, o->glove_max_words, o->cands.threads, &from_cache));
-        TB_INFO("word vectors: %lld x %d from %s%s", (long long)a->vec.rows, a->vec.dim, o->glove,
+        TB_TRY(data_file(o->glove, TB_SHIPPED_GLOVE, "glove", glove_buf, sizeof glove_buf, &glove));
+        TB_TRY(tb_vectors_open(&a->vec, glove, o->glove_cache, o->glove_max_words, o->cands.threads, &from_cache));
+        TB_INFO("word vectors: %lld x %d from %s%s", (long long)a->vec.rows, a->vec.dim, glove,
                 from_cache ? " (cache)" : "");
         a->cands.vec = &a->vec;
     } else if (o->vectors == TB_VEC_TEACHER) {

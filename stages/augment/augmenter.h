@@ -10,9 +10,9 @@ typedef enum tb_vec_source { TB_VEC_GLOVE = 0, TB_VEC_TEACHER, TB_VEC_NONE } tb_
 typedef struct tb_augmenter_opts {
     const char *model;        /* checkpoint folder (or run folder with "latest") with an MLM head */
     const char *vocab;        /* NULL: the checkpoint's vocab.txt */
-    const char *stopwords;    /* one word a line */
+    const char *stopwords;    /* one word a line; NULL: the shipped list (shipped.h) */
     tb_vec_source vectors;
-    const char *glove;        /* TB_VEC_GLOVE: the text file */
+    const char *glove;        /* TB_VEC_GLOVE: the text file; NULL: the shipped GloVe subset */
     int64_t glove_max_words;  /* first lines read (100,000); <= 0: all */
     const char *glove_cache;  /* NULL: none */
     int cased;                /* keep case and accents (cased vocabularies) */

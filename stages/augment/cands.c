@@ -77,6 +77,7 @@ int tb_cands_prepare(const tb_cands *c, tb_aug_sentence *s, const char *text, si
 {
     int rc = TB_OK;
     const tb_vocab *v = &c->tok->vocab;
+    s->cjk_join = c->opts.cjk;
     TB_TRY(tb_basic_tokenize(&c->tok->opts, text, len, &s->words));
     TB_TRY(tb_tokenizer_tokenize(c->tok, text, len, &s->pieces));
     int32_t nw = s->words.count;
@@ -302,9 +303,10 @@ static void fill_row(const tb_cands *c, const tb_aug_sentence *s, const mlm_job 
 }
 
 /* Top M ids of logits[V] (highest first, equal: lower id first) without "##" pieces, as strings
- * into out; returns how many. */
+ * into out; returns how many. `cjk_only`: of those, only single CJK ideographs are kept (the
+ * candidates of a CJK word under --cjk). */
 static int top_tokens(const tb_vocab *v, const float *logits, int V, int M, int64_t *ids, float *vals,
-                      const char **out)
+                      int cjk_only, const char **out)
 {
     int k = 0;
     for (int i = 0; i < V; i++) {
@@ -322,7 +324,9 @@ static int top_tokens(const tb_vocab *v, const float *logits, int V, int M, int6
     int n = 0;
     for (int q = 0; q < k; q++) {
         const char *t = tb_vocab_token(v, (int32_t)ids[q]);
-        if (strncmp(t, "##", 2) != 0) out[n++] = t;
+        if (strncmp(t, "##", 2) == 0) continue;
+        if (cjk_only && !tb_augment_is_cjk_char(t, strlen(t))) continue;
+        out[n++] = t;
     }
     return n;
 }
@@ -391,9 +395,11 @@ static int run_mlm(tb_cands *c, tb_aug_sentence *const *ss, mlm_job *jobs, int64
             float top_vals[64];
             int64_t *ti = M <= 64 ? top_ids : malloc((size_t)M * sizeof *ti);
             float *tv = M <= 64 ? top_vals : malloc((size_t)M * sizeof *tv);
+            const int32_t k = s->elig[j->e];
+            const int cjk_only = c->opts.cjk && tb_augment_is_cjk_char(word_of(s, k), (size_t)s->words.len[k]);
             if (ti && tv)
-                cnt[j->s][j->e] =
-                    top_tokens(&c->tok->vocab, logits + (size_t)b * V, V, M, ti, tv, s->cand + (size_t)j->e * (M + 1));
+                cnt[j->s][j->e] = top_tokens(&c->tok->vocab, logits + (size_t)b * V, V, M, ti, tv, cjk_only,
+                                             s->cand + (size_t)j->e * (M + 1));
             else
                 cnt[j->s][j->e] = -1; /* out of memory, reported below */
             if (M > 64) {

@@ -46,6 +46,7 @@ typedef struct tb_aug_sentence {
     int32_t *piece_start;  /* [words.count]: first piece of each token, -1: none */
     int32_t *piece_count;  /* [words.count] */
     int32_t elig_cap, cand_cap, word_cap;
+    int cjk_join;          /* new sentences: no space beside a CJK character (set by --cjk) */
 } tb_aug_sentence;
 
 enum { TB_CAND_NONE = 0, TB_CAND_MLM = 1, TB_CAND_VECTOR = 2 };

@@ -25,11 +25,15 @@ static const tb_opt opts[] = {
               .required = 1, .metavar = "DIR"),
     TB_OPTION("vocab", TB_OPT_STRING, NULL, "vocab.txt (default: the checkpoint's)", .metavar = "PATH"),
     TB_OPTION("cased", TB_OPT_BOOL, "false", "keep case and accents (cased vocabularies)"),
-    TB_OPTION("stopwords", TB_OPT_STRING, TB_SOURCE_DIR "/data/augment/stopwords-en.txt",
-              "stop words, one a line (NLTK English + 's 're)", .metavar = "PATH"),
+    TB_OPTION("stopwords", TB_OPT_STRING, NULL,
+              "stop words, one a line (default: the shipped NLTK English + 's 're, "
+              "share/tinybert-c/augment/stopwords-en.txt beside the executable's folder)",
+              .metavar = "PATH"),
     TB_OPTION("vectors", TB_OPT_ENUM, "glove", "word vectors for multi-piece words", .choices = "glove|teacher|none"),
-    TB_OPTION("glove", TB_OPT_STRING, TB_SOURCE_DIR "/data/glove/glove.6B.100d.first2604.txt",
-              "GloVe / .vec text file", .metavar = "PATH"),
+    TB_OPTION("glove", TB_OPT_STRING, NULL,
+              "GloVe / .vec text file (default: the shipped 2,604-word GloVe subset, "
+              "share/tinybert-c/glove/glove.6B.100d.first2604.txt beside the executable's folder)",
+              .metavar = "PATH"),
     TB_OPTION("glove-max-words", TB_OPT_INT, "100000", "first lines of --glove read (0: all)", TB_RANGE(0, INT32_MAX)),
     TB_OPTION("glove-cache", TB_OPT_STRING, NULL, "binary cache of --glove, made when missing or stale",
               .metavar = "PATH"),
@@ -43,6 +47,7 @@ static const tb_opt opts[] = {
     TB_OPTION("mlm-batch", TB_OPT_INT, "64", "masked sequences per MLM forward pass, at most", TB_RANGE(1, 65536)),
     TB_OPTION("mlm-tokens", TB_OPT_INT, "8192", "padded positions per MLM forward pass, at most", TB_RANGE(1, 16777216)),
     TB_OPTION("one-at-a-time", TB_OPT_BOOL, "false", "one masked sequence per forward pass (the reference's way)"),
+    TB_OPTION("lenient", TB_OPT_BOOL, "false", "skip malformed rows (each named on stderr, counted) instead of failing"),
     TB_OPTION("chunk", TB_OPT_INT, "1024", "rows read and augmented together (bounds memory)", TB_RANGE(1, 16777216)),
     {0},
 };
@@ -101,10 +106,14 @@ static void opts_from_cli(const tb_cli *cli, tb_augmenter_opts *ao, tb_augment_o
     o->columns = columns[tb_cli_enum_index(cli, "columns")];
     o->pair_quirk = tb_cli_bool(cli, "pair-quirk");
     o->chunk = (int)tb_cli_int(cli, "chunk");
+    o->lenient = tb_cli_bool(cli, "lenient");
 }
 
-static void report(const tb_cands *c, const tb_augment_stats *st, tb_metrics *metrics)
+static void report(const tb_cands *c, const tb_augment_stats *st, const char *input, tb_metrics *metrics)
 {
+    if (st->skipped)
+        TB_WARN("%s: skipped %lld malformed rows (first at line %lld)", input, (long long)st->skipped,
+                (long long)st->skipped_first_line);
     TB_INFO("%lld rows (%lld texts) -> %lld rows; %lld eligible words: %lld one piece (MLM), %lld several pieces "
             "(%lld with a vector), %lld kept as they are; %lld MLM passes",
             (long long)st->rows, (long long)st->texts, (long long)st->rows_out, (long long)c->eligible,
@@ -113,7 +122,8 @@ static void report(const tb_cands *c, const tb_augment_stats *st, tb_metrics *me
     tb_metric f[] = {TB_MI("rows", st->rows),           TB_MI("rows_out", st->rows_out),
                      TB_MI("eligible", c->eligible),        TB_MI("mlm_words", c->mlm_words),
                      TB_MI("vector_words", c->vec_words),   TB_MI("vector_found", c->vec_found),
-                     TB_MI("no_candidate", c->no_candidate), TB_MI("mlm_passes", c->mlm_forwards)};
+                     TB_MI("no_candidate", c->no_candidate), TB_MI("mlm_passes", c->mlm_forwards),
+                     TB_MI("skipped", st->skipped)};
     if (tb_metrics_enabled(metrics)) tb_metrics_write(metrics, "augment", -1, f, (int)(sizeof f / sizeof *f));
 }
 
@@ -137,7 +147,7 @@ int main(int argc, char **argv)
     if (!rc) rc = tb_augmenter_open(&aug, &ao);
     if (!rc) {
         rc = tb_augment_file(&aug.cands, &o, &progress, &st);
-        if (!rc) report(&aug.cands, &st, &metrics);
+        if (!rc) report(&aug.cands, &st, o.input, &metrics);
         tb_augmenter_close(&aug);
     }
     if (rc) fprintf(stderr, "tb-augment: %s\n", tb_err_msg());

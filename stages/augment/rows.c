@@ -2,6 +2,7 @@
 #include "rows.h"
 
 #include "tb/base/error.h"
+#include "tb/base/log.h"
 #include "tb/text/readers.h"
 
 #include <errno.h>
@@ -134,15 +135,23 @@ static int check_label(const tb_rows *r)
                   lab, in->name);
 }
 
-int tb_rows_next(tb_rows *r, int *got)
+/* The first bytes of s for a message: at most 40, cut at a UTF-8 character boundary, "..." when cut. */
+static const char *excerpt(const char *s, char *buf, size_t cap)
+{
+    size_t n = strlen(s);
+    if (n <= 40 || cap < 48) return s;
+    n = 40;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    memcpy(buf, s, n);
+    memcpy(buf + n, "...", 4);
+    return buf;
+}
+
+/* Splits and checks the current line: TB_EFORMAT naming file:line when it is malformed. */
+static int parse_row(tb_rows *r)
 {
     int rc = TB_OK;
-    for (;;) {
-        TB_TRY(read_line(r, got));
-        if (!*got) return TB_OK;
-        if (!r->info && r->line[0] == 0) continue; /* simple: blank lines are skipped */
-        break;
-    }
+    char ex[64];
     TB_TRY(split_fields(r));
     if (r->info) {
         TB_CHECK(r->nf >= r->info->min_cols, TB_EFORMAT, "%s:%lld: %d fields, %s needs at least %d", r->path,
@@ -153,13 +162,47 @@ int tb_rows_next(tb_rows *r, int *got)
     } else {
         TB_CHECK(r->nf >= 2, TB_EFORMAT, "%s:%lld: one field, expected text<TAB>label", r->path, (long long)r->lineno);
         const char *lab = r->field[r->nf - 1];
-        TB_CHECK(is_uint(lab), TB_EFORMAT, "%s:%lld: label '%s' is not an integer >= 0 (text<TAB>label)", r->path,
-                 (long long)r->lineno, lab);
+        TB_CHECK(is_uint(lab), TB_EFORMAT,
+                 "%s:%lld: label '%s' (the last field) is not an integer >= 0 (expected text<TAB>label)", r->path,
+                 (long long)r->lineno, excerpt(lab, ex, sizeof ex));
         TB_CHECK(strlen(lab) <= 9 && strtol(lab, NULL, 10) <= TB_SIMPLE_MAX_LABEL, TB_EFORMAT,
                  "%s:%lld: label %.20s (last field) is above %d, the largest class id of the simple format: number "
                  "the classes 0, 1, 2, ...", r->path, (long long)r->lineno, lab, TB_SIMPLE_MAX_LABEL);
         r->col_a = 0;
         r->col_b = r->nf > 2 ? 1 : -1;
+    }
+error:
+    return rc;
+}
+
+/* Lenient mode: counts and logs the malformed current line (the reason is the last error). */
+static void skip_row(tb_rows *r)
+{
+    if (r->skipped == 0) r->skipped_first_line = r->lineno;
+    r->skipped++;
+    TB_WARN("skipped (--lenient): %s", tb_err_msg());
+    tb_err_clear();
+}
+
+int tb_rows_next(tb_rows *r, int *got)
+{
+    int rc = TB_OK;
+    for (;;) {
+        rc = read_line(r, got);
+        if (rc == TB_EFORMAT && r->lenient) {
+            skip_row(r);
+            continue;
+        }
+        TB_TRY(rc);
+        if (!*got) return TB_OK;
+        if (!r->info && r->line[0] == 0) continue; /* simple: blank lines are skipped */
+        rc = parse_row(r);
+        if (rc == TB_EFORMAT && r->lenient) {
+            skip_row(r);
+            continue;
+        }
+        TB_TRY(rc);
+        break;
     }
     r->index++;
 error:

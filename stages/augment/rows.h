@@ -6,7 +6,9 @@
  * text<TAB>text_b<TAB>label; label = last field, a decimal integer >= 0; blank lines skipped).
  * A UTF-8 BOM at the start is skipped, a trailing "\r" removed, fields split on "\t" only. A row
  * with too few fields, an unknown label, a bad number or invalid UTF-8 is TB_EFORMAT naming
- * file:line. Unlike tb_dataset_read_*, rows are streamed: memory does not grow with the file.
+ * file:line; with `lenient` it is skipped instead, logged as a warning naming file:line and the
+ * reason, and counted (`skipped`, the first at `skipped_first_line`). Unlike tb_dataset_read_*,
+ * rows are streamed: memory does not grow with the file.
  */
 #ifndef TB_AUG_ROWS_H
 #define TB_AUG_ROWS_H
@@ -31,9 +33,13 @@ typedef struct tb_rows {
     int nf, field_cap;
     int col_a, col_b;          /* text columns of this row (col_b -1: none) */
     int64_t index;             /* 0-based example index of this row */
+    int lenient;               /* skip malformed rows (a warning each) instead of failing */
+    int64_t skipped;           /* malformed rows skipped */
+    int64_t skipped_first_line;/* line of the first (0: none) */
 } tb_rows;
 
-/* Opens `path` in `format` ("simple" or a GLUE task name); reads the header of tasks that have one. */
+/* Opens `path` in `format` ("simple" or a GLUE task name); reads the header of tasks that have one.
+ * Set r->lenient afterwards to skip malformed rows (a bad header is always an error). */
 int tb_rows_open(tb_rows *r, const char *path, const char *format);
 /* Reads the next row into r; *got = 0 at the end of the file. */
 int tb_rows_next(tb_rows *r, int *got);

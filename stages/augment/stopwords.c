@@ -127,13 +127,23 @@ static int is_cjk_ideograph(uint32_t cp)
            (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
 }
 
+int tb_augment_is_cjk_char(const char *w, size_t len)
+{
+    uint32_t cp;
+    return len > 0 && utf8_one(w, len, &cp) == len && is_cjk_ideograph(cp);
+}
+
+int tb_augment_is_cjk_text_char(const char *w, size_t len)
+{
+    uint32_t cp;
+    if (len == 0 || utf8_one(w, len, &cp) != len) return 0;
+    return is_cjk_ideograph(cp) || (cp >= 0x3000 && cp <= 0x303F) || (cp >= 0xFF00 && cp <= 0xFFEF);
+}
+
 int tb_augment_eligible(const tb_stopwords *s, const char *w, size_t len, int cjk)
 {
     if (len == 0) return 0;
-    if (cjk) {
-        uint32_t cp;
-        if (utf8_one(w, len, &cp) == len && is_cjk_ideograph(cp)) return !s || !tb_stopwords_has(s, w, len);
-    }
+    if (cjk && tb_augment_is_cjk_char(w, len)) return !s || !tb_stopwords_has(s, w, len);
     for (size_t i = 0; i < len; i++)
         if (w[i] < 'a' || w[i] > 'z') return 0;
     return !s || !tb_stopwords_has(s, w, len);

@@ -23,6 +23,13 @@ void tb_stopwords_free(tb_stopwords *s);
 /* 1 when w[0..len) is in the list. */
 int tb_stopwords_has(const tb_stopwords *s, const char *w, size_t len);
 
+/* 1 when w[0..len) is exactly one CJK ideograph (the reference tokenizer's _is_chinese_char blocks). */
+int tb_augment_is_cjk_char(const char *w, size_t len);
+
+/* 1 when w[0..len) is exactly one character that needs no space beside it in Chinese text: a CJK
+ * ideograph, CJK punctuation (U+3000-U+303F) or a fullwidth form (U+FF00-U+FFEF). */
+int tb_augment_is_cjk_text_char(const char *w, size_t len);
+
 /* 1 when the basic token w[0..len) may be replaced (see above); `s` may be NULL (no stop words). */
 int tb_augment_eligible(const tb_stopwords *s, const char *w, size_t len, int cjk);
 

@@ -251,8 +251,56 @@ Test(augment, cjk_characters_are_words_with_the_option)
     t.c.opts.cjk = 1;
     analyse(&t, &s, "\xe5\xa5\xbd\xe4\xb8\xad film");
     cr_assert_eq(s.n_elig, 3);
-    cr_assert_str_eq(cands_of(&s, 0), "fun dull");
-    cr_assert_str_eq(cands_of(&s, 1), "fun dull");
+    /* top 3: fun, ##ly, dull; a CJK word keeps only CJK ideographs of them: none, so itself */
+    cr_assert_str_eq(cands_of(&s, 0), "\xe5\xa5\xbd");
+    cr_assert_str_eq(cands_of(&s, 1), "\xe4\xb8\xad");
+    cr_assert_str_eq(cands_of(&s, 2), "fun dull");
+    tb_aug_sentence_free(&s);
+    tiny_close(&t);
+}
+
+/* 中 4.8 and 好 4.2 among the known logits: top 4 = fun 5, 中 4.8, ##ly 4.5, 好 4.2. */
+static void tiny_open_cjk(tiny *t)
+{
+    tiny_open(t, 4, 1, 0, 64);
+    float *bias = t->model.params.items[t->model.mlm_dec_b].value.data;
+    bias[tok_id("\xe4\xb8\xad")] = 4.8f;
+    bias[tok_id("\xe5\xa5\xbd")] = 4.2f;
+    t->c.opts.cjk = 1;
+}
+
+Test(augment, cjk_words_get_cjk_candidates_and_sentences_without_spaces)
+{
+    tiny t;
+    tiny_open_cjk(&t);
+    tb_aug_sentence s;
+    const char *text = "\xe5\xa5\xbd\xe4\xb8\xad film"; /* 好中 film */
+    analyse(&t, &s, text);
+    cr_assert_str_eq(cands_of(&s, 0), "\xe4\xb8\xad \xe5\xa5\xbd", "CJK word: 中 好 (fun, ##ly dropped)");
+    cr_assert_str_eq(cands_of(&s, 1), "\xe4\xb8\xad \xe5\xa5\xbd");
+    cr_assert_str_eq(cands_of(&s, 2), "fun \xe4\xb8\xad \xe5\xa5\xbd", "other words: as the reference (## dropped)");
+    /* p = 1 and many draws: every combination (film always replaced, so none is the original),
+     * written without a space beside a CJK character (so "中中fun"): 2 x 2 x 3 = 12 sentences */
+    const char *cjk[] = {"\xe4\xb8\xad", "\xe5\xa5\xbd"};
+    const char *third[] = {"fun", "\xe4\xb8\xad", "\xe5\xa5\xbd"};
+    char want[12][32];
+    int nw = 0;
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++)
+            for (int c = 0; c < 3; c++) {
+                snprintf(want[nw++], sizeof want[0], "%s%s%s", cjk[a], cjk[b], third[c]);
+            }
+    tb_strs out = {0};
+    cr_assert_eq(tb_augment_draw(&s, text, 7, 0, 0, 400, 1.0, &out), TB_OK, "%s", tb_err_msg());
+    cr_assert_eq(out.n, 12, "got %d sentences", out.n);
+    for (int i = 0; i < out.n; i++) {
+        const char *got = out.buf + out.off[i];
+        int found = 0;
+        for (int k = 0; k < nw && !found; k++) found = strcmp(got, want[k]) == 0;
+        cr_expect(found, "unexpected sentence '%s'", got);
+        cr_expect_str_neq(got, "\xe5\xa5\xbd\xe4\xb8\xad film");
+    }
+    tb_strs_free(&out);
     tb_aug_sentence_free(&s);
     tiny_close(&t);
 }
