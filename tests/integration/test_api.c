@@ -192,3 +192,19 @@ Test(api, two_handles_in_two_threads_give_the_serial_results)
     cr_expect_arr_eq(a.logits, serial.logits, sizeof serial.logits);
     cr_expect_arr_eq(b.logits, serial.logits, sizeof serial.logits);
 }
+
+Test(api, a_model_with_nan_weights_is_refused_at_open)
+{
+    char sub[600], model[600], cmd[2048];
+    snprintf(sub, sizeof sub, "%s/nan", dir);
+    tb_test_write_ckpt(sub, &(tb_test_ckpt){.head = TB_HEAD_HF, .num_labels = 2, .seed = 24}, model, sizeof model);
+    snprintf(cmd, sizeof cmd,
+             "%s -c \"import sys, numpy as np; sys.path.insert(0, '%s/tests/reference/py'); import tbref; "
+             "p = '%s/model.safetensors'; t, m = tbref.read_safetensors(p); t['classifier.weight'][1, 3] = np.nan; "
+             "tbref.write_safetensors(p, t)\"",
+             TB_PYTHON, TB_SOURCE_DIR, model);
+    cr_assert_eq(system(cmd), 0);
+    /* refused when opened, naming the tensor and the element */
+    cr_expect_null(tinybert_open(model, NULL));
+    cr_expect(strstr(tinybert_last_error(), "'classifier.weight' holds NaN at element 35"), "%s", tinybert_last_error());
+}
