@@ -568,3 +568,25 @@ Test(pipeline_resume, killed_in_the_middle_of_training_resumes_to_the_uninterrup
     cr_expect(same_bytes(final_weights(path_in("ref/student")), final_weights(path_in("run/student"))),
               "after --from teacher the student differs from the uninterrupted run's");
 }
+
+/* A state file that is not one is an error naming it; it is left as it was. */
+Test(pipeline_resume, a_broken_state_file_is_refused_and_kept)
+{
+    write_text("s.pipe", "[s]\nrun = true\n");
+    const char *bad[] = {"{\"version\": 1, \"steps\": [", "{\"version\": 7, \"steps\": {}}", "\x01\x02", ""};
+    for (int k = 0; k < 4; k++) {
+        write_text("state.json", bad[k]);
+        char state[512], pipe[512];
+        snprintf(state, sizeof state, "%s", path_in("state.json"));
+        snprintf(pipe, sizeof pipe, "%s", path_in("s.pipe"));
+        const char *args[] = {"--state", state, pipe, NULL};
+        int code = run_runner(args);
+        char *err = slurp(path_in("err.txt"));
+        cr_expect_eq(code, 2, "case %d: %s", k, err);
+        cr_expect(strstr(err, "is not a version 1 state file") && strstr(err, state), "case %d: %s", k, err);
+        free(err);
+        char *text = slurp(state);
+        cr_expect_str_eq(text, bad[k], "case %d: the state file was changed", k);
+        free(text);
+    }
+}
