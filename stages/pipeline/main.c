@@ -4,12 +4,14 @@
 #include "tb/base/log.h"
 #include "tb/base/metrics.h"
 #include "pipeline.h"
+#include "pipeline_resume.h"
 #include "tb/base/signals.h"
 
 #include <libgen.h>
 #include <signal.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +21,12 @@ static const tb_opt opts[] = {
     TB_OPTION("dry-run", TB_OPT_BOOL, "false", "print the plan (start order, threads, commands) and exit"),
     TB_OPTION("grace", TB_OPT_FLOAT, "5", "seconds between SIGTERM and SIGKILL when stopping the stages",
               .metavar = "SECONDS"),
+    TB_OPTION("force", TB_OPT_BOOL, "false", "run every step, also those the state file says are up to date"),
+    TB_OPTION("from", TB_OPT_STRING, NULL, "run this step and every step after it, whatever the state file says",
+              .metavar = "STEP"),
+    TB_OPTION("state", TB_OPT_STRING, NULL,
+              "state file of the run, for skipping and resuming steps (default: ${PIPELINE_STATE}, else "
+              "${RUN}/pipeline-state.json; \"\": none)", .metavar = "PATH"),
     TB_OPTION("bin-dir", TB_OPT_STRING, NULL, "where to look for tb-* programs first (default: this program's directory)",
               .metavar = "DIR"),
     {0},
@@ -33,7 +41,8 @@ static const tb_stage_info info = {
     .details = "The pipeline file format is described in pipelines/README.md. Exit status: 0 when every stage\n"
                "exited 0; 1 when a stage failed (named on stderr with its exit status); 2 for a usage error\n"
                "or an invalid pipeline file; 130 when interrupted (SIGINT/SIGTERM are forwarded to the\n"
-               "stages; a second SIGINT kills them at once).",
+               "stages; a second SIGINT kills them at once). A rerun of the same command skips the steps that\n"
+               "are up to date and resumes an interrupted training step (pipelines/README.md, \"Resuming\").",
 };
 
 /* The directory this executable is in, where the other tb-* stages are built or installed. */
@@ -54,7 +63,8 @@ static void write_metrics(tb_metrics *m, const tb_pipeline *p, const tb_pipeline
         int st = res->wait_status[i], done = res->state[i] == TB_STAGE_DONE;
         tb_metric f[] = {
             TB_MS("name", p->stages[i].name),
-            TB_MS("state", !done ? "not_started" : (WIFEXITED(st) && WEXITSTATUS(st) == 0) ? "ok"
+            TB_MS("state", res->state[i] == TB_STAGE_SKIPPED ? "skipped"
+                           : !done ? "not_started" : (WIFEXITED(st) && WEXITSTATUS(st) == 0) ? "ok"
                                                    : i == res->failed                    ? "failed"
                                                                                           : "stopped"),
             TB_MI("exit", done && WIFEXITED(st) ? WEXITSTATUS(st) : -1),
@@ -76,6 +86,8 @@ int main(int argc, char **argv)
     int code = tb_cli_stage_start(&cli, &info, argc, argv);
     if (code >= 0) return code;
     tb_pipeline p = {0};
+    tb_pipeline_session session = {0};
+    int rc = TB_OK;
     char bin_dir[PATH_MAX];
     if (cli.nargs < 1) {
         fprintf(stderr, "tb-pipeline: give a pipeline file (see tb-pipeline --help)\n");
@@ -104,7 +116,7 @@ int main(int argc, char **argv)
     int resolved = tb_pipeline_resolve(&p, bin_dir);
     if (tb_cli_bool(&cli, "check")) {
         if (resolved != TB_OK) fprintf(stderr, "tb-pipeline: %s\n", tb_err_msg());
-        int rc = tb_pipeline_check(&p, stdout);
+        rc = tb_pipeline_check(&p, stdout);
         if (rc != TB_OK) fprintf(stderr, "tb-pipeline: %s\n", tb_err_msg());
         code = rc == TB_OK && resolved == TB_OK ? TB_EXIT_OK : TB_EXIT_FAILURE;
         goto done;
@@ -119,14 +131,23 @@ int main(int argc, char **argv)
         code = TB_EXIT_USAGE;
         goto done;
     }
+    char *state = tb_pipeline_state_path(&p, cli.args + 1, cli.nargs - 1, tb_cli_str(&cli, "state"));
+    rc = tb_pipeline_session_open(&session, &p, state, tb_cli_bool(&cli, "force"), tb_cli_str(&cli, "from"));
+    free(state);
+    if (rc != TB_OK) {
+        fprintf(stderr, "tb-pipeline: %s\n", tb_err_msg());
+        code = TB_EXIT_USAGE;
+        goto done;
+    }
     tb_pipeline_run_opts ro = {.grace = tb_cli_float(&cli, "grace"), .log = stderr, .bin_dir = bin_dir};
+    tb_pipeline_session_run_opts(&session, &ro);
     tb_pipeline_result res = {0};
-    int rc = tb_pipeline_run(&p, &ro, &res);
+    rc = tb_pipeline_run(&p, &ro, &res);
     char msg[2048];
     snprintf(msg, sizeof msg, "%s", tb_err_msg());
     if (res.state) {
         fprintf(stderr, "tb-pipeline: %s:\n", p.origin);
-        tb_pipeline_write_summary(&p, &res, stderr);
+        tb_pipeline_write_table(&p, &res, session.ports, session.have_state ? &session.plan : NULL, stderr);
         write_metrics(&metrics, &p, &res, rc);
     }
     tb_pipeline_result_free(&res);
@@ -138,6 +159,7 @@ int main(int argc, char **argv)
         code = rc == TB_EINTR ? TB_EXIT_INTERRUPTED : TB_EXIT_FAILURE;
     }
 done:
+    if (session.p) tb_pipeline_session_close(&session);
     tb_metrics_close(&metrics);
     tb_pipeline_free(&p);
     tb_cli_free(&cli);

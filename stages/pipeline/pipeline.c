@@ -123,7 +123,7 @@ static int pipe_push_word(char ***words, int *n, tb_strbuf *w)
 }
 
 /* Splits like a POSIX shell (blanks, '...', "...", backslash) and expands ${VAR} inside words. */
-static int pipe_split(const pipe_parser *ps, const char *text, char ***out, int *count)
+static int pipe_split(const pipe_parser *ps, const char *key, const char *text, char ***out, int *count)
 {
     int rc = TB_OK;
     char **words = NULL;
@@ -141,7 +141,7 @@ static int pipe_split(const pipe_parser *ps, const char *text, char ***out, int 
         in_word = 1;
         if (*c == '\'') {
             const char *end = strchr(c + 1, '\'');
-            TB_CHECK(end, TB_EFORMAT, "%s:%d: unterminated ' quote in run", ps->origin, ps->line);
+            TB_CHECK(end, TB_EFORMAT, "%s:%d: unterminated ' quote in %s", ps->origin, ps->line, key);
             for (c++; c < end;) {
                 if (*c == '$') TB_TRY(pipe_expand_dollar(ps, &c, &w));
                 else TB_TRY(tb_strbuf_append(&w, c++, 1));
@@ -158,10 +158,10 @@ static int pipe_split(const pipe_parser *ps, const char *text, char ***out, int 
                     TB_TRY(tb_strbuf_append(&w, c++, 1));
                 }
             }
-            TB_CHECK(*c == '"', TB_EFORMAT, "%s:%d: unterminated \" quote in run", ps->origin, ps->line);
+            TB_CHECK(*c == '"', TB_EFORMAT, "%s:%d: unterminated \" quote in %s", ps->origin, ps->line, key);
             c++;
         } else if (*c == '\\') {
-            TB_CHECK(c[1], TB_EFORMAT, "%s:%d: run ends with a lone backslash", ps->origin, ps->line);
+            TB_CHECK(c[1], TB_EFORMAT, "%s:%d: %s ends with a lone backslash", ps->origin, ps->line, key);
             TB_TRY(tb_strbuf_append(&w, c + 1, 1));
             c += 2;
         } else if (*c == '$') {
@@ -173,7 +173,8 @@ static int pipe_split(const pipe_parser *ps, const char *text, char ***out, int 
         if (!w.p) TB_TRY(tb_strbuf_append(&w, "", 0));
     }
     if (in_word) TB_TRY(pipe_push_word(&words, &n, &w));
-    TB_CHECK(n > 0, TB_EFORMAT, "%s:%d: run is empty (give the command to start)", ps->origin, ps->line);
+    TB_CHECK(n > 0, TB_EFORMAT, "%s:%d: %s is empty (%s)", ps->origin, ps->line, key,
+             strcmp(key, "run") == 0 ? "give the command to start" : "give one or more paths");
     *out = words;
     *count = n;
     words = NULL;
@@ -268,7 +269,7 @@ static int pipe_stage_key(pipe_parser *ps, tb_pipeline_stage *s, const char *key
             return TB_ERR(TB_EFORMAT, "%s:%d: [%s] has two run lines (line %d and %d)", ps->origin, ps->line,
                           s->name, s->run_line, ps->line);
         s->run_line = ps->line;
-        return pipe_split(ps, value, &s->argv, &s->argc);
+        return pipe_split(ps, key, value, &s->argv, &s->argc);
     }
     if (strcmp(key, "after") == 0) return pipe_set_after(ps, s, value);
     if (strcmp(key, "stdout") == 0) {
@@ -285,6 +286,15 @@ static int pipe_stage_key(pipe_parser *ps, tb_pipeline_stage *s, const char *key
         s->threads = (int)v;
         return TB_OK;
     }
+    if (strcmp(key, "outputs") == 0 || strcmp(key, "inputs") == 0) {
+        int out = key[0] == 'o';
+        char ***list = out ? &s->decl_outputs : &s->decl_inputs;
+        int *n = out ? &s->ndecl_outputs : &s->ndecl_inputs;
+        if (*list)
+            return TB_ERR(TB_EFORMAT, "%s:%d: [%s] has two %s lines (give every path on one, blank separated)",
+                          ps->origin, ps->line, s->name, key);
+        return pipe_split(ps, key, value, list, n);
+    }
     if (strcmp(key, "describe") == 0) {
         if (!strcmp(value, "yes") || !strcmp(value, "true")) s->describe = 1;
         else if (!strcmp(value, "no") || !strcmp(value, "false")) s->describe = 0;
@@ -294,7 +304,7 @@ static int pipe_stage_key(pipe_parser *ps, tb_pipeline_stage *s, const char *key
         return TB_OK;
     }
     return TB_ERR(TB_EFORMAT, "%s:%d: unknown key '%s' in [%s] (a stage has run, after, stdout, threads, "
-                  "describe)", ps->origin, ps->line, key, s->name);
+                  "describe, inputs, outputs)", ps->origin, ps->line, key, s->name);
 }
 
 static char *pipe_trim(char *s)
@@ -524,6 +534,10 @@ void tb_pipeline_free(tb_pipeline *p)
         free(s->after_idx);
         free(s->stdout_path);
         free(s->program);
+        for (int k = 0; k < s->ndecl_outputs; k++) free(s->decl_outputs[k]);
+        free(s->decl_outputs);
+        for (int k = 0; k < s->ndecl_inputs; k++) free(s->decl_inputs[k]);
+        free(s->decl_inputs);
     }
     free(p->stages);
     for (int i = 0; i < p->nvars; i++) {

@@ -51,6 +51,10 @@ typedef struct tb_pipeline_stage {
     int describe;          /* -1: when the program is called tb-*, 0: never, 1: always */
     char *program;         /* resolved executable (tb_pipeline_resolve) */
     int level;             /* length of the longest `after` chain before it */
+    char **decl_outputs;   /* `outputs = PATH...`: files or folders it writes (besides those --describe names) */
+    int ndecl_outputs;
+    char **decl_inputs;    /* `inputs = PATH...`: files or folders it reads (besides its option values) */
+    int ndecl_inputs;
     int concurrent;        /* stages that may run at the same time as this one, itself included */
 } tb_pipeline_stage;
 
@@ -95,13 +99,27 @@ int tb_pipeline_write_plan(const tb_pipeline *p, FILE *out);
  * one line per stage (and per problem) to `report`; fails when any problem was found. */
 int tb_pipeline_check(const tb_pipeline *p, FILE *report);
 
+/* Whether the runner asks stage i's program for --describe (its `describe` key; auto: tb-*). */
+int tb_pipeline_wants_describe(const tb_pipeline_stage *s);
+/* Runs `program --describe` (10 s limit); its stdout (malloc'd) when it exits 0 in time. */
+int tb_pipeline_run_describe(const char *program, const char *name, char **out);
+
+/* Events reported to tb_pipeline_run_opts.on_stage. */
+enum { TB_PIPELINE_EV_START = 0, TB_PIPELINE_EV_OK };
+
 typedef struct tb_pipeline_run_opts {
     double grace;          /* seconds between SIGTERM and SIGKILL (<= 0: 5) */
     FILE *log;             /* stage stderr lines, prefixed (NULL: stderr) */
     const char *bin_dir;   /* put first in the stages' PATH (may be NULL) */
+    const int *skip;       /* per stage, 1: do not run it, count it as done (NULL: run every stage) */
+    char **const *argv;    /* per stage, a command to run instead of its run line (NULL entries: the run line) */
+    /* Called just before a stage starts (EV_START) and when it exited 0 (EV_OK; seconds = its run
+     * time). A failure is logged as a warning; the run goes on. */
+    int (*on_stage)(void *ctx, int stage, int event, double seconds);
+    void *ctx;
 } tb_pipeline_run_opts;
 
-enum { TB_STAGE_PENDING = 0, TB_STAGE_RUNNING, TB_STAGE_DONE, TB_STAGE_NOT_RUN };
+enum { TB_STAGE_PENDING = 0, TB_STAGE_RUNNING, TB_STAGE_DONE, TB_STAGE_NOT_RUN, TB_STAGE_SKIPPED };
 
 typedef struct tb_pipeline_result {
     int failed;            /* index of the first stage that failed, -1 if none */
@@ -119,9 +137,9 @@ typedef struct tb_pipeline_result {
 int tb_pipeline_run(const tb_pipeline *p, const tb_pipeline_run_opts *opts, tb_pipeline_result *res);
 void tb_pipeline_result_free(tb_pipeline_result *res);
 
-/* One line per stage to `out`: "  name  ok  12.3 s" / "failed: exit status 3" / "stopped: killed
- * by signal 15 (Terminated)" / "not started". */
-int tb_pipeline_write_summary(const tb_pipeline *p, const tb_pipeline_result *res, FILE *out);
+/* The state of stage i after a run, as the summary shows it: "ok", "skipped: up to date",
+ * "FAILED: exit status 3", "stopped: killed by signal 15 (Terminated)", "not started". */
+void tb_pipeline_state_text(const tb_pipeline_result *res, int i, char *buf, size_t cap);
 
 /* "exit status 3", "killed by signal 9 (Killed)" */
 void tb_pipeline_describe_status(int wait_status, char *buf, size_t cap);

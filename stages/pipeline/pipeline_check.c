@@ -1,5 +1,6 @@
 /* pipeline_check.c - checks a pipeline before running it, from each stage's --describe. */
 #include "pipeline.h"
+#include "pipeline_resume.h"
 
 #include "tb/base/error.h"
 #include "tb/base/json.h"
@@ -28,8 +29,7 @@ static double check_now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Runs `program --describe`; returns its stdout (malloc'd) when it exits 0 in time. */
-static int check_run_describe(const char *program, const char *name, char **out)
+int tb_pipeline_run_describe(const char *program, const char *name, char **out)
 {
     int rc = TB_OK;
     tb_strbuf b = {0};
@@ -263,7 +263,7 @@ static void check_links(check_ctx *c, cJSON **desc, cJSON **given)
     }
 }
 
-static int check_wants_describe(const tb_pipeline_stage *s)
+int tb_pipeline_wants_describe(const tb_pipeline_stage *s)
 {
     if (s->describe >= 0) return s->describe;
     const char *base = strrchr(s->argv[0], '/');
@@ -275,6 +275,7 @@ int tb_pipeline_check(const tb_pipeline *p, FILE *report)
 {
     int rc = TB_OK;
     check_ctx c = {p, report, 0};
+    tb_pipeline_ports *ports = NULL;
     cJSON **desc = calloc((size_t)p->count + 1, sizeof *desc);
     cJSON **given = calloc((size_t)p->count + 1, sizeof *given);
     TB_CHECK(desc && given, TB_ENOMEM, "out of memory checking %d stages", p->count);
@@ -286,12 +287,12 @@ int tb_pipeline_check(const tb_pipeline *p, FILE *report)
             check_problem(&c, i, "program '%s' was not found", s->argv[0]);
             continue;
         }
-        if (!check_wants_describe(s)) {
+        if (!tb_pipeline_wants_describe(s)) {
             fprintf(report, "ok   [%s] %s (not described)\n", s->name, s->program);
             continue;
         }
         char *json = NULL;
-        if (check_run_describe(s->program, s->name, &json) != TB_OK) {
+        if (tb_pipeline_run_describe(s->program, s->name, &json) != TB_OK) {
             check_problem(&c, i, "%s", tb_err_msg());
             continue;
         }
@@ -315,6 +316,10 @@ int tb_pipeline_check(const tb_pipeline *p, FILE *report)
         if (c.problems == before) fprintf(report, "ok   [%s] %s\n", s->name, stage->valuestring);
     }
     check_links(&c, desc, given);
+    TB_CHECK(ports = calloc((size_t)p->count + 1, sizeof *ports), TB_ENOMEM, "out of memory checking %d stages",
+             p->count);
+    TB_TRY(tb_pipeline_ports_init(ports, p, desc));
+    c.problems += tb_pipeline_check_outputs(p, ports, report);
     fflush(report);
     TB_CHECK(c.problems == 0, TB_EINVAL, "%s: %d problem%s found (listed above)", p->origin, c.problems,
              c.problems == 1 ? "" : "s");
@@ -325,5 +330,7 @@ error:
     }
     free(desc);
     free(given);
+    if (ports) tb_pipeline_ports_free(ports, p->count);
+    free(ports);
     return rc;
 }

@@ -30,6 +30,7 @@ typedef struct runner {
     const tb_pipeline *p;
     FILE *log;
     const char *bin_dir;
+    const tb_pipeline_run_opts *opts;
     double grace;
     int width;              /* name column */
     run_child *child;
@@ -120,10 +121,12 @@ static void run_exec_child(const runner *r, int i, int errfd, pid_t runner_pid)
         dup2(in, STDIN_FILENO);
         close(in);
     }
-    if (s->stdout_path) {
-        int out = open(s->stdout_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (s->stdout_path) { /* written under a temporary name, renamed into place when the stage exits 0 */
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", s->stdout_path);
+        int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (out < 0) {
-            dprintf(errfd, "cannot open stdout file '%s': %s\n", s->stdout_path, strerror(errno));
+            dprintf(errfd, "cannot open stdout file '%s': %s\n", tmp, strerror(errno));
             _exit(127);
         }
         dup2(out, STDOUT_FILENO);
@@ -144,7 +147,8 @@ static void run_exec_child(const runner *r, int i, int errfd, pid_t runner_pid)
             setenv("PATH", np, 1);
         }
     }
-    execv(s->program ? s->program : s->argv[0], s->argv);
+    char *const *argv = r->opts && r->opts->argv && r->opts->argv[i] ? r->opts->argv[i] : s->argv;
+    execv(s->program ? s->program : s->argv[0], argv);
     dprintf(STDERR_FILENO, "cannot start '%s': %s\n", s->program ? s->program : s->argv[0], strerror(errno));
     _exit(127);
 }
@@ -152,6 +156,8 @@ static void run_exec_child(const runner *r, int i, int errfd, pid_t runner_pid)
 static int run_start(runner *r, int i)
 {
     const tb_pipeline_stage *s = &r->p->stages[i];
+    if (r->opts && r->opts->on_stage && r->opts->on_stage(r->opts->ctx, i, TB_PIPELINE_EV_START, 0.0) != TB_OK)
+        TB_WARN("%s: %s", s->name, tb_err_msg());
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0)
         return TB_ERR(TB_EIO, "cannot create a pipe for stage '%s': %s", s->name, strerror(errno));
@@ -187,7 +193,10 @@ static int run_start_ready(runner *r)
         if (r->res->state[i] != TB_STAGE_PENDING) continue;
         const tb_pipeline_stage *s = &r->p->stages[i];
         int ready = 1;
-        for (int a = 0; a < s->nafter && ready; a++) ready = r->res->state[s->after_idx[a]] == TB_STAGE_DONE;
+        for (int a = 0; a < s->nafter && ready; a++) {
+            int st = r->res->state[s->after_idx[a]];
+            ready = st == TB_STAGE_DONE || st == TB_STAGE_SKIPPED;
+        }
         if (!ready) continue;
         int rc = run_start(r, i);
         if (rc != TB_OK) return rc;
@@ -222,6 +231,22 @@ static void run_stop(runner *r, int sig, const char *why)
     run_signal_all(r, sig, 1);
 }
 
+/* A stage's stdout file: renamed into place when it exited 0, removed otherwise. */
+static int run_stdout_done(runner *r, int i, int ok)
+{
+    const char *path = r->p->stages[i].stdout_path;
+    if (!path) return TB_OK;
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (!ok) {
+        unlink(tmp);
+        return TB_OK;
+    }
+    if (rename(tmp, path) != 0)
+        return TB_ERR(TB_EIO, "cannot rename its stdout file '%s' to '%s': %s", tmp, path, strerror(errno));
+    return TB_OK;
+}
+
 static void run_reap(runner *r)
 {
     for (int i = 0; i < r->p->count; i++) {
@@ -235,10 +260,18 @@ static void run_reap(runner *r)
         r->res->seconds[i] = run_now() - r->started[i];
         r->running--;
         char desc[96];
-        tb_pipeline_describe_status(st, desc, sizeof desc);
         int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+        if (run_stdout_done(r, i, ok) != TB_OK) {
+            TB_ERROR("%s: %s", r->p->stages[i].name, tb_err_msg());
+            st = r->res->wait_status[i] = 1 << 8; /* exit status 1: its output is not in place */
+            ok = 0;
+        }
+        tb_pipeline_describe_status(st, desc, sizeof desc);
         if (ok) {
             TB_INFO("%s finished", r->p->stages[i].name);
+            if (r->opts && r->opts->on_stage &&
+                r->opts->on_stage(r->opts->ctx, i, TB_PIPELINE_EV_OK, r->res->seconds[i]) != TB_OK)
+                TB_WARN("%s: %s", r->p->stages[i].name, tb_err_msg());
         } else if (!r->stopping) {
             r->res->failed = i;
             TB_ERROR("%s failed: %s", r->p->stages[i].name, desc);
@@ -354,12 +387,14 @@ int tb_pipeline_run(const tb_pipeline *p, const tb_pipeline_run_opts *opts, tb_p
     r.res = res;
     r.log = opts && opts->log ? opts->log : stderr;
     r.bin_dir = opts ? opts->bin_dir : NULL;
+    r.opts = opts;
     r.grace = opts && opts->grace > 0 ? opts->grace : 5.0;
     r.child = calloc((size_t)p->count + 1, sizeof *r.child);
     r.started = calloc((size_t)p->count + 1, sizeof *r.started);
     TB_CHECK(r.child && r.started, TB_ENOMEM, "out of memory for %d stages", p->count);
     for (int i = 0; i < p->count; i++) {
         r.child[i].fd = -1;
+        if (opts && opts->skip && opts->skip[i]) res->state[i] = TB_STAGE_SKIPPED;
         int w = (int)strlen(p->stages[i].name);
         if (w > r.width) r.width = w;
     }
@@ -397,28 +432,18 @@ error:
     return rc;
 }
 
-int tb_pipeline_write_summary(const tb_pipeline *p, const tb_pipeline_result *res, FILE *out)
+void tb_pipeline_state_text(const tb_pipeline_result *res, int i, char *buf, size_t cap)
 {
-    int width = 0;
-    for (int i = 0; i < p->count; i++)
-        if ((int)strlen(p->stages[i].name) > width) width = (int)strlen(p->stages[i].name);
-    for (int i = 0; i < p->count; i++) {
-        char desc[128];
-        int st = res->wait_status[i];
-        if (res->state[i] != TB_STAGE_DONE) {
-            snprintf(desc, sizeof desc, "%s", res->state[i] == TB_STAGE_RUNNING ? "still running" : "not started");
-            fprintf(out, "  %-*s  %s\n", width, p->stages[i].name, desc);
-            continue;
-        }
-        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-            snprintf(desc, sizeof desc, "ok");
-        } else {
-            char why[96];
-            tb_pipeline_describe_status(st, why, sizeof why);
-            snprintf(desc, sizeof desc, "%s: %s", i == res->failed ? "FAILED" : "stopped", why);
-        }
-        fprintf(out, "  %-*s  %s  %.1f s\n", width, p->stages[i].name, desc, res->seconds[i]);
+    int st = res->wait_status[i];
+    if (res->state[i] == TB_STAGE_SKIPPED) {
+        snprintf(buf, cap, "skipped: up to date");
+    } else if (res->state[i] != TB_STAGE_DONE) {
+        snprintf(buf, cap, "%s", res->state[i] == TB_STAGE_RUNNING ? "still running" : "not started");
+    } else if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+        snprintf(buf, cap, "ok");
+    } else {
+        char why[96];
+        tb_pipeline_describe_status(st, why, sizeof why);
+        snprintf(buf, cap, "%s: %s", i == res->failed ? "FAILED" : "stopped", why);
     }
-    if (fflush(out) != 0) return TB_ERR(TB_EIO, "cannot write the run summary: %s", strerror(errno));
-    return TB_OK;
 }
