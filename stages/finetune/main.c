@@ -22,7 +22,8 @@ static const tb_opt opts[] = {
     TB_OPTION("vocab", TB_OPT_STRING, NULL, "vocab.txt: copied into checkpoints; gives the special ids for --mlm", .metavar = "PATH"),
     TB_OPTION("epochs", TB_OPT_INT, "3", "passes over a message-file input (a live ipc:// or tcp:// stream is read once)", TB_RANGE(1, INT32_MAX)),
     TB_OPTION("max-steps", TB_OPT_INT, "0", "stop after this many updates (0: no limit)", TB_RANGE(0, INT64_MAX)),
-    TB_OPTION("total-steps", TB_OPT_INT, "0", "schedule length (0: batches x epochs, capped by --max-steps)", TB_RANGE(0, INT64_MAX)),
+    TB_OPTION("total-steps", TB_OPT_INT, "0", "schedule length (0: batches x epochs, or the count a live producer "
+                                              "announces, capped by --max-steps)", TB_RANGE(0, INT64_MAX)),
     TB_OPTION("lr", TB_OPT_FLOAT, "5e-5", "peak learning rate"),
     TB_OPTION("warmup", TB_OPT_FLOAT, "0.1", "warm-up fraction of the schedule"),
     TB_OPTION("schedule", TB_OPT_ENUM, "warmup_linear", "learning-rate schedule", .choices = "warmup_linear|warmup_constant|none"),

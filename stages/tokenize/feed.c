@@ -107,6 +107,7 @@ int tb_feed_run(tb_feed *f, const char *endpoint, const tb_stream_opts *so, tb_p
     tb_stream_opts o = *so;
     o.regen = regen;
     o.regen_ctx = f;
+    o.announce_count = (uint64_t)f->total; /* a trainer sizes its schedule by it */
     TB_TRY(tb_stream_open(&s, endpoint, TB_STREAM_WRITE, &o));
     int64_t samples = 0;
     for (int64_t g = 0; g < f->total; g++) {
