@@ -36,8 +36,8 @@ static const tb_opt opts[] = {
     TB_OPTION("keep", TB_OPT_INT, "2", "task-stage2: periodic checkpoints kept (general and stage 1 keep all)", TB_RANGE(1, INT32_MAX)),
     TB_OPTION("dev", TB_OPT_ENDPOINT, NULL, "task-stage2: dev token batches, evaluated to keep the best model"),
     TB_OPTION("dev-task", TB_OPT_STRING, NULL, "task-stage2: the dev set's task, for its metric (cola: MCC, mrpc/qqp: "
-                                               "accuracy + F1, sts-b: correlation; default: accuracy, or correlation "
-                                               "for one output)"),
+                                               "accuracy + F1, sts-b: correlation; default: the task the dev batches "
+                                               "name, else accuracy, or correlation for one output)"),
     TB_OPTION("eval-every", TB_OPT_INT, "0", "task-stage2: evaluate every N updates (0: at the end)", TB_RANGE(0, INT64_MAX)),
     TB_OPTION("resume", TB_OPT_BOOL, "false", "continue from the newest checkpoint in --output"),
     TB_OPTION("consumer-id", TB_OPT_STRING, NULL, "this student's id on the stream (default student-<pid>; give a "

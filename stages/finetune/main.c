@@ -14,7 +14,8 @@ static const tb_opt opts[] = {
               .required = 1, .metavar = "DIR"),
     TB_OPTION("init", TB_OPT_STRING, NULL, "checkpoint folder to start from (Hugging Face layout)", .metavar = "PATH"),
     TB_OPTION("config", TB_OPT_STRING, NULL, "config.json of a randomly initialised model (with --seed)", .metavar = "PATH"),
-    TB_OPTION("task", TB_OPT_ENUM, "classification", "objective on the gold labels", .choices = "classification|regression"),
+    TB_OPTION("task", TB_OPT_ENUM, "classification", "objective on the gold labels (default: regression when the "
+              "batches' label order is \"regression\", e.g. STS-B)", .choices = "classification|regression"),
     TB_OPTION("mlm", TB_OPT_BOOL, "false", "masked-LM pre-training instead (needs --vocab; adds the MLM head)"),
     TB_OPTION("head", TB_OPT_ENUM, "relu", "classification head: relu (TinyBERT reference) or hf (BertForSequenceClassification)",
               .choices = "relu|hf"),

@@ -77,6 +77,7 @@ int tb_feed_message(tb_feed *f, uint64_t seq, tb_msg *out)
              (unsigned long long)seq, (long long)f->total);
     TB_TRY(tb_batcher_get(&f->batcher, seq / (uint64_t)f->per_epoch, (int64_t)(seq % (uint64_t)f->per_epoch), &b));
     TB_TRY(tb_batch_to_msg(&b, f->vocab_hash, f->label_order, out));
+    if (f->ds.task != TB_TASK_CORPUS) TB_TRY(tb_msg_set_str(out, "task", tb_task_get(f->ds.task)->name));
     /* tb_batch_to_msg borrows; the message must own its tensors (it may outlive `b`). */
     TB_TRY(tb_msg_set_tensor_move(out, "input_ids", &b.input_ids));
     TB_TRY(tb_msg_set_tensor_move(out, "token_type_ids", &b.token_type_ids));

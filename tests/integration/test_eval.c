@@ -173,7 +173,7 @@ Test(eval, metrics_and_predictions_of_a_derivable_model)
     cr_expect(fabs(json_num(j, "accuracy") - 0.7) < 1e-9, "%s", j);
     cr_expect(fabs(json_num(j, "f1") - 2.0 / 3.0) < 1e-8, "%s", j);
     cr_expect(fabs(json_num(j, "acc_and_f1") - (0.7 + 2.0 / 3.0) / 2) < 1e-8, "%s", j);
-    cr_expect(strstr(j, "\"main\":\"accuracy\"") != NULL, "%s", j);
+    cr_expect(strstr(j, "\"main\":\"acc_and_f1\"") != NULL, "%s", j);
     cr_expect_gt(json_num(j, "examples_per_s"), 0);
     /* parameters: word 40x4, positions 16x4, types 2x4, LN 4+4; layer: QKV 3x(16+4), out 16+4,
      * LN 8, FFN 8x4+8 + 4x8+4, LN 8; pooler 16+4; classifier 2x4+2 */

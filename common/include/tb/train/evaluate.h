@@ -4,7 +4,9 @@
  * tb/wire/stream.h opens (a message file, ipc://, tcp://). Every batch is run forward with dropout off
  * (pooler + classifier); the logits go into a tb_taskmetrics accumulator with the gold labels.
  *
- * Metric kind: given, or TB_TM_KIND_COUNT for automatic: CORR when the model has one output
+ * Metric kind: given, or TB_TM_KIND_COUNT for automatic: the GLUE metric of the task the first
+ * batch names in its "task" field (tb-tokenize writes it: CoLA MCC, MRPC/QQP accuracy and F1,
+ * STS-B correlation, ...; tb_taskmetrics_kind_for_task), else CORR when the model has one output
  * (regression), otherwise ACCURACY. Batches whose "label_order" metadata is "regression" need a
  * 1-output model; a label order of n names needs an n-label model (else TB_ESHAPE naming both).
  *
