@@ -168,9 +168,9 @@ static int glue_header(const tb_task_info *ti, const fields *fs, char *msg, size
     for (int t = 0; t < TB_TASK_COUNT; t++) {
         const tb_task_info *o = tb_task_get((tb_task)t);
         if (o != ti && header_of(o, fs)) {
-            snprintf(msg, msgn, "this is the header of GLUE's %s (columns '%s'%s%s and '%s'), not of %s: give the "
-                     "%s file, or read it as %s", o->name, o->head_a, o->head_b ? "/'" : "", o->head_b ? o->head_b : "",
-                     o->head_label, ti->name, ti->name, o->name);
+            snprintf(msg, msgn, "this is the header of GLUE's %s (columns '%s'%s%s%s and '%s'), not of %s: give the "
+                     "%s file, or read it as %s", o->name, o->head_a, o->head_b ? ", '" : "", o->head_b ? o->head_b : "",
+                     o->head_b ? "'" : "", o->head_label, ti->name, ti->name, o->name);
             return 0;
         }
     }

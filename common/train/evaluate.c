@@ -125,7 +125,7 @@ static int write_predictions(eval_run *e, const tb_batch *b, const float *logits
     for (int i = 0; i < B; i++) {
         int w;
         if (e->regression) {
-            w = fprintf(e->pred, "%lld\t%.3f\n", (long long)ids[i], (double)logits[i]);
+            w = fprintf(e->pred, "%lld\t%.9g\n", (long long)ids[i], (double)logits[i]); /* the exact float */
         } else {
             int best = 0;
             for (int k = 1; k < nl; k++)

@@ -338,7 +338,9 @@ static int evaluate(trainer *t)
                 t->res->best_metric, (long long)t->res->best_step);
     else
         TB_INFO("step %lld: dev %s %.4f (first evaluation)", (long long)t->res->steps, name ? name : "?", v);
-    if (isfinite(v) && (!isfinite(t->res->best_metric) || v > t->res->best_metric)) {
+    /* the first evaluation always gives a best/ (an undefined metric, e.g. the correlation of
+     * constant predictions, included), so a run always ends with one; later a finite better value */
+    if (t->res->best_step < 0 || (isfinite(v) && (!isfinite(t->res->best_metric) || v > t->res->best_metric))) {
         t->res->best_metric = v;
         t->res->best_step = t->res->steps;
         snprintf(t->res->best_metric_name, sizeof t->res->best_metric_name, "%s", name ? name : "");

@@ -12,7 +12,7 @@
  *
  * Predictions (optional): a GLUE submission TSV, "index<TAB>prediction" header, then one row per
  * example in stream order: the example id and the predicted label's name from the batch's
- * "label_order" (class ids when the batches carry none), or the predicted value with 3 decimals
+ * "label_order" (class ids when the batches carry none), or the predicted value (%.9g: the float exactly, so metrics can be recomputed from the file)
  * for regression. Written under a temporary name and renamed when complete.
  *
  * Speed: examples per second of the forward passes alone (examples_per_s) and of the whole run
