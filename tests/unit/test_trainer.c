@@ -695,3 +695,36 @@ Test(trainer, a_live_stream_is_sized_by_its_announced_count)
         tb_bert_free(&m);
     }
 }
+
+/* Constant predictions: the correlation is undefined (NaN) at every evaluation. */
+static int undefined_eval(void *ctx, tb_bert_model *m, tb_taskmetrics_result *r)
+{
+    (void)ctx;
+    (void)m;
+    tb_taskmetrics tm;
+    cr_assert_eq(tb_taskmetrics_init(&tm, TB_TM_CORR, 1), TB_OK);
+    const float pred[4] = {1, 1, 1, 1}, gold[4] = {0, 1, 2, 3};
+    cr_assert_eq(tb_taskmetrics_add_values(&tm, pred, gold, 4), TB_OK);
+    cr_assert_eq(tb_taskmetrics_compute(&tm, r), TB_OK);
+    tb_taskmetrics_free(&tm);
+    return TB_OK;
+}
+
+/* A run whose dev metric is never defined still ends with a best/ (the first evaluation's), so
+ * what reads best/ next (tb-eval in a pipeline) finds a model. */
+Test(trainer, an_undefined_dev_metric_still_gives_a_best_checkpoint)
+{
+    script s = {.term_at = -1};
+    tb_bert_model m = {0};
+    small_model(&m);
+    tb_trainer_opts o;
+    opts_for(&o, &s);
+    o.eval = undefined_eval;
+    tb_trainer_result r;
+    cr_assert_eq(tb_trainer_run(&o, &m, &r), TB_OK, "%s", tb_err_msg());
+    cr_expect_eq(r.best_step, 4, "the first evaluation");
+    cr_expect(isnan(r.best_metric));
+    cr_expect(is_dir("best/step-4"));
+    cr_expect(!is_dir("best/step-8"), "an undefined value does not replace another");
+    tb_bert_free(&m);
+}
