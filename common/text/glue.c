@@ -4,12 +4,14 @@
 #include "examples_priv.h"
 #include "lines.h"
 #include "tb/base/error.h"
+#include "tb/base/log.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef struct field {
     const char *p;
@@ -146,6 +148,53 @@ static int simple_row(const tb_task_info *ti, const fields *fs, row *out, char *
     return 1;
 }
 
+/* 1 when `f` is the column name `want` (without case; NULL: any). */
+static int head_is(const field *f, const char *want)
+{
+    return !want || (strlen(want) == f->n && strncasecmp(f->p, want, f->n) == 0);
+}
+
+/* 1 when the header line `fs` names task t's text and label columns where t reads them. */
+static int header_of(const tb_task_info *t, const fields *fs)
+{
+    if (!t->head_a || fs->count < t->min_cols) return 0;
+    const field *lab = &fs->f[t->col_label >= 0 ? t->col_label : fs->count + t->col_label];
+    return head_is(&fs->f[t->col_a], t->head_a) && (t->col_b < 0 || head_is(&fs->f[t->col_b], t->head_b)) &&
+           head_is(lab, t->head_label);
+}
+
+/* The first line of a file of a header task: refused (0, the reason in msg) when it is the GLUE
+ * header of another task, has fewer fields than the task's rows, or is itself a row of the task
+ * (a headerless file such as CoLA or the simple format); any other header is passed over. */
+static int glue_header(const tb_task_info *ti, const fields *fs, char *msg, size_t msgn)
+{
+    if (header_of(ti, fs)) return 1;
+    if (fs->count < ti->min_cols) {
+        snprintf(msg, msgn, "the header line has %d tab-separated field%s, %s rows have at least %d; is the file of "
+                 "another task or format?", fs->count, fs->count == 1 ? "" : "s", ti->name, ti->min_cols);
+        return 0;
+    }
+    for (int t = 0; t < TB_TASK_COUNT; t++) {
+        const tb_task_info *o = tb_task_get((tb_task)t);
+        if (o != ti && header_of(o, fs)) {
+            snprintf(msg, msgn, "this is the header of GLUE's %s (columns '%s'%s%s%s and '%s'), not of %s: give the "
+                     "%s file, or read it as %s", o->name, o->head_a, o->head_b ? ", '" : "", o->head_b ? o->head_b : "",
+                     o->head_b ? "'" : "", o->head_label, ti->name, ti->name, o->name);
+            return 0;
+        }
+    }
+    const field *lab = &fs->f[ti->col_label >= 0 ? ti->col_label : fs->count + ti->col_label];
+    int32_t label = -1;
+    float target;
+    char why[160];
+    if (glue_label(ti, lab, &label, &target, why, sizeof why)) {
+        snprintf(msg, msgn, "the first line is a %s row (label '%.*s'), not the header %s files start with; is the "
+                 "file headerless (CoLA, the simple format)?", ti->name, (int)(lab->n > 40 ? 40 : lab->n), lab->p, ti->name);
+        return 0;
+    }
+    return 1;
+}
+
 /* Reads the tab-separated rows of `path` into `ds` (started for `task`): the task's header line
  * and, with skip_blank, empty lines are passed over; an invalid line or a row `parse` refuses is
  * a bad row (tb_ds_bad_row). */
@@ -168,7 +217,14 @@ static int read_rows(tb_dataset *ds, tb_task task, const char *path, const tb_re
     char msg[256];
     while (tb_lines_next(buf, len, &pos, &s, &n)) {
         lineno++;
-        if (lineno == 1 && ti->header) continue;
+        if (lineno == 1 && ti->header) {
+            TB_TRY(split_tabs(s, n, &fs));
+            if (!glue_header(ti, &fs, msg, sizeof msg)) {
+                TB_CHECK(opts->lenient, TB_EFORMAT, "%s:1: %s", path, msg);
+                TB_WARN("%s:1: %s (read leniently: passed over as the header)", path, msg);
+            }
+            continue;
+        }
         if (skip_blank && n == 0) continue;
         if (!tb_lines_valid(s, n, msg, sizeof msg)) {
             TB_TRY(tb_ds_bad_row(ds, opts->lenient, lineno, msg));

@@ -56,7 +56,36 @@ typedef struct eval_run {
     const char *names[TB_TM_MAX_LABELS];
     int n_names;
     int regression;
+    int tm_ready;          /* the accumulator is set up (at the first batch) */
 } eval_run;
+
+/* The metric kind: the one asked for, else the task's the first batch names ("task", written
+ * by tb-tokenize: MCC for CoLA, accuracy and F1 for MRPC and QQP, ...), else by the model's
+ * outputs. Sets up the accumulator. */
+static int start_metrics(eval_run *e, const tb_msg *msg)
+{
+    int rc = TB_OK;
+    tb_taskmetrics_kind kind = e->o->kind;
+    const char *name = NULL;
+    if (kind == TB_TM_KIND_COUNT && tb_msg_get_str(msg, "task", &name) == TB_OK) {
+        tb_task task;
+        rc = tb_task_parse(name, &task);
+        if (rc == TB_OK) rc = tb_taskmetrics_kind_for_task(task, &kind);
+        if (rc != TB_OK) {
+            tb_err_wrap(rc, "%s: the batches' task", e->o->input);
+            goto error;
+        }
+    }
+    tb_err_clear();
+    kind = tb_eval_kind_for_model(e->m, kind);
+    TB_CHECK((kind == TB_TM_CORR) == (e->regression != 0), TB_EINVAL,
+             "metric %s does not fit a model with %d output(s)%s%s", tb_taskmetrics_kind_name(kind),
+             e->m->config.num_labels, name ? " (the batches are of task " : "", name ? name : "");
+    TB_TRY(tb_taskmetrics_init(&e->tm, kind, e->m->config.num_labels));
+    e->tm_ready = 1;
+error:
+    return rc;
+}
 
 /* Checks the batch's label order against the model, once (first batch) and for every batch. */
 static int check_label_order(eval_run *e, const tb_msg *msg)
@@ -96,7 +125,7 @@ static int write_predictions(eval_run *e, const tb_batch *b, const float *logits
     for (int i = 0; i < B; i++) {
         int w;
         if (e->regression) {
-            w = fprintf(e->pred, "%lld\t%.3f\n", (long long)ids[i], (double)logits[i]);
+            w = fprintf(e->pred, "%lld\t%.9g\n", (long long)ids[i], (double)logits[i]); /* the exact float */
         } else {
             int best = 0;
             for (int k = 1; k < nl; k++)
@@ -131,6 +160,7 @@ static int eval_batch(eval_run *e, const tb_msg *msg)
     tb_batch b = {0};
     TB_TRY(tb_batch_from_msg(&b, msg));
     TB_TRY(check_label_order(e, msg));
+    if (!e->tm_ready) TB_TRY(start_metrics(e, msg));
     int B = (int)b.input_ids.shape[0], T = (int)b.input_ids.shape[1], nl = e->m->config.num_labels;
     TB_TRY(tb_bert_arena_reserve(e->m, B, T, e->o->arena_mode, 0, 0));
     tb_bert_batch bb = {.B = B, .T = T, .input_ids = b.input_ids.data, .token_type_ids = b.token_type_ids.data,
@@ -193,10 +223,9 @@ int tb_evaluate(tb_bert_model *m, const tb_eval_opts *o, tb_eval_result *out)
     e.o = o;
     e.r = out;
     e.regression = m->config.num_labels == 1;
-    tb_taskmetrics_kind kind = tb_eval_kind_for_model(m, o->kind);
-    TB_CHECK((kind == TB_TM_CORR) == (e.regression != 0), TB_EINVAL,
-             "metric %s does not fit a model with %d output(s)", tb_taskmetrics_kind_name(kind), m->config.num_labels);
-    TB_TRY(tb_taskmetrics_init(&e.tm, kind, m->config.num_labels));
+    if (o->kind != TB_TM_KIND_COUNT) /* an impossible choice fails before any batch is read */
+        TB_CHECK((o->kind == TB_TM_CORR) == (e.regression != 0), TB_EINVAL, "metric %s does not fit a model with %d output(s)",
+                 tb_taskmetrics_kind_name(o->kind), m->config.num_labels);
     if (o->predictions_path) TB_TRY(open_predictions(&e, tmp, sizeof tmp));
     double t0 = tb_now_s();
     TB_TRY(tb_stream_open(&s, o->input, TB_STREAM_READ, NULL));

@@ -374,7 +374,7 @@ int tb_taskmetrics_compute(const tb_taskmetrics *m, tb_taskmetrics_result *out)
         tm_push(out, "accuracy", acc);
         tm_push(out, "f1", f1);
         tm_push(out, "acc_and_f1", 0.5 * (acc + f1));
-        out->main_index = 0;
+        out->main_index = 2; /* GLUE scores MRPC and QQP by the mean of F1 and accuracy */
         break;
     }
     case TB_TM_MCC:

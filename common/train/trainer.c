@@ -101,6 +101,7 @@ typedef struct trainer {
     int64_t per_epoch;      /* messages per pass over a file; -1 for a live stream */
     int epoch;
     int64_t t_total;
+    int size_pending;       /* live input without a given length: sized from the producer's count */
     int64_t saved_step;     /* step of the last checkpoint written or loaded (-1: none) */
     int64_t saved_messages; /* messages that checkpoint holds */
     int64_t evaluated_step; /* step of the last evaluation (-1: none) */
@@ -376,7 +377,9 @@ static int evaluate(trainer *t)
                 t->res->best_metric, (long long)t->res->best_step);
     else
         TB_INFO("step %lld: dev %s %.4f (first evaluation)", (long long)t->res->steps, name ? name : "?", v);
-    if (isfinite(v) && (!isfinite(t->res->best_metric) || v > t->res->best_metric)) {
+    /* the first evaluation always gives a best/ (an undefined metric, e.g. the correlation of
+     * constant predictions, included), so a run always ends with one; later a finite better value */
+    if (t->res->best_step < 0 || (isfinite(v) && (!isfinite(t->res->best_metric) || v > t->res->best_metric))) {
         t->res->best_metric = v;
         t->res->best_step = t->res->steps;
         snprintf(t->res->best_metric_name, sizeof t->res->best_metric_name, "%s", name ? name : "");
@@ -549,11 +552,48 @@ static int plan(trainer *t)
     if (t->t_total == 0) {
         if (!t->live) t->t_total = t->per_epoch * o->epochs;
         if (o->max_steps > 0 && (t->t_total <= 0 || o->max_steps < t->t_total)) t->t_total = o->max_steps;
+        /* a live stream's length comes with its first message (the producer's announced count) */
+        t->size_pending = t->live;
     }
     if (t->t_total <= 0) t->t_total = -1; /* no schedule length: a constant learning rate only */
-    TB_CHECK(t->t_total > 0 || o->adam.schedule == TB_SCHEDULE_CONSTANT, TB_EINVAL,
-             "the %s schedule needs its length, unknown for the stream %s: give the total or the maximum steps",
-             tb_lr_schedule_name(o->adam.schedule), o->input);
+error:
+    return rc;
+}
+
+/* The schedule length is known (plan) or, for a live stream, was just announced: a schedule that
+ * needs a length and has none is refused. */
+static int check_schedule(const trainer *t)
+{
+    int rc = TB_OK;
+    TB_CHECK(t->t_total > 0 || t->o->adam.schedule == TB_SCHEDULE_CONSTANT, TB_EINVAL,
+             "the %s schedule needs its length, and the producer of %s announced no message count: give the total "
+             "or the maximum steps",
+             tb_lr_schedule_name(t->o->adam.schedule), t->o->input);
+error:
+    return rc;
+}
+
+/* A live input's first message is in: the schedule length is the count its producer announced
+ * (capped by max_steps), else max_steps as planned. Sets the optimiser's and the progress total. */
+static int size_from_stream(trainer *t)
+{
+    int rc = TB_OK;
+    const tb_trainer_opts *o = t->o;
+    uint64_t n = 0;
+    t->size_pending = 0;
+    if (tb_stream_count(t->in, &n) == TB_OK && n > 0) {
+        int64_t total = (int64_t)n;
+        if (o->max_steps > 0 && o->max_steps < total) total = o->max_steps;
+        TB_INFO("%s announced %llu messages: schedule length %lld", o->input, (unsigned long long)n, (long long)total);
+        t->t_total = total;
+    } else {
+        tb_err_clear();
+    }
+    TB_TRY(check_schedule(t));
+    if (t->adam_ready) t->adam.opt.t_total = t->t_total;
+    if (t->prog_ready) t->prog.total = o->max_steps > 0 && o->max_steps < t->t_total ? o->max_steps : t->t_total;
+    TB_TRY(write_metrics(t, "schedule", t->res->steps,
+                         (tb_metric[]){TB_MI("t_total", t->t_total), TB_MI("announced", (int64_t)n)}, 2));
 error:
     return rc;
 }
@@ -755,6 +795,7 @@ static int loop(trainer *t)
             break;
         }
         if (rc != TB_OK) goto error;
+        if (t->size_pending) TB_TRY(size_from_stream(t));
         if (!t->adam_ready) TB_TRY(first_message(t, &msg));
         TB_TRY(do_step(t, &msg));
         tb_msg_free(&msg);
@@ -793,6 +834,7 @@ static int start(trainer *t)
     snprintf(t->metrics_file, sizeof t->metrics_file, "%s/metrics.jsonl", t->dir);
     snprintf(t->best_dir, sizeof t->best_dir, "%s/best", t->dir);
     TB_TRY(plan(t));
+    if (!t->size_pending) TB_TRY(check_schedule(t));
     if (o->resume) TB_TRY(find_resume(t));
     if (!t->h->first_message) TB_TRY(model_ready(t));
     TB_TRY(tb_metrics_open(&t->own, o->stage, t->metrics_file));

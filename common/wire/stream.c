@@ -518,6 +518,9 @@ int tb_stream_finish(tb_stream *s)
     TB_CHECK(s && s->mode == TB_STREAM_WRITE, TB_EINVAL, "tb_stream_finish needs a producer stream");
     if (s->failed) return fail(s);
     if (s->finished) return TB_OK;
+    if (s->o.announce_count > 0 && s->next_seq != s->o.announce_count)
+        TB_WARN("stream %s: %llu messages sent, %llu were announced", s->endpoint, (unsigned long long)s->next_seq,
+                (unsigned long long)s->o.announce_count);
     if (s->is_file) return tb_stream_file_finish(s);
     TB_TRY(app_wait(s, &s->ready, 1, NULL, -1, "waiting for consumers"));
     TB_TRY(app_wait(s, &s->inflight, 0, NULL, -1, "waiting for credit"));
@@ -560,6 +563,18 @@ int tb_stream_ack(tb_stream *s, uint64_t seq)
     if (s->failed) return fail(s);
     tb_pipe_cmd c = {.cmd = CMD_ACK, .a = seq};
     return tb_stream_pipe_send(s->app, &c, NULL);
+}
+
+int tb_stream_count(tb_stream *s, uint64_t *out)
+{
+    if (!s || !out || s->mode != TB_STREAM_READ) return TB_ERR(TB_EINVAL, "tb_stream_count needs a consumer stream");
+    if (s->is_file) return tb_stream_file_count(s, out);
+    unsigned long long a = atomic_load(&s->announced);
+    if (!a)
+        return TB_ERR(TB_ENOTFOUND, "the producer at %s announced no message count%s", s->endpoint,
+                      s->next_seq ? "" : " (none yet: ask after the first message)");
+    *out = (uint64_t)(a - 1);
+    return TB_OK;
 }
 
 int tb_stream_stats_get(tb_stream *s, tb_stream_stats *out)

@@ -151,6 +151,8 @@ static void on_message(cons *c, zmq_msg_t *m)
                        (unsigned long long)h.protocol);
             cons_fail(c, TB_EPEER, "the producer at %s speaks protocol %llu, this consumer protocol %d",
                       c->s->endpoint, (unsigned long long)h.protocol, TB_PROTOCOL_VERSION);
+        } else if (h.has_total) {
+            atomic_store(&c->s->announced, (unsigned long long)h.total + 1);
         }
         break;
     case TB_WIRE_END:

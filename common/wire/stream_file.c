@@ -203,6 +203,26 @@ error:
     return rc;
 }
 
+int tb_stream_file_count(tb_stream *s, uint64_t *out)
+{
+    int rc = TB_OK;
+    uint8_t r[REC_HDR + 8];
+    uint64_t at = s->file_size - sizeof r;
+    TB_CHECK(s->file_size >= 16 + sizeof r, TB_EFORMAT,
+             "%s ends at byte %llu without an END record: the file is truncated or its writer did not finish",
+             s->endpoint, (unsigned long long)s->file_size);
+    TB_CHECK(pread(fileno(s->f), r, sizeof r, (off_t)at) == (ssize_t)sizeof r, TB_EIO,
+             "%s: cannot read its END record at byte %llu: %s", s->endpoint, (unsigned long long)at, strerror(errno));
+    TB_CHECK(get32(r) == REC_MARKER && get32(r + 20) == tb_crc32c(0, r, 20) && get32(r + 4) == REC_END &&
+                 get64(r + 8) == 8 && get32(r + 16) == tb_crc32c(0, r + REC_HDR, 8),
+             TB_EFORMAT,
+             "%s does not end with an END record (byte %llu): the file is truncated or its writer did not finish",
+             s->endpoint, (unsigned long long)at);
+    *out = get64(r + REC_HDR);
+error:
+    return rc;
+}
+
 void tb_stream_file_close(tb_stream *s)
 {
     if (s->mode == TB_STREAM_WRITE) { /* not finished: the temporary goes, an existing PATH stays */

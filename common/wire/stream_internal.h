@@ -42,6 +42,7 @@ typedef struct tb_wire_hdr {
     int has_credit; int64_t credit;
     int has_resume; uint64_t resume;
     int has_protocol; uint64_t protocol; /* hello, producer heartbeat: TB_PROTOCOL_VERSION */
+    int has_total;  uint64_t total;      /* producer heartbeat: the batches the stream will hold */
     int fatal;            /* error: the sender gives up on this stream */
 } tb_wire_hdr;
 
@@ -111,6 +112,8 @@ struct tb_stream {
     int inflight;            /* producer: a batch waits for CMD_ACCEPTED */
     int done;                /* producer: CMD_DONE seen */
     tb_msg hello;            /* consumer: application hello fields (owned copy) */
+    atomic_ullong announced; /* consumer: the producer's announced total + 1 (0: none yet); set by
+                              * the I/O thread before it forwards any batch */
 
     pthread_mutex_t mu;      /* guards stats and peers_hello */
     tb_stream_stats stats;
@@ -136,6 +139,9 @@ int tb_stream_file_open(tb_stream *s, const char *path);
 int tb_stream_file_send(tb_stream *s, tb_msg *m, uint64_t *seq);
 int tb_stream_file_finish(tb_stream *s);
 int tb_stream_file_recv(tb_stream *s, tb_msg *out);
+/* The count of a message file's END record, read from the file's last 32 bytes (checksums
+ * checked; the records themselves are checked as they are read). */
+int tb_stream_file_count(tb_stream *s, uint64_t *out);
 void tb_stream_file_close(tb_stream *s);
 
 #endif

@@ -318,6 +318,8 @@ static void on_hello(prod *p, const char *id, size_t idn, const tb_wire_hdr *h, 
     tb_wire_hdr hb = hdr_of(p, TB_WIRE_HEARTBEAT); /* the welcome: it carries the producer's version */
     hb.has_protocol = 1;
     hb.protocol = TB_PROTOCOL_VERSION;
+    hb.has_total = o->announce_count > 0;
+    hb.total = o->announce_count;
     send_ctl(p, c->id, c->id_len, &hb);
     /* ready once `consumers` consumers said hello, counting one the application refused since (the
      * others are served; the stream fails only when nobody is left) */

@@ -254,6 +254,7 @@ int tb_wire_peek(const void *data, size_t len, tb_wire_hdr *h)
         else if (key_is(k, kn, "count")) rc = peek_u64(&r, "count", &h->count, &h->has_count);
         else if (key_is(k, kn, "resume")) rc = peek_u64(&r, "resume", &h->resume, &h->has_resume);
         else if (key_is(k, kn, "protocol")) rc = peek_u64(&r, "protocol", &h->protocol, &h->has_protocol);
+        else if (key_is(k, kn, "total")) rc = peek_u64(&r, "total", &h->total, &h->has_total);
         else if (key_is(k, kn, "credit")) {
             uint64_t c = 0;
             rc = peek_u64(&r, "credit", &c, &h->has_credit);
@@ -318,7 +319,7 @@ static void w_uint(wr *w, uint64_t v)
 
 size_t tb_wire_ctl(uint8_t *out, const tb_wire_hdr *h)
 {
-    /* Worst case: 10 keys of < 10 bytes, a kind, two ids of < 64 bytes, an error of <= 255 bytes, 7 uints
+    /* Worst case: 10 keys of < 10 bytes, a kind, two ids of < 64 bytes, an error of <= 255 bytes, 8 uints
      * of 9 bytes: under 600 bytes. */
     wr w = {.p = out, .off = 1};
     int n = 0;
@@ -330,6 +331,7 @@ size_t tb_wire_ctl(uint8_t *out, const tb_wire_hdr *h)
     if (h->has_credit) w_cstr(&w, "credit"), w_uint(&w, (uint64_t)h->credit), n++;
     if (h->has_resume) w_cstr(&w, "resume"), w_uint(&w, h->resume), n++;
     if (h->has_protocol) w_cstr(&w, "protocol"), w_uint(&w, h->protocol), n++;
+    if (h->has_total) w_cstr(&w, "total"), w_uint(&w, h->total), n++;
     if (h->error) w_cstr(&w, "error"), w_str(&w, h->error, h->error_len), n++;
     if (h->fatal) w_cstr(&w, "fatal"), w_uint(&w, 1), n++;
     out[0] = (uint8_t)(0x80 | n);

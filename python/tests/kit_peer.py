@@ -38,7 +38,7 @@ def pattern(seq):
 
 def produce(ep, n, consumers=1, policy="fail", retain=64):
     p = Producer(ep, consumers=int(consumers), policy=policy, retain_max=int(retain), peer_timeout_ms=2000,
-                 heartbeat_ms=200, dead_wait_ms=30000, hello_timeout_ms=30000)
+                 heartbeat_ms=200, dead_wait_ms=30000, hello_timeout_ms=30000, announce_count=int(n))
     try:
         for i in range(int(n)):
             p.send(pattern(i))
@@ -61,6 +61,8 @@ def consume(ep, cid, n, resume=0, die_after=0, sleep_ms=0):
         for m in c:
             if m["seq"] != want:
                 sys.exit("%s: got message %d, expected %d" % (cid, m["seq"], want))
+            if want == resume and c.announced_count() != n:
+                sys.exit("%s: the producer announced %r messages, expected %d" % (cid, c.announced_count(), n))
             if m["tag"] != "m%d" % want or not np.array_equal(m["x"], pattern(want)["x"]):
                 sys.exit("%s: message %d has the wrong content" % (cid, want))
             if die_after and want == die_after:
@@ -148,7 +150,7 @@ def rogue_producer(ep):
     rid, h = expect(lambda m: m.get("msg") == "hello", "hello")
     if h.get("protocol") != 1 or h.get("consumer", "").encode() != rid or h.get("resume") != 0:
         sys.exit("rogue-producer: hello %r from %r" % (h, rid))
-    send(rid, msg="heartbeat", protocol=1)
+    send(rid, msg="heartbeat", protocol=1, total=3)
     r.send_multipart([rid, b"\xc1\xc1 not msgpack"])
     _, e = expect(lambda m: m.get("msg") == "error", "error about the malformed message")
     if "malformed" not in e.get("error", "") or e.get("fatal"):

@@ -151,3 +151,21 @@ class Reader:
 
     def close(self):
         self.f.close()
+
+
+def end_count(path):
+    """The count of the END record at the end of the message file `path` (checksums checked;
+    the records themselves are checked as a Reader reads them)."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        if size < FILE_HEADER.size + RECORD_HEADER.size + 8:
+            raise FormatError("%s: %d bytes, no END record (truncated?)" % (path, size))
+        f.seek(size - RECORD_HEADER.size - 8)
+        tail = f.read(RECORD_HEADER.size + 8)
+    marker, kind, length, pcrc, hcrc = RECORD_HEADER.unpack(tail[:RECORD_HEADER.size])
+    payload = tail[RECORD_HEADER.size:]
+    if (marker != MARKER or kind != KIND_END or length != 8 or hcrc != crc32c(tail[:20])
+            or pcrc != crc32c(payload)):
+        raise FormatError("%s does not end with an END record (truncated?)" % path)
+    return struct.unpack("<Q", payload)[0]

@@ -46,6 +46,8 @@ FIELDS = {
         ("seq", "uint", False, "consumer -> producer: highest acknowledged, once any"),
         ("count", "uint", False, "consumer -> producer: the END count, once END arrived"),
         ("protocol", "uint", False, "producer -> consumer, in the first heartbeat after a hello"),
+        ("total", "uint", False, "producer -> consumer, with protocol: the batches the stream will hold, "
+         "when the producer knows"),
     ),
     "error": (
         ("consumer", "str", False, "consumer -> producer: the consumer id"),

@@ -73,7 +73,7 @@ def peek(data):
         raise StreamError("EFORMAT", "unknown message kind \"%s\"" % kind[:32])
     if not isinstance(m.get("stream"), str):
         raise StreamError("EFORMAT", "%s message has no \"stream\" field" % kind)
-    for key in ("seq", "count", "resume", "credit", "protocol", "fatal"):
+    for key in ("seq", "count", "resume", "credit", "protocol", "total", "fatal"):
         if key in m:
             v = m[key]
             if isinstance(v, bool) and key == "fatal":
@@ -115,6 +115,8 @@ class Options:
         # admit(consumer_id, hello) -> None to admit, or the reason to refuse (application thread,
         # inside wait_consumers/send/finish); the consumer is sent nothing before it returns
         self.admit = None
+        # > 0: the batches the stream will hold, announced in every consumer's welcome ("total")
+        self.announce_count = 0
         # consumer
         self.consumer_id = "c%d" % os.getpid()
         self.credit = 4
@@ -329,7 +331,10 @@ class _ProducerIO(_IO):
         c.end_sent = c.end_seen = False
         c.stall_since = 0
         c.last_seen = c.last_hb = now_ms()
-        self.ctl(pid, "heartbeat", protocol=PROTOCOL_VERSION)
+        if o.announce_count > 0:
+            self.ctl(pid, "heartbeat", protocol=PROTOCOL_VERSION, total=o.announce_count)
+        else:
+            self.ctl(pid, "heartbeat", protocol=PROTOCOL_VERSION)
         if not self.ready and len(self.peers) >= o.consumers:  # a refused one counts: the others are served
             self.ready = True
             self.to_app.put(("ready",))
@@ -725,6 +730,7 @@ class _ConsumerIO(_IO):
         self.acked = None
         self.t_open = self.last_seen = now_ms()
         self.last_hb = 0
+        self.announced = None  # the producer's "total", set before any batch is passed on
 
     def ctl(self, kind, **fields):
         m = {"msg": kind, "stream": self.o.stream_id, "consumer": self.o.consumer_id}
@@ -792,6 +798,8 @@ class _ConsumerIO(_IO):
                                 % (PROTOCOL_VERSION, m["protocol"]))
                 self.fail("EPEER", "the producer at %s speaks protocol %d, this consumer protocol %d"
                           % (self.endpoint, m["protocol"], PROTOCOL_VERSION))
+            elif "total" in m:
+                self.announced = m["total"]
         elif kind == "end":
             n = m["count"]
             if n == self.expected:
@@ -947,6 +955,14 @@ class Consumer:
                 self.io.to_io.put(("took", cmd[1]))
                 self.next_seq = cmd[1] + 1
                 return cmd[2]
+
+    def announced_count(self):
+        """The messages the stream holds, before its END: a message file's END count, or the
+        count the producer announced ("total"; it comes before the first message). None when
+        the producer announced none."""
+        if self.file:
+            return msgfile.end_count(self.file.path)
+        return self.io.announced if self.io else None
 
     def ack(self, seq):
         """manual_ack: every message <= seq is safe in a checkpoint."""

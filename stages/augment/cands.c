@@ -52,7 +52,7 @@ static int sentence_reserve(tb_aug_sentence *s, int32_t words, int32_t elig, int
         TB_TRY(grow_i32(&s->piece_count, words));
         s->word_cap = words;
     }
-    if (elig > s->elig_cap) {
+    if (elig > s->elig_cap || !s->cand_off) { /* cand_off has elig + 1 entries: one even for no word */
         TB_TRY(grow_i32(&s->elig, elig));
         TB_TRY(grow_i32(&s->kind, elig));
         TB_TRY(grow_i32(&s->cand_off, elig + 1));

@@ -708,9 +708,9 @@ static void trainer_opts(const tb_distill_opts *o, run_state *s, const char *voc
     t->input_what = "teacher features";
     t->epochs = 1;
     t->max_steps = o->max_steps;
-    /* a stream cannot be counted ahead: the schedule is --total-steps, else --max-steps long, else
-     * it has no length (a constant learning rate; a file input is not counted either) */
-    t->total_steps = o->total_steps > 0 ? o->total_steps : o->max_steps > 0 ? o->max_steps : -1;
+    /* the schedule is --total-steps long, else as long as the input (a file's END count, or the
+     * count tb-emit announces for its stream), capped by --max-steps */
+    t->total_steps = o->total_steps > 0 ? o->total_steps : 0;
     t->adam = o->adam;
     t->out_dir = o->out_dir;
     t->save_every = o->save_every;

@@ -29,15 +29,15 @@ static const tb_opt opts[] = {
                                              "warmup_linear otherwise)",
               .choices = "none|constant|warmup_linear|warmup_constant"),
     TB_OPTION("warmup", TB_OPT_FLOAT, "0.1", "warm-up fraction of the schedule"),
-    TB_OPTION("total-steps", TB_OPT_INT, "0", "schedule length in updates (a stream cannot be counted ahead; 0: "
-                                              "--max-steps)", TB_RANGE(0, INT64_MAX)),
+    TB_OPTION("total-steps", TB_OPT_INT, "0", "schedule length in updates (0: the messages of the input, as its "
+                                              "file or emitter tells, capped by --max-steps)", TB_RANGE(0, INT64_MAX)),
     TB_OPTION("max-steps", TB_OPT_INT, "0", "stop after this many updates (0: at the end of the stream)", TB_RANGE(0, INT64_MAX)),
     TB_OPTION("save-every", TB_OPT_INT, "0", "checkpoint every N updates (0: only at the end or on a signal)", TB_RANGE(0, INT64_MAX)),
     TB_OPTION("keep", TB_OPT_INT, "2", "task-stage2: periodic checkpoints kept (general and stage 1 keep all)", TB_RANGE(1, INT32_MAX)),
     TB_OPTION("dev", TB_OPT_ENDPOINT, NULL, "task-stage2: dev token batches, evaluated to keep the best model"),
     TB_OPTION("dev-task", TB_OPT_STRING, NULL, "task-stage2: the dev set's task, for its metric (cola: MCC, mrpc/qqp: "
-                                               "accuracy + F1, sts-b: correlation; default: accuracy, or correlation "
-                                               "for one output)"),
+                                               "accuracy + F1, sts-b: correlation; default: the task the dev batches "
+                                               "name, else accuracy, or correlation for one output)"),
     TB_OPTION("eval-every", TB_OPT_INT, "0", "task-stage2: evaluate every N updates (0: at the end)", TB_RANGE(0, INT64_MAX)),
     TB_OPTION("resume", TB_OPT_BOOL, "false", "continue from the newest checkpoint in --output (none yet: start)"),
     TB_OPTION("overwrite", TB_OPT_BOOL, "false", "replace the run in --output: the new one is written beside it and "

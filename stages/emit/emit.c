@@ -422,6 +422,20 @@ error:
     return rc;
 }
 
+/* The batches the students will get, when the input tells (a message file's END count, or the
+ * count its producer announced), capped by --max-batches; 0 when unknown. */
+static int announce_count(emitter *e, uint64_t *out)
+{
+    uint64_t n = 0;
+    *out = 0;
+    if (!e->input_is_file) return TB_OK; /* a live producer's count arrives with its first batch */
+    int rc = tb_stream_count(e->in, &n);
+    if (rc) return tb_err_wrap(rc, "counting the batches of %s", e->o->input);
+    if (e->o->max_batches > 0 && (uint64_t)e->o->max_batches < n) n = (uint64_t)e->o->max_batches;
+    *out = n;
+    return TB_OK;
+}
+
 static int open_streams(emitter *e)
 {
     int rc = TB_OK;
@@ -447,6 +461,7 @@ static int open_streams(emitter *e)
     }
     so.admit = admit_student;
     so.admit_ctx = e;
+    TB_TRY(announce_count(e, &so.announce_count));
     TB_TRY(tb_stream_open(&e->out, o->output, TB_STREAM_WRITE, &so));
 error:
     return rc;

@@ -30,7 +30,7 @@ static int setup_model(const tb_cli *cli, tb_bert_model *m, int mlm, int regress
             char order[1024];
             TB_TRY(tb_trainer_peek_label_order(tb_cli_str(cli, "input"), order, sizeof order));
             TB_CHECK(strcmp(order, "regression") != 0, TB_EINVAL,
-                     "%s: the batches hold regression targets; use --task regression", tb_cli_str(cli, "input"));
+                     "%s: the batches hold regression targets, --task classification was given", tb_cli_str(cli, "input"));
             TB_CHECK(order[0] && strcmp(order, "none"), TB_EINVAL,
                      "%s: the batches carry no class label order (\"%s\"); give --num-labels", tb_cli_str(cli, "input"), order);
             nl = 1;
@@ -159,14 +159,31 @@ static int adam_opts(const tb_cli *cli, tb_adam_options *a)
     return tb_lr_schedule_parse(tb_cli_str(cli, "schedule"), &a->schedule);
 }
 
+/* Regression when --task says so, or, without --task, when the batches of a message-file input
+ * say so (label order "regression", as tb-tokenize writes for STS-B). */
+static int objective_is_regression(const tb_cli *cli, int *regress)
+{
+    int rc = TB_OK;
+    const char *input = tb_cli_str(cli, "input");
+    char order[1024] = "";
+    *regress = strcmp(tb_cli_str(cli, "task"), "regression") == 0;
+    if (tb_cli_given(cli, "task") || tb_cli_bool(cli, "mlm") || tb_trainer_is_live(input)) return TB_OK;
+    TB_TRY(tb_trainer_peek_label_order(input, order, sizeof order));
+    *regress = strcmp(order, "regression") == 0;
+error:
+    return rc;
+}
+
 int ft_run(const tb_cli *cli, tb_trainer_result *res)
 {
     int rc = TB_OK;
     tb_bert_model m = {0};
     tb_ft_loss loss;
-    int mlm = tb_cli_bool(cli, "mlm"), regress = strcmp(tb_cli_str(cli, "task"), "regression") == 0;
+    int mlm = tb_cli_bool(cli, "mlm"), regress = 0;
     uint64_t seed = (uint64_t)tb_cli_int(cli, "seed");
     static const char *const outs[] = {"metrics", "plot", NULL}, *const ins[] = {"input", "dev", "vocab", "config", NULL};
+    int rc0 = objective_is_regression(cli, &regress);
+    if (rc0 != TB_OK) return rc0;
     tb_ft_loss_init(&loss, mlm ? TB_FT_MLM : regress ? TB_FT_REGRESS : TB_FT_CLASSIFY, tb_cli_bool(cli, "dropout"), seed);
     ft_vocab voc;
     TB_TRY(tb_cli_output_check(cli, outs, ins)); /* a metrics or plot file over an input */

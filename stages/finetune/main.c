@@ -14,7 +14,8 @@ static const tb_opt opts[] = {
               .required = 1, .metavar = "DIR"),
     TB_OPTION("init", TB_OPT_STRING, NULL, "checkpoint folder to start from (Hugging Face layout)", .metavar = "PATH"),
     TB_OPTION("config", TB_OPT_STRING, NULL, "config.json of a randomly initialised model (with --seed)", .metavar = "PATH"),
-    TB_OPTION("task", TB_OPT_ENUM, "classification", "objective on the gold labels", .choices = "classification|regression"),
+    TB_OPTION("task", TB_OPT_ENUM, "classification", "objective on the gold labels (default: regression when the "
+              "batches' label order is \"regression\", e.g. STS-B)", .choices = "classification|regression"),
     TB_OPTION("mlm", TB_OPT_BOOL, "false", "masked-LM pre-training instead (needs --vocab; adds the MLM head)"),
     TB_OPTION("head", TB_OPT_ENUM, "relu", "classification head: relu (TinyBERT reference) or hf (BertForSequenceClassification)",
               .choices = "relu|hf"),
@@ -22,7 +23,8 @@ static const tb_opt opts[] = {
     TB_OPTION("vocab", TB_OPT_STRING, NULL, "vocab.txt: copied into checkpoints; gives the special ids for --mlm", .metavar = "PATH"),
     TB_OPTION("epochs", TB_OPT_INT, "3", "passes over a message-file input (a live ipc:// or tcp:// stream is read once)", TB_RANGE(1, INT32_MAX)),
     TB_OPTION("max-steps", TB_OPT_INT, "0", "stop after this many updates (0: no limit)", TB_RANGE(0, INT64_MAX)),
-    TB_OPTION("total-steps", TB_OPT_INT, "0", "schedule length (0: batches x epochs, capped by --max-steps)", TB_RANGE(0, INT64_MAX)),
+    TB_OPTION("total-steps", TB_OPT_INT, "0", "schedule length (0: batches x epochs, or the count a live producer "
+                                              "announces, capped by --max-steps)", TB_RANGE(0, INT64_MAX)),
     TB_OPTION("lr", TB_OPT_FLOAT, "5e-5", "peak learning rate"),
     TB_OPTION("warmup", TB_OPT_FLOAT, "0.1", "warm-up fraction of the schedule"),
     TB_OPTION("schedule", TB_OPT_ENUM, "warmup_linear", "learning-rate schedule", .choices = "warmup_linear|warmup_constant|none"),

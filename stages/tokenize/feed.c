@@ -77,6 +77,7 @@ int tb_feed_message(tb_feed *f, uint64_t seq, tb_msg *out)
              (unsigned long long)seq, (long long)f->total);
     TB_TRY(tb_batcher_get(&f->batcher, seq / (uint64_t)f->per_epoch, (int64_t)(seq % (uint64_t)f->per_epoch), &b));
     TB_TRY(tb_batch_to_msg(&b, f->vocab_hash, f->label_order, out));
+    if (f->ds.task != TB_TASK_CORPUS) TB_TRY(tb_msg_set_str(out, "task", tb_task_get(f->ds.task)->name));
     /* tb_batch_to_msg borrows; the message must own its tensors (it may outlive `b`). */
     TB_TRY(tb_msg_set_tensor_move(out, "input_ids", &b.input_ids));
     TB_TRY(tb_msg_set_tensor_move(out, "token_type_ids", &b.token_type_ids));
@@ -107,6 +108,7 @@ int tb_feed_run(tb_feed *f, const char *endpoint, const tb_stream_opts *so, tb_p
     tb_stream_opts o = *so;
     o.regen = regen;
     o.regen_ctx = f;
+    o.announce_count = (uint64_t)f->total; /* a trainer sizes its schedule by it */
     TB_TRY(tb_stream_open(&s, endpoint, TB_STREAM_WRITE, &o));
     int64_t samples = 0;
     for (int64_t g = 0; g < f->total; g++) {

@@ -50,6 +50,7 @@ static const tb_port_field batch_fields[] = {
     {"index", "int", "", "batch index within the epoch"},
     {"vocab_hash", "str", "", "hash of the vocabulary"},
     {"label_order", "str", "", "labels in id order, e.g. \"0,1\""},
+    {"task", "str", "", "the task (--format) of a labelled set, e.g. \"mrpc\": picks the metric"},
     {0},
 };
 static const tb_port outputs[] = {{.option = "output", .message = "batch", .fields = batch_fields,

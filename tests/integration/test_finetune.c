@@ -456,8 +456,16 @@ Test(finetune, regression_with_correlation_on_dev)
     /* class batches are refused by a regression model, and the reverse */
     char out2[512];
     snprintf(out2, sizeof out2, "%s/reg2", dir);
-    char *a2[] = {FT, "--input", rtrain, "--output", out2, "--config", cfg, "--progress", "none", NULL};
+    char *a2[] = {FT, "--input", rtrain, "--output", out2, "--config", cfg, "--task", "classification", "--progress",
+                  "none", NULL};
     cr_expect_eq(run(a2, 30000), 1, "regression batches carry no class label order");
+    /* without --task the batches' label order "regression" picks the objective */
+    snprintf(out2, sizeof out2, "%s/reg3", dir);
+    char *a3[] = {FT, "--input", rtrain, "--output", out2, "--config", cfg, "--epochs", "1", "--threads", "1",
+                  "--progress", "none", "--log-level", "warn", "--plot", "", NULL};
+    cr_assert_eq(run(a3, 30000), 0, "regression from the batches' label order");
+    cr_assert_eq(tb_checkpoint_load_config(out2, TB_CKPT_ANY_HEAD, &c), TB_OK, "%s", tb_err_msg());
+    cr_expect_eq(c.num_labels, 1, "a regression model from regression batches");
 }
 
 /* ---- resume over a live stream --------------------------------------------------------------- */

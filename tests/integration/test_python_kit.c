@@ -2,6 +2,7 @@
  * roles, over the scenarios of the C stream tests: the END count, a slow consumer, resume after a
  * kill, a peer without hello or of another protocol version, a malformed peer. The Python side is
  * python/tests/kit_peer.py (pattern messages: x = full((2, 3), seq) as <f4, tag = "m<seq>").
+ * Every producer announces its count ("total") and every consumer checks it at its first message.
  * Also: the kit's field tables (python/tinybert_stage/protocol.py) list exactly the fields of the
  * tables in docs/protocol.md and docs/emit.md. */
 #include "proc.h"
@@ -82,6 +83,7 @@ static int c_producer(void *arg)
     o.peer_timeout_ms = 2000;
     o.policy = c->policy;
     o.dead_wait_ms = 30000;
+    o.announce_count = (uint64_t)c->count;
     tb_stream *s;
     int rc = tb_stream_open(&s, c->ep, TB_STREAM_WRITE, &o);
     for (int q = 0; rc == TB_OK && q < c->count; q++) {
@@ -120,6 +122,12 @@ static int c_consumer(void *arg)
         tb_msg_get_int(&m, "seq", &seq);
         int ok = seq == (int64_t)want && check_msg(&m, want);
         tb_msg_free(&m);
+        uint64_t announced = 0;
+        if (want == (uint64_t)c->resume && (tb_stream_count(s, &announced) != TB_OK || announced != (uint64_t)c->count)) {
+            fprintf(stderr, "%s: the producer's announced count is %llu, expected %d (%s)\n", c->id,
+                    (unsigned long long)announced, c->count, tb_err_msg());
+            return 4;
+        }
         if (!ok) {
             fprintf(stderr, "%s: message %lld is not the expected %llu\n", c->id, (long long)seq,
                     (unsigned long long)want);

@@ -776,3 +776,49 @@ Test(batches, vocabulary_check_names_both_hashes_the_source_and_the_batch)
     cr_expect(strstr(tb_err_msg(), "'vocab_hash' is not a string"), "%s", tb_err_msg());
     tb_msg_free(&m);
 }
+
+/* The first line of a GLUE file of a header task: another task's header, too few fields, or a
+ * row (a headerless file) is refused at file:1 saying what was found; the task's own header and
+ * an unknown header are passed over; lenient reading warns and goes on. */
+Test(readers, a_file_of_another_task_is_refused_at_its_header)
+{
+    static const struct {
+        tb_task task;
+        const char *content, *want;
+    } cases[] = {
+        {TB_TASK_STSB, "sentence\tlabel\nit is good\t1\n", "2 tab-separated fields, sts-b rows have at least 10"},
+        {TB_TASK_RTE, "index\tquestion\tsentence\tlabel\n0\tq\ts\tentailment\n", "header of GLUE's qnli"},
+        {TB_TASK_SST2, "gj04\t1\t\tOur friends won't buy this analysis.\nx\t0\n", "is a sst-2 row (label '1')"},
+        {TB_TASK_MRPC, "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\nx\t1\t2\ta\tb\n", "unknown mrpc label 'x'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *p = write_file("other.tsv", cases[i].content);
+        char path[256];
+        snprintf(path, sizeof path, "%s", p);
+        tb_dataset ds;
+        cr_expect_eq(tb_dataset_read_glue(&ds, cases[i].task, path, NULL), TB_EFORMAT, "case %zu accepted", i);
+        cr_expect(strstr(tb_err_msg(), cases[i].want), "case %zu: [%s] lacks [%s]", i, tb_err_msg(), cases[i].want);
+        char at[300];
+        snprintf(at, sizeof at, "other.tsv:%d:", i == 3 ? 2 : 1);
+        cr_expect(strstr(tb_err_msg(), at), "case %zu: [%s] lacks [%s]", i, tb_err_msg(), at);
+    }
+    /* the task's own header (any case) and an unknown header are fine */
+    tb_dataset ds;
+    const char *p = write_file("own.tsv", "SENTENCE\tLabel\nit is good\t1\n");
+    char path[256];
+    snprintf(path, sizeof path, "%s", p);
+    cr_assert_eq(tb_dataset_read_glue(&ds, TB_TASK_SST2, path, NULL), TB_OK, "%s", tb_err_msg());
+    cr_expect_eq(ds.count, 1);
+    tb_dataset_free(&ds);
+    p = write_file("own.tsv", "text\tgold\nit is good\t1\n");
+    snprintf(path, sizeof path, "%s", p);
+    cr_assert_eq(tb_dataset_read_glue(&ds, TB_TASK_SST2, path, NULL), TB_OK, "%s", tb_err_msg());
+    tb_dataset_free(&ds);
+    /* lenient: the line is passed over as the header */
+    p = write_file("other.tsv", cases[2].content);
+    snprintf(path, sizeof path, "%s", p);
+    tb_read_opts o = {.lenient = 1};
+    cr_assert_eq(tb_dataset_read_glue(&ds, TB_TASK_SST2, path, &o), TB_OK, "%s", tb_err_msg());
+    cr_expect_eq(ds.count, 1);
+    tb_dataset_free(&ds);
+}

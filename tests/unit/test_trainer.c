@@ -249,9 +249,6 @@ Test(trainer, bad_options_and_divergence)
     o.eval = NULL;
     o.input = "ipc:///tmp/tb-test-never";
     cr_expect_eq(tb_trainer_run(&o, &m, &r), TB_EINVAL, "2 epochs over a live stream");
-    o.epochs = 1;
-    cr_expect_eq(tb_trainer_run(&o, &m, &r), TB_EINVAL, "a live stream without a schedule length");
-    cr_expect(strstr(tb_err_msg(), "total") != NULL, "%s", tb_err_msg());
     opts_for(&o, &s);
     o.eval = NULL;
     o.loss = nan_loss;
@@ -616,5 +613,125 @@ Test(trainer, a_dead_producer_gets_an_error_checkpoint)
     char met[600];
     snprintf(met, sizeof met, "%s/metrics.jsonl", out);
     cr_expect_eq(count_lines(met, "\"reason\":\"error\""), 1);
+    tb_bert_free(&m);
+}
+
+/* A live producer of 6 messages that announces its count (announce = 1) or does not. */
+static int announcing_producer(void *arg)
+{
+    int announce = *(const int *)arg;
+    tb_stream *w = NULL;
+    tb_stream_opts so;
+    tb_stream_opts_default(&so);
+    so.heartbeat_ms = 100;
+    so.announce_count = announce ? 6 : 0;
+    so.peer_timeout_ms = 3000;
+    so.finish_timeout_ms = 3000;
+    if (tb_stream_open(&w, live_ep, TB_STREAM_WRITE, &so) != TB_OK) return 1;
+    for (int i = 0; i < 6; i++) {
+        tb_msg m;
+        tb_msg_init(&m);
+        tb_msg_set_int(&m, "x", i);
+        if (tb_stream_send(w, &m, NULL) != TB_OK) break; /* the consumer may leave early */
+        tb_msg_free(&m);
+    }
+    tb_stream_finish(w);
+    tb_stream_close(w);
+    _exit(0);
+}
+
+/* The learning rates a run logged, in step order. */
+static int logged_lrs(const char *path, double *lr, int cap)
+{
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < cap) {
+        const char *p = strstr(line, "\"event\":\"step\"") ? strstr(line, "\"lr\":") : NULL;
+        if (p) lr[n++] = strtod(p + 5, NULL);
+    }
+    fclose(f);
+    return n;
+}
+
+/* The schedule of a live input without a given length is the producer's announced count:
+ * warm-up 0.5 over 6 steps gives the multipliers 0, 1/3, 2/3, 1, 2/3, 1/3 (BertAdam's
+ * warmup_linear: x / w below w, else (x - 1) / (w - 1), x = step / 6), and a producer that
+ * announces nothing leaves a warm-up schedule without a length: an error naming the way out. */
+Test(trainer, a_live_stream_is_sized_by_its_announced_count)
+{
+    static const double want[6] = {0.0, 1.0 / 3, 2.0 / 3, 1.0, 2.0 / 3, 1.0 / 3};
+    for (int announce = 1; announce >= 0; announce--) {
+        script s = {.term_at = -1};
+        tb_bert_model m = {0};
+        small_model(&m);
+        snprintf(live_ep, sizeof live_ep, "ipc:///tmp/tb-test-%d-announce%d", (int)getpid(), announce);
+        pid_t p = tb_proc_fork(announcing_producer, &announce);
+        cr_assert_gt(p, 0);
+        tb_trainer_opts o;
+        opts_for(&o, &s);
+        o.eval = NULL;
+        o.input = live_ep;
+        o.epochs = 1;
+        o.save_every = 0;
+        o.adam.lr = 1e-3;
+        o.adam.warmup = 0.5;
+        o.adam.schedule = TB_SCHEDULE_WARMUP_LINEAR;
+        char sub[600];
+        snprintf(sub, sizeof sub, "%s/run%d", dir, announce);
+        o.out_dir = sub;
+        tb_trainer_result r;
+        int rc = tb_trainer_run(&o, &m, &r);
+        tb_proc_reap(p);
+        if (announce) {
+            cr_assert_eq(rc, TB_OK, "%s", tb_err_msg());
+            cr_expect_eq(r.steps, 6);
+            char met[700];
+            snprintf(met, sizeof met, "%s/metrics.jsonl", sub);
+            double lr[8];
+            cr_assert_eq(logged_lrs(met, lr, 8), 6);
+            for (int i = 0; i < 6; i++) cr_expect(fabs(lr[i] - 1e-3 * want[i]) < 1e-12, "step %d: lr %g, want %g", i + 1, lr[i], 1e-3 * want[i]);
+            cr_expect_eq(count_lines(met, "\"event\":\"schedule\""), 1);
+            cr_expect_eq(count_lines(met, "\"t_total\":6,\"announced\":6"), 1);
+        } else {
+            cr_expect_eq(rc, TB_EINVAL, "no length for warmup_linear: %s", tb_err_msg());
+            cr_expect(strstr(tb_err_msg(), "announced no message count") != NULL, "%s", tb_err_msg());
+            cr_expect(strstr(tb_err_msg(), "total") != NULL, "%s", tb_err_msg());
+        }
+        tb_bert_free(&m);
+    }
+}
+
+/* Constant predictions: the correlation is undefined (NaN) at every evaluation. */
+static int undefined_eval(void *ctx, tb_bert_model *m, tb_taskmetrics_result *r)
+{
+    (void)ctx;
+    (void)m;
+    tb_taskmetrics tm;
+    cr_assert_eq(tb_taskmetrics_init(&tm, TB_TM_CORR, 1), TB_OK);
+    const float pred[4] = {1, 1, 1, 1}, gold[4] = {0, 1, 2, 3};
+    cr_assert_eq(tb_taskmetrics_add_values(&tm, pred, gold, 4), TB_OK);
+    cr_assert_eq(tb_taskmetrics_compute(&tm, r), TB_OK);
+    tb_taskmetrics_free(&tm);
+    return TB_OK;
+}
+
+/* A run whose dev metric is never defined still ends with a best/ (the first evaluation's), so
+ * what reads best/ next (tb-eval in a pipeline) finds a model. */
+Test(trainer, an_undefined_dev_metric_still_gives_a_best_checkpoint)
+{
+    script s = {.term_at = -1};
+    tb_bert_model m = {0};
+    small_model(&m);
+    tb_trainer_opts o;
+    opts_for(&o, &s);
+    o.eval = undefined_eval;
+    tb_trainer_result r;
+    cr_assert_eq(tb_trainer_run(&o, &m, &r), TB_OK, "%s", tb_err_msg());
+    cr_expect_eq(r.best_step, 4, "the first evaluation");
+    cr_expect(isnan(r.best_metric));
+    cr_expect(is_dir("best/step-4"));
+    cr_expect(!is_dir("best/step-8"), "an undefined value does not replace another");
     tb_bert_free(&m);
 }

@@ -32,6 +32,9 @@ typedef struct tb_task_info {
     int regression;          /* float labels */
     int n_labels;            /* classification: number of labels, in the order of `labels` */
     const char *const *labels;
+    /* header tasks: the names GLUE's header line gives the text and label columns (compared
+     * without case), so that a file of another task is recognised at its first line */
+    const char *head_a, *head_b, *head_label;
 } tb_task_info;
 
 /* Facts of a task; NULL for an invalid value. */

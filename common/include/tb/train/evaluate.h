@@ -4,13 +4,15 @@
  * tb/wire/stream.h opens (a message file, ipc://, tcp://). Every batch is run forward with dropout off
  * (pooler + classifier); the logits go into a tb_taskmetrics accumulator with the gold labels.
  *
- * Metric kind: given, or TB_TM_KIND_COUNT for automatic: CORR when the model has one output
+ * Metric kind: given, or TB_TM_KIND_COUNT for automatic: the GLUE metric of the task the first
+ * batch names in its "task" field (tb-tokenize writes it: CoLA MCC, MRPC/QQP accuracy and F1,
+ * STS-B correlation, ...; tb_taskmetrics_kind_for_task), else CORR when the model has one output
  * (regression), otherwise ACCURACY. Batches whose "label_order" metadata is "regression" need a
  * 1-output model; a label order of n names needs an n-label model (else TB_ESHAPE naming both).
  *
  * Predictions (optional): a GLUE submission TSV, "index<TAB>prediction" header, then one row per
  * example in stream order: the example id and the predicted label's name from the batch's
- * "label_order" (class ids when the batches carry none), or the predicted value with 3 decimals
+ * "label_order" (class ids when the batches carry none), or the predicted value (%.9g: the float exactly, so metrics can be recomputed from the file)
  * for regression. Written under a temporary name and renamed when complete.
  *
  * Vocabulary: with expect_vocab_hash set, a batch made with another vocabulary (its vocab_hash)

@@ -10,8 +10,10 @@
  *   TB_TM_ACC_F1    accuracy, f1, acc_and_f1      MRPC, QQP (2 classes; F1 of class 1)
  *   TB_TM_MCC       mcc, accuracy                 CoLA
  *   TB_TM_CORR      pearson, spearman, corr       STS-B (regression, 1 output)
- * The main metric (the one a trainer keeps the best checkpoint by) follows the TinyBERT
- * reference (task_distill.py): accuracy for ACCURACY and ACC_F1, mcc for MCC, corr for CORR.
+ * The main metric (the one a trainer keeps the best checkpoint by) is the task's GLUE score:
+ * accuracy for ACCURACY, acc_and_f1 (the mean of F1 and accuracy, as GLUE scores MRPC and QQP;
+ * the TinyBERT reference keeps the best by accuracy alone) for ACC_F1, mcc for MCC, corr (the
+ * mean of Pearson and Spearman) for CORR.
  *
  * Definitions (they match scikit-learn 1.2 and SciPy 1.10, against which the tests check):
  *   accuracy   = correct / examples.

@@ -31,7 +31,8 @@
  *   - evaluation every eval_every steps and at the end through the stage's eval function (before
  *     the checkpoint of the same step, so the checkpoint holds the best so far); the best model by
  *     the task's main metric is saved as OUT/best/step-N (OUT/best/latest), older best folders
- *     removed;
+ *     removed (the first evaluation always makes one, even of an undefined metric such as the
+ *     correlation of constant predictions; any finite value replaces an undefined one);
  *   - exact resume: with opts.resume the newest checkpoint of OUT is loaded (parameters, moments,
  *     step, best so far) and the input is re-opened at the saved data position, so the losses
  *     from there on are bit-identical to an uninterrupted run with the same seed and threads;

@@ -79,6 +79,9 @@ typedef struct tb_stream_opts {
     void *regen_ctx;
     tb_stream_admit_fn admit;/* optional: check each consumer's hello before it is sent anything */
     void *admit_ctx;
+    uint64_t announce_count; /* > 0: the messages the stream will hold, announced to every consumer
+                                in its welcome ("total", docs/protocol.md) so that it can size its
+                                work before the END; 0: not announced (the default) */
 
     /* consumer */
     const char *consumer_id; /* routing id, unique among the stream's consumers ("c<pid>") */
@@ -131,6 +134,11 @@ int tb_stream_finish(tb_stream *s);
  * timeout_ms (< 0: wait; the dead-producer check still applies), TB_EPEER when the producer
  * is gone or reported an error. The message's "seq" field is its sequence number. */
 int tb_stream_recv(tb_stream *s, tb_msg *out, int timeout_ms);
+/* Consumer: the number of messages the stream holds, before its END: a message file's END
+ * count, or the count a ZeroMQ producer announced (opts.announce_count). A producer's announcement
+ * arrives before its first message: ask after tb_stream_recv returned one. TB_ENOTFOUND when
+ * there is none (a producer that does not know its count). The END count stays authoritative. */
+int tb_stream_count(tb_stream *s, uint64_t *out);
 /* Consumer (manual_ack): everything up to and including `seq` is safe in a checkpoint. */
 int tb_stream_ack(tb_stream *s, uint64_t seq);
 
