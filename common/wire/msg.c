@@ -183,7 +183,7 @@ static int get_kind(const tb_msg *m, const char *key, tb_value_kind want, const 
 
 int tb_msg_get_bool(const tb_msg *m, const char *key, int *out)
 {
-    const tb_field *f;
+    const tb_field *f = NULL;
     int rc = get_kind(m, key, TB_VAL_BOOL, &f);
     if (!rc) *out = f->v.b;
     return rc;
@@ -191,7 +191,7 @@ int tb_msg_get_bool(const tb_msg *m, const char *key, int *out)
 
 int tb_msg_get_int(const tb_msg *m, const char *key, int64_t *out)
 {
-    const tb_field *f;
+    const tb_field *f = NULL;
     int rc = get_kind(m, key, TB_VAL_INT, &f);
     if (!rc) *out = f->v.i;
     return rc;
@@ -211,7 +211,7 @@ int tb_msg_get_float(const tb_msg *m, const char *key, double *out)
 
 int tb_msg_get_str(const tb_msg *m, const char *key, const char **out)
 {
-    const tb_field *f;
+    const tb_field *f = NULL;
     int rc = get_kind(m, key, TB_VAL_STR, &f);
     if (!rc) *out = f->v.str.ptr;
     return rc;
@@ -219,7 +219,7 @@ int tb_msg_get_str(const tb_msg *m, const char *key, const char **out)
 
 int tb_msg_get_tensor(const tb_msg *m, const char *key, const tb_tensor **out)
 {
-    const tb_field *f;
+    const tb_field *f = NULL;
     int rc = get_kind(m, key, TB_VAL_TENSOR, &f);
     if (!rc) *out = &f->v.tensor;
     return rc;
