@@ -380,11 +380,15 @@ int tb_st_write(const char *path, const tb_st_item *items, int count, const tb_s
     int rc = TB_OK, fd = -1;
     sbuf b = {0};
     tb_tensor packed = {0};
+    char tmp[4096 + 32] = "";
     TB_CHECK(path && count >= 0 && (count == 0 || items) && meta_count >= 0, TB_EINVAL,
              "tb_st_write: bad arguments");
     TB_TRY(build_header(&b, items, count, meta, meta_count));
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    TB_CHECK(fd >= 0, TB_EIO, "cannot create %s: %s", path, strerror(errno));
+    /* written as PATH.tmp-<pid> and renamed when complete: an existing PATH stays whole until then */
+    int tn = snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
+    TB_CHECK(tn > 0 && (size_t)tn < sizeof tmp, TB_EINVAL, "path too long: %s", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    TB_CHECK(fd >= 0, TB_EIO, "cannot create %s: %s", tmp, strerror(errno));
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)b.len >> (8 * i));
     TB_TRY(write_all(fd, len8, 8, path));
@@ -402,10 +406,14 @@ int tb_st_write(const char *path, const tb_st_item *items, int count, const tb_s
         tb_tensor_free(&packed);
     }
     TB_CHECK(fsync(fd) == 0, TB_EIO, "cannot fsync %s: %s", path, strerror(errno));
-    TB_CHECK(close(fd) == 0, TB_EIO, "cannot close %s: %s", path, strerror(errno));
+    int closed = close(fd);
     fd = -1;
+    TB_CHECK(closed == 0, TB_EIO, "cannot close %s: %s", tmp, strerror(errno));
+    TB_CHECK(rename(tmp, path) == 0, TB_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    tmp[0] = '\0';
 error:
     if (fd >= 0) close(fd);
+    if (tmp[0]) unlink(tmp);
     tb_tensor_free(&packed);
     free(b.p);
     return rc;

@@ -568,7 +568,7 @@ static int write_check(const tb_distill_opts *o, const tb_bert_model *m, const t
 {
     int rc = TB_OK;
     char path[PATH_N];
-    FILE *f = NULL;
+    tb_outfile out = {0};
     tb_st_item *items = NULL;
     char **names = NULL;
     int n = 0;
@@ -598,20 +598,17 @@ static int write_check(const tb_distill_opts *o, const tb_bert_model *m, const t
     tb_st_meta meta[] = {{"mode", (char *)tb_distill_mode_name(o->loss.mode)}};
     TB_TRY(tb_st_write(path, items, n, meta, 1));
     TB_TRY(pathf(path, sizeof path, "%s/losses.json", o->check_dir));
-    f = fopen(path, "w");
-    TB_CHECK(f, TB_EIO, "cannot write %s: %s", path, strerror(errno));
-    fprintf(f,
+    TB_TRY(tb_outfile_open(&out, path));
+    fprintf(out.f,
             "{\"mode\":\"%s\",\"loss\":%.17g,\"att\":%.17g,\"hidden\":%.17g,\"emb\":%.17g,\"pred\":%.17g,"
             "\"w_att\":%.17g,\"w_hidden\":%.17g,\"w_pred\":%.17g,\"temperature\":%.17g,\"dropout\":%s,"
             "\"step\":0}\n",
             tb_distill_mode_name(o->loss.mode), r->loss, r->parts.att, r->parts.hidden, r->parts.emb, r->parts.pred,
             o->loss.w_att, o->loss.w_hidden, o->loss.w_pred, o->loss.temperature, o->loss.dropout ? "true" : "false");
-    int closed = fclose(f);
-    f = NULL;
-    TB_CHECK(closed == 0, TB_EIO, "writing %s failed", path);
+    TB_TRY(tb_outfile_commit(&out));
     TB_INFO("check: losses and gradients written to %s", o->check_dir);
 error:
-    if (f) fclose(f);
+    tb_outfile_abort(&out);
     if (names)
         for (int i = 0; i < p->count; i++) free(names[i]);
     free(names);

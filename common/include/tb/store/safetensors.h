@@ -72,7 +72,8 @@ typedef struct tb_st_item {
 
 /* Writes `items` (names unique and not "__metadata__") with metadata pairs `meta` (may be NULL
  * when meta_count is 0; "format": "pt" is added first unless present) to `path`, then fsyncs
- * the file. The file is written in place: write to a temporary name and rename for atomicity. */
+ * the file. It is written as PATH.tmp-<pid> and renamed to PATH when complete: an existing PATH is
+ * replaced whole or not at all, and a failure leaves no temporary behind. */
 int tb_st_write(const char *path, const tb_st_item *items, int count, const tb_st_meta *meta, int meta_count);
 
 #endif
