@@ -143,6 +143,45 @@ Test(safetensors, writer_rejects_bad_items, .init = setup, .fini = teardown)
     tb_tensor_free(&a);
 }
 
+/* A writer that fails part-way (here: a tensor without data, found after the header is built)
+ * leaves an existing file byte for byte and no temporary beside it. */
+Test(safetensors, failed_write_keeps_the_old_file_and_leaves_no_temporary, .init = setup, .fini = teardown)
+{
+    tb_tensor a;
+    int64_t s[1] = {3};
+    cr_assert_eq(tb_tensor_alloc(&a, TB_F32, 1, s), TB_OK);
+    float *d = a.data;
+    d[0] = 1.0f, d[1] = 2.0f, d[2] = 3.0f;
+    char p[256];
+    path_of(p, sizeof p, "keep.safetensors");
+    tb_st_item one[] = {{"a", &a}};
+    cr_assert_eq(tb_st_write(p, one, 1, NULL, 0), TB_OK, "%s", tb_err_msg());
+    FILE *f = fopen(p, "rb");
+    cr_assert_not_null(f);
+    char before[4096];
+    size_t nb = fread(before, 1, sizeof before, f);
+    fclose(f);
+    cr_assert_gt(nb, 8);
+
+    tb_tensor hollow = a;
+    hollow.data = NULL;
+    tb_st_item two[] = {{"a", &a}, {"b", &hollow}};
+    cr_assert_neq(tb_st_write(p, two, 2, NULL, 0), TB_OK);
+    cr_expect(strstr(tb_err_msg(), "'b'") != NULL, "%s", tb_err_msg());
+
+    f = fopen(p, "rb");
+    cr_assert_not_null(f);
+    char after[4096];
+    size_t na = fread(after, 1, sizeof after, f);
+    fclose(f);
+    cr_expect_eq(na, nb, "the old file changed size: %zu bytes, was %zu", na, nb);
+    cr_expect(na == nb && memcmp(before, after, nb) == 0, "the old file's bytes changed");
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q tmp", dir);
+    cr_expect_neq(system(cmd), 0, "a temporary was left in %s", dir);
+    tb_tensor_free(&a);
+}
+
 #define ENTRY(name, dt, shape, b, e) "\"" name "\":{\"dtype\":\"" dt "\",\"shape\":" shape ",\"data_offsets\":[" #b "," #e "]}"
 
 Test(safetensors, rejects_hostile_headers, .init = setup, .fini = teardown)
