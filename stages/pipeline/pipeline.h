@@ -126,4 +126,10 @@ int tb_pipeline_write_summary(const tb_pipeline *p, const tb_pipeline_result *re
 /* "exit status 3", "killed by signal 9 (Killed)" */
 void tb_pipeline_describe_status(int wait_status, char *buf, size_t cap);
 
+/* Keeps only the stages named in `names` (comma or blank separated), in file order. An `after`
+ * naming a stage left out is dropped: the caller has run that stage already (tb-pipeline --only,
+ * used by the containers of docker-compose.yml, each running its own steps of one pipeline file).
+ * An unknown name is an error naming it and the file. */
+int tb_pipeline_select(tb_pipeline *p, const char *names);
+
 #endif
