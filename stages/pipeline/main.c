@@ -29,6 +29,8 @@ static const tb_opt opts[] = {
               "${RUN}/pipeline-state.json; \"\": none)", .metavar = "PATH"),
     TB_OPTION("bin-dir", TB_OPT_STRING, NULL, "where to look for tb-* programs first (default: this program's directory)",
               .metavar = "DIR"),
+    TB_OPTION("only", TB_OPT_STRING, NULL, "run only these stages (comma separated); their `after` on the others is "
+              "taken as done", .metavar = "STAGES"),
     {0},
 };
 
@@ -102,6 +104,11 @@ int main(int argc, char **argv)
     tb_signals_install(TB_SIGNALS_NO_HARD_KILL); /* the runner kills its stages before it dies */
     signal(SIGPIPE, SIG_IGN); /* a closed stderr must not kill the runner and orphan the stages */
     if (tb_pipeline_load(&p, cli.args[0], cli.args + 1, cli.nargs - 1) != TB_OK) {
+        fprintf(stderr, "tb-pipeline: %s\n", tb_err_msg());
+        code = TB_EXIT_USAGE;
+        goto done;
+    }
+    if (tb_cli_str(&cli, "only") && tb_pipeline_select(&p, tb_cli_str(&cli, "only")) != TB_OK) {
         fprintf(stderr, "tb-pipeline: %s\n", tb_err_msg());
         code = TB_EXIT_USAGE;
         goto done;

@@ -144,4 +144,10 @@ void tb_pipeline_state_text(const tb_pipeline_result *res, int i, char *buf, siz
 /* "exit status 3", "killed by signal 9 (Killed)" */
 void tb_pipeline_describe_status(int wait_status, char *buf, size_t cap);
 
+/* Keeps only the stages named in `names` (comma or blank separated), in file order. An `after`
+ * naming a stage left out is dropped: the caller has run that stage already (tb-pipeline --only,
+ * used by the containers of docker-compose.yml, each running its own steps of one pipeline file).
+ * An unknown name is an error naming it and the file. */
+int tb_pipeline_select(tb_pipeline *p, const char *names);
+
 #endif
