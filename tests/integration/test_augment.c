@@ -20,18 +20,6 @@
 #define VOCAB TB_SOURCE_DIR "/data/vocab/bert-base-uncased-vocab.txt"
 #define REF TB_PYTHON " " TB_SOURCE_DIR "/tests/reference/py/augment_ref.py"
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -50,15 +38,15 @@ Test(augment_cli, sst2_rows_deterministic_and_tokenizable, .timeout = 600)
 {
     char d[256];
     tb_proc_tmpdir(d, sizeof d);
-    cr_assert_eq(sh(REF " make-model %s/m --vocab " VOCAB " --layers 2 --hidden 32 --heads 2 --inter 64 --seed 3", d),
+    cr_assert_eq(tb_proc_sh(REF " make-model %s/m --vocab " VOCAB " --layers 2 --hidden 32 --heads 2 --inter 64 --seed 3", d),
                  0);
-    cr_assert_eq(sh("head -n 121 " TB_SOURCE_DIR "/data/sst2/train.tsv > %s/in.tsv", d), 0);
+    cr_assert_eq(tb_proc_sh("head -n 121 " TB_SOURCE_DIR "/data/sst2/train.tsv > %s/in.tsv", d), 0);
     const char *common = "--format sst-2 --progress none --log-level warn --seed 11 --n 6";
-    cr_assert_eq(sh(AUGMENT " --input %s/in.tsv --output %s/t1.tsv --model %s/m --threads 1 %s", d, d, d, common), 0);
-    cr_assert_eq(sh(AUGMENT " --input %s/in.tsv --output %s/t2.tsv --model %s/m --threads 2 --chunk 7 %s", d, d, d,
+    cr_assert_eq(tb_proc_sh(AUGMENT " --input %s/in.tsv --output %s/t1.tsv --model %s/m --threads 1 %s", d, d, d, common), 0);
+    cr_assert_eq(tb_proc_sh(AUGMENT " --input %s/in.tsv --output %s/t2.tsv --model %s/m --threads 2 --chunk 7 %s", d, d, d,
                     common),
                  0);
-    cr_assert_eq(sh(AUGMENT " --input %s/in.tsv --output %s/t3.tsv --model %s/m --threads 2 --one-at-a-time %s", d, d,
+    cr_assert_eq(tb_proc_sh(AUGMENT " --input %s/in.tsv --output %s/t3.tsv --model %s/m --threads 2 --one-at-a-time %s", d, d,
                     d, common),
                  0);
     char p1[300], p2[300], p3[300];
@@ -96,7 +84,7 @@ Test(augment_cli, sst2_rows_deterministic_and_tokenizable, .timeout = 600)
     tb_dataset_free(&in);
     tb_dataset_free(&out);
     /* tb-tokenize reads it unchanged */
-    cr_assert_eq(sh(TOKENIZE " --input %s --format sst-2 --vocab " VOCAB
+    cr_assert_eq(tb_proc_sh(TOKENIZE " --input %s --format sst-2 --vocab " VOCAB
                     " --output %s/t.tbm --progress none --log-level warn --max-batches 3",
                     p1, d),
                  0);
@@ -112,14 +100,14 @@ Test(augment_cli, n_zero_writes_the_input_unchanged, .timeout = 300)
 {
     char d[256];
     tb_proc_tmpdir(d, sizeof d);
-    cr_assert_eq(sh(REF " make-model %s/m --vocab " VOCAB " --layers 2 --hidden 32 --heads 2 --inter 64 --seed 3", d),
+    cr_assert_eq(tb_proc_sh(REF " make-model %s/m --vocab " VOCAB " --layers 2 --hidden 32 --heads 2 --inter 64 --seed 3", d),
                  0);
-    cr_assert_eq(sh("head -n 301 " TB_SOURCE_DIR "/data/sst2/train.tsv > %s/in.tsv", d), 0);
-    cr_assert_eq(sh(AUGMENT " --input %s/in.tsv --output %s/out.tsv --model %s/m --format sst-2 --n 0 --progress none"
+    cr_assert_eq(tb_proc_sh("head -n 301 " TB_SOURCE_DIR "/data/sst2/train.tsv > %s/in.tsv", d), 0);
+    cr_assert_eq(tb_proc_sh(AUGMENT " --input %s/in.tsv --output %s/out.tsv --model %s/m --format sst-2 --n 0 --progress none"
                     " --log-level warn",
                     d, d, d),
                  0);
-    cr_assert_eq(sh("cmp -s %s/in.tsv %s/out.tsv", d, d), 0, "--n 0 changed the rows");
+    cr_assert_eq(tb_proc_sh("cmp -s %s/in.tsv %s/out.tsv", d, d), 0, "--n 0 changed the rows");
     tb_proc_rmdir(d);
 }
 
@@ -137,8 +125,8 @@ Test(augment_cli, model_without_mlm_head, .timeout = 120)
     cr_assert_eq(tb_checkpoint_save(d, 0, &cfg, &m.params, NULL, NULL, VOCAB, ck, sizeof ck), TB_OK, "%s",
                  tb_err_msg());
     tb_bert_free(&m);
-    cr_assert_eq(sh("printf 'sentence\\tlabel\\ngood film\\t1\\n' > %s/in.tsv", d), 0);
-    int code = sh(AUGMENT " --input %s/in.tsv --format sst-2 --output %s/o.tsv --model %s --progress none 2> %s/err",
+    cr_assert_eq(tb_proc_sh("printf 'sentence\\tlabel\\ngood film\\t1\\n' > %s/in.tsv", d), 0);
+    int code = tb_proc_sh(AUGMENT " --input %s/in.tsv --format sst-2 --output %s/o.tsv --model %s --progress none 2> %s/err",
                   d, d, ck, d);
     cr_assert_eq(code, 1);
     char pe[300], po[300];
@@ -157,14 +145,14 @@ Test(augment_cli, bert_base_shaped_hf_checkpoint, .timeout = 600)
 {
     char d[256];
     tb_proc_tmpdir(d, sizeof d);
-    cr_assert_eq(sh(REF " make-model %s/m --vocab " VOCAB " --layers 12 --hidden 768 --heads 12 --inter 3072 --seed 5",
+    cr_assert_eq(tb_proc_sh(REF " make-model %s/m --vocab " VOCAB " --layers 12 --hidden 768 --heads 12 --inter 3072 --seed 5",
                     d),
                  0);
-    cr_assert_eq(sh("printf 'sentence\\tlabel\\na gorgeous , witty , seductive movie . \\t1\\n"
+    cr_assert_eq(tb_proc_sh("printf 'sentence\\tlabel\\na gorgeous , witty , seductive movie . \\t1\\n"
                     "the greatest musicians \\t1\\n' > %s/in.tsv",
                     d),
                  0);
-    cr_assert_eq(sh(AUGMENT " --input %s/in.tsv --format sst-2 --output %s/o.tsv --model %s/m --n 5 --p 1 "
+    cr_assert_eq(tb_proc_sh(AUGMENT " --input %s/in.tsv --format sst-2 --output %s/o.tsv --model %s/m --n 5 --p 1 "
                             "--vectors teacher --progress none --log-level warn",
                     d, d, d),
                  0);
@@ -176,6 +164,6 @@ Test(augment_cli, bert_base_shaped_hf_checkpoint, .timeout = 600)
     for (char *p = o; *p; p++) lines += *p == '\n';
     cr_assert_gt(lines, 3 + 2, "p = 1 with 15 candidates: new rows expected\n%s", o);
     free(o);
-    cr_assert_eq(sh("rm -rf %s/m", d), 0);
+    cr_assert_eq(tb_proc_sh("rm -rf %s/m", d), 0);
     tb_proc_rmdir(d);
 }

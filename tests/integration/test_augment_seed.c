@@ -23,18 +23,6 @@
 #define VOCAB_BIN TB_BIN_DIR "/tb-vocab"
 #define REF TB_PYTHON " " TB_SOURCE_DIR "/tests/reference/py/augment_ref.py"
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -115,21 +103,21 @@ static char dir[256];
 static void setup(void)
 {
     tb_proc_tmpdir(dir, sizeof dir);
-    cr_assert_eq(sh(VOCAB_BIN " --input '%s' --format simple --vocab-size 3000 --output %s/vocab.txt --log-level warn",
+    cr_assert_eq(tb_proc_sh(VOCAB_BIN " --input '%s' --format simple --vocab-size 3000 --output %s/vocab.txt --log-level warn",
                     tb_test_data("seed/train-3000.txt"), dir),
                  0);
-    cr_assert_eq(sh(REF " make-model %s/m --vocab %s/vocab.txt --layers 1 --hidden 32 --heads 2 --inter 64 "
+    cr_assert_eq(tb_proc_sh(REF " make-model %s/m --vocab %s/vocab.txt --layers 1 --hidden 32 --heads 2 --inter 64 "
                         "--max-pos 512 --seed 5",
                     dir, dir),
                  0);
-    cr_assert_eq(sh("head -n 5 '%s' > %s/in.txt && sed -n 9086,9090p '%s' >> %s/in.txt",
+    cr_assert_eq(tb_proc_sh("head -n 5 '%s' > %s/in.txt && sed -n 9086,9090p '%s' >> %s/in.txt",
                     tb_test_data("seed/train-3000.txt"), dir, tb_test_data("seed/train.txt"), dir),
                  0);
 }
 
 static void teardown(void)
 {
-    sh("rm -rf %s", dir);
+    tb_proc_sh("rm -rf %s", dir);
 }
 
 TestSuite(augment_seed, .init = setup, .fini = teardown, .timeout = 600);
@@ -165,7 +153,7 @@ Test(augment_seed, cjk_rows_on_seed_data_with_lenient)
              "--input %s/in.txt --model %s/m --vectors none --cjk --n 4 --p 0.4 --seed 3 --progress none", dir, dir);
 
     /* strict: the malformed line stops the run, named with its file and line; no output */
-    cr_assert_eq(sh(AUGMENT " %s --output %s/strict.txt 2> %s/strict.err", cmd_common, dir, dir), 1);
+    cr_assert_eq(tb_proc_sh(AUGMENT " %s --output %s/strict.txt 2> %s/strict.err", cmd_common, dir, dir), 1);
     char p[512];
     snprintf(p, sizeof p, "%s/strict.err", dir);
     char *err = slurp(p);
@@ -177,7 +165,7 @@ Test(augment_seed, cjk_rows_on_seed_data_with_lenient)
     cr_assert(!exists(p), "a failed run left %s", p);
 
     /* lenient: skipped, named, counted; every good row augmented */
-    cr_assert_eq(sh(AUGMENT " %s --lenient --output %s/out.txt --metrics %s/m.jsonl 2> %s/lenient.err", cmd_common, dir,
+    cr_assert_eq(tb_proc_sh(AUGMENT " %s --lenient --output %s/out.txt --metrics %s/m.jsonl 2> %s/lenient.err", cmd_common, dir,
                     dir, dir),
                  0);
     snprintf(p, sizeof p, "%s/lenient.err", dir);
@@ -275,13 +263,13 @@ Test(augment_seed, shipped_defaults_beside_the_executable)
 {
     char lone[512], p[600];
     snprintf(lone, sizeof lone, "%s/prefix", dir);
-    cr_assert_eq(sh("mkdir -p %s/bin && cp " AUGMENT " %s/bin/", lone, lone), 0);
+    cr_assert_eq(tb_proc_sh("mkdir -p %s/bin && cp " AUGMENT " %s/bin/", lone, lone), 0);
     char run[2048];
     snprintf(run, sizeof run, "%s/bin/tb-augment --input %s/in.txt --model %s/m --cjk --n 2 --lenient --progress none",
              lone, dir, dir);
 
     /* no --stopwords, nothing shipped: a clear error naming the option and the place looked at */
-    cr_assert_eq(sh("%s --vectors none --output %s/o1.txt 2> %s/e1.txt", run, dir, dir), 1);
+    cr_assert_eq(tb_proc_sh("%s --vectors none --output %s/o1.txt 2> %s/e1.txt", run, dir, dir), 1);
     snprintf(p, sizeof p, "%s/e1.txt", dir);
     char *err = slurp(p);
     cr_assert(strstr(err, "--stopwords"), "%s", err);
@@ -291,12 +279,12 @@ Test(augment_seed, shipped_defaults_beside_the_executable)
     cr_assert(!exists(p));
 
     /* an explicit --stopwords works from anywhere */
-    cr_assert_eq(sh("%s --vectors none --stopwords '%s' --output %s/o2.txt --log-level warn", run,
+    cr_assert_eq(tb_proc_sh("%s --vectors none --stopwords '%s' --output %s/o2.txt --log-level warn", run,
                     tb_test_data("augment/stopwords-en.txt"), dir),
                  0);
 
     /* --vectors glove without --glove and without a shipped GloVe file: a clear error too */
-    cr_assert_eq(sh("%s --vectors glove --stopwords '%s' --output %s/o3.txt 2> %s/e3.txt", run,
+    cr_assert_eq(tb_proc_sh("%s --vectors glove --stopwords '%s' --output %s/o3.txt 2> %s/e3.txt", run,
                     tb_test_data("augment/stopwords-en.txt"), dir, dir),
                  1);
     snprintf(p, sizeof p, "%s/e3.txt", dir);
@@ -307,11 +295,11 @@ Test(augment_seed, shipped_defaults_beside_the_executable)
 
     /* a list shipped in ../share/tinybert-c/ is the one read: one that makes 旁 a stop word takes
      * exactly its occurrences out of the eligible words */
-    cr_assert_eq(sh("mkdir -p %s/share/tinybert-c/augment && printf '# test list\\nthe\\n\\346\\227\\201\\n' > "
+    cr_assert_eq(tb_proc_sh("mkdir -p %s/share/tinybert-c/augment && printf '# test list\\nthe\\n\\346\\227\\201\\n' > "
                     "%s/share/tinybert-c/augment/stopwords-en.txt",
                     lone, lone),
                  0);
-    cr_assert_eq(sh("%s --vectors none --output %s/o4.txt --metrics %s/m4.jsonl --log-level error", run, dir, dir), 0);
+    cr_assert_eq(tb_proc_sh("%s --vectors none --output %s/o4.txt --metrics %s/m4.jsonl --log-level error", run, dir, dir), 0);
     snprintf(p, sizeof p, "%s/in.txt", dir);
     char *in = slurp(p);
     char *line[32];
@@ -329,13 +317,13 @@ Test(augment_seed, shipped_defaults_beside_the_executable)
     free(m);
 
     /* and the GloVe file shipped there is found too */
-    cr_assert_eq(sh("mkdir -p %s/share/tinybert-c/glove && cp '%s' %s/share/tinybert-c/glove/", lone,
+    cr_assert_eq(tb_proc_sh("mkdir -p %s/share/tinybert-c/glove && cp '%s' %s/share/tinybert-c/glove/", lone,
                     tb_test_data("glove/glove.6B.100d.first2604.txt"), lone),
                  0);
-    cr_assert_eq(sh("%s --vectors glove --output %s/o5.txt --log-level error", run, dir), 0);
+    cr_assert_eq(tb_proc_sh("%s --vectors glove --output %s/o5.txt --log-level error", run, dir), 0);
 
     /* the build tree's own executable finds build/share/tinybert-c/ (CMake copies the files) */
-    cr_assert_eq(sh(AUGMENT " --input %s/in.txt --model %s/m --cjk --n 2 --lenient --vectors glove --progress none "
+    cr_assert_eq(tb_proc_sh(AUGMENT " --input %s/in.txt --model %s/m --cjk --n 2 --lenient --vectors glove --progress none "
                             "--log-level error --output %s/o6.txt",
                     dir, dir, dir),
                  0);

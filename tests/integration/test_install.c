@@ -26,36 +26,24 @@ static void teardown(void)
 
 TestSuite(install, .init = setup, .fini = teardown, .timeout = 300);
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 Test(install, example_built_against_the_installed_library_agrees_with_tb_predict)
 {
     char prefix[600];
     snprintf(prefix, sizeof prefix, "%s/prefix", dir);
-    cr_assert_eq(sh("%s --install %s --prefix %s > %s/install.log 2>&1", TB_CMAKE, TB_BUILD_DIR, prefix, dir), 0,
+    cr_assert_eq(tb_proc_sh("%s --install %s --prefix %s > %s/install.log 2>&1", TB_CMAKE, TB_BUILD_DIR, prefix, dir), 0,
                  "cmake --install failed (see %s/install.log)", dir);
     const char *lib = TB_INSTALL_LIBDIR;
-    cr_assert_eq(sh("test -f %s/include/tinybert.h && test -f %s/%s/pkgconfig/tinybert.pc && test -e %s/%s/libtinybert.so "
+    cr_assert_eq(tb_proc_sh("test -f %s/include/tinybert.h && test -f %s/%s/pkgconfig/tinybert.pc && test -e %s/%s/libtinybert.so "
                     "&& test -x %s/bin/tb-predict && test -f %s/share/doc/tinybert-c/examples/classify.c",
                     prefix, prefix, lib, prefix, lib, prefix, prefix),
                  0, "installed files missing");
     /* exported symbols: the API only */
-    cr_expect_eq(sh("nm -D --defined-only %s/%s/libtinybert.so | awk '$2 == \"T\" {print $3}' | grep -v '^tinybert_' "
+    cr_expect_eq(tb_proc_sh("nm -D --defined-only %s/%s/libtinybert.so | awk '$2 == \"T\" {print $3}' | grep -v '^tinybert_' "
                     "| grep -v '^_' | grep -q .",
                     prefix, lib),
                  1, "libtinybert exports functions other than tinybert_*");
     /* the example, compiled from the installed copy with the installed headers and library only */
-    cr_assert_eq(sh("cd %s && PKG_CONFIG_PATH=%s/%s/pkgconfig cc -std=c11 -Wall -Wextra -Werror %s "
+    cr_assert_eq(tb_proc_sh("cd %s && PKG_CONFIG_PATH=%s/%s/pkgconfig cc -std=c11 -Wall -Wextra -Werror %s "
                     "share/doc/tinybert-c/examples/classify.c $(PKG_CONFIG_PATH=%s/%s/pkgconfig pkg-config --cflags --libs "
                     "tinybert) -o %s/classify 2> %s/cc.log",
                     prefix, prefix, lib, TB_EXAMPLE_CFLAGS, prefix, lib, dir, dir),
@@ -67,10 +55,10 @@ Test(install, example_built_against_the_installed_library_agrees_with_tb_predict
     FILE *f = fopen(strcat(strcpy(sub, dir), "/lines.txt"), "w");
     fprintf(f, "a gripping , heartfelt film\nit is dull\tand far too long\nnothing new here\n\nUn film très ennuyeux !\n");
     fclose(f);
-    cr_assert_eq(sh("LD_LIBRARY_PATH=%s/%s %s/classify %s < %s/lines.txt > %s/example.txt", prefix, lib, dir, model, dir,
+    cr_assert_eq(tb_proc_sh("LD_LIBRARY_PATH=%s/%s %s/classify %s < %s/lines.txt > %s/example.txt", prefix, lib, dir, model, dir,
                     dir),
                  0);
-    cr_assert_eq(sh("%s/bin/tb-predict --model %s --log-level warn < %s/lines.txt > %s/predict.txt", prefix, model, dir,
+    cr_assert_eq(tb_proc_sh("%s/bin/tb-predict --model %s --log-level warn < %s/lines.txt > %s/predict.txt", prefix, model, dir,
                     dir),
                  0);
     FILE *a = fopen(strcat(strcpy(sub, dir), "/example.txt"), "r");

@@ -52,18 +52,6 @@ static void teardown(void)
 TestSuite(predict, .init = setup, .fini = teardown, .timeout = 120);
 
 /* Runs a shell command; its exit status. */
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -82,15 +70,15 @@ static char *slurp(const char *path)
  * its first `batches` batches into want.tsv; tb-predict on the test file into got.tsv. */
 static void compare_with_eval(const char *task, const char *dev, const char *test, int batches, const char *model)
 {
-    cr_assert_eq(sh("%s --input %s --format %s --vocab %s --output %s/dev.tbm --no-shuffle --no-drop-last "
+    cr_assert_eq(tb_proc_sh("%s --input %s --format %s --vocab %s --output %s/dev.tbm --no-shuffle --no-drop-last "
                     "--batch-size 8 --max-seq-length 128 --log-level warn",
                     TOKENIZE, dev, task, tb_test_data("vocab/bert-base-uncased-vocab.txt"), dir),
                  0);
-    cr_assert_eq(sh("%s --model %s --input %s/dev.tbm --task %s --max-batches %d --predictions %s/want.tsv "
+    cr_assert_eq(tb_proc_sh("%s --model %s --input %s/dev.tbm --task %s --max-batches %d --predictions %s/want.tsv "
                     "--json '' --threads 1 --log-level warn 2>/dev/null",
                     EVAL, model, dir, task, batches, dir),
                  0);
-    cr_assert_eq(sh("%s --model %s --task %s --format glue --input %s --output %s/got.tsv --threads 1 --batch-size 5 "
+    cr_assert_eq(tb_proc_sh("%s --model %s --task %s --format glue --input %s --output %s/got.tsv --threads 1 --batch-size 5 "
                     "--chunk 7 --log-level warn",
                     PREDICT, model, task, test, dir),
                  0);
@@ -142,7 +130,7 @@ Test(predict, regression_submission_has_three_decimals)
     }
     fclose(f);
     fclose(g);
-    cr_assert_eq(sh("%s --model %s --task sts-b --format glue --input %s --output %s --log-level warn", PREDICT, m1, in,
+    cr_assert_eq(tb_proc_sh("%s --model %s --task sts-b --format glue --input %s --output %s --log-level warn", PREDICT, m1, in,
                     out),
                  0);
     const char *s = slurp(out);
@@ -196,7 +184,7 @@ Test(predict, stdin_lines_are_answered_one_by_one_as_they_arrive)
     FILE *f = fopen(in, "w");
     for (int i = 0; i < 3; i++) fprintf(f, "%s\n", texts[i]);
     fclose(f);
-    cr_assert_eq(sh("%s --model %s --task sst-2 --input %s --output %s --log-level warn", PREDICT, m2, in, ref), 0);
+    cr_assert_eq(tb_proc_sh("%s --model %s --task sst-2 --input %s --output %s --log-level warn", PREDICT, m2, in, ref), 0);
     char *want = slurp(ref);
 
     int to_child[2], from_child[2];
@@ -242,7 +230,7 @@ Test(predict, stdin_lines_are_answered_one_by_one_as_they_arrive)
 /* Runs tb-predict with `args` on stdin from `input` (a file); exit status, stderr in err. */
 static int predict_err(const char *args, const char *input, char **err)
 {
-    int code = sh("%s %s --log-level warn < %s > %s/out.txt 2> %s/err.txt", PREDICT, args, input, dir, dir);
+    int code = tb_proc_sh("%s %s --log-level warn < %s > %s/out.txt 2> %s/err.txt", PREDICT, args, input, dir, dir);
     char p[600];
     snprintf(p, sizeof p, "%s/err.txt", dir);
     *err = slurp(p);

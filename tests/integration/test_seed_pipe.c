@@ -17,18 +17,6 @@
 #define RUNNER TB_BIN_DIR "/tb-pipeline"
 #define PIPE TB_SOURCE_DIR "/pipelines/seed.pipe"
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -47,19 +35,19 @@ Test(seed_pipe, check_passes)
 {
     char d[256];
     tb_proc_tmpdir(d, sizeof d);
-    cr_assert_eq(sh(RUNNER " --check " PIPE " RUN=%s/run > %s/out.txt 2>&1", d, d), 0, "tb-pipeline --check failed");
-    sh("rm -rf %s", d);
+    cr_assert_eq(tb_proc_sh(RUNNER " --check " PIPE " RUN=%s/run > %s/out.txt 2>&1", d, d), 0, "tb-pipeline --check failed");
+    tb_proc_sh("rm -rf %s", d);
 }
 
 Test(seed_pipe, tiny_flow_end_to_end_with_lenient_readers, .timeout = 900)
 {
     char d[256], p[512];
     tb_proc_tmpdir(d, sizeof d);
-    cr_assert_eq(sh("sed -n 9086,9090p '%s' > %s/train.txt && head -n 400 '%s' >> %s/train.txt",
+    cr_assert_eq(tb_proc_sh("sed -n 9086,9090p '%s' > %s/train.txt && head -n 400 '%s' >> %s/train.txt",
                     tb_test_data("seed/train.txt"), d, tb_test_data("seed/train-3000.txt"), d),
                  0);
-    cr_assert_eq(sh("head -n 100 '%s' > %s/dev.txt", tb_test_data("seed/eval-1000.txt"), d), 0);
-    int code = sh("nice -n 5 " RUNNER " " PIPE " RUN=%s/run TRAIN=%s/train.txt DEV=%s/dev.txt SEQ=32 PRETRAIN_STEPS=2 "
+    cr_assert_eq(tb_proc_sh("head -n 100 '%s' > %s/dev.txt", tb_test_data("seed/eval-1000.txt"), d), 0);
+    int code = tb_proc_sh("nice -n 5 " RUNNER " " PIPE " RUN=%s/run TRAIN=%s/train.txt DEV=%s/dev.txt SEQ=32 PRETRAIN_STEPS=2 "
                   "GENERAL_STEPS=2 FINETUNE_STEPS=2 TASK_STEPS=2 AUGMENT_ROWS=5 AUGMENT_N=1 > %s/out.txt 2> %s/err.txt",
                   d, d, d, d, d);
     snprintf(p, sizeof p, "%s/err.txt", d);
@@ -122,5 +110,5 @@ Test(seed_pipe, tiny_flow_end_to_end_with_lenient_readers, .timeout = 900)
     cr_assert_geq(rows, 4 + 400, "%d rows", rows);
     cr_assert_leq(rows, 8 + 400, "%d rows", rows);
     free(aug);
-    sh("rm -rf %s", d);
+    tb_proc_sh("rm -rf %s", d);
 }

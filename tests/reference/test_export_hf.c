@@ -33,18 +33,6 @@ static void teardown(void)
 
 TestSuite(export_hf, .init = setup, .fini = teardown, .timeout = 300);
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -65,7 +53,7 @@ Test(export_hf, hf_head_student_exports_to_bert_for_sequence_classification)
     tb_test_write_ckpt(sub, &(tb_test_ckpt){.head = TB_HEAD_HF, .num_labels = 3, .mlm_head = 1, .fit_size = 48, .seed = 11},
                        model, sizeof model);
     /* the training folder (its `latest` link) is accepted as the checkpoint */
-    cr_assert_eq(sh("%s %s %s/hf --task mnli 2> %s/export.err", EXPORT, sub, dir, dir), 0, "%s",
+    cr_assert_eq(tb_proc_sh("%s %s %s/hf --task mnli 2> %s/export.err", EXPORT, sub, dir, dir), 0, "%s",
                  slurp(strcat(strcpy(sub, dir), "/export.err")));
     char err[600];
     snprintf(err, sizeof err, "%s/export.err", dir);
@@ -73,7 +61,7 @@ Test(export_hf, hf_head_student_exports_to_bert_for_sequence_classification)
     cr_expect(strstr(e, "fit_dense.weight") && strstr(e, "cls.predictions.bias"), "dropped tensors not listed: %s", e);
 
     /* tensor names: exactly BertForSequenceClassification's (bytes unchanged: see the logits) */
-    cr_assert_eq(sh("%s -c \"import json, sys; sys.path.insert(0, '%s'); import tbref; "
+    cr_assert_eq(tb_proc_sh("%s -c \"import json, sys; sys.path.insert(0, '%s'); import tbref; "
                     "c = json.load(open('%s/hf/config.json')); c['head'] = 'hf'; "
                     "t, m = tbref.read_safetensors('%s/hf/model.safetensors'); "
                     "want = set(tbref.param_names(c)); got = set(t); "
@@ -87,19 +75,19 @@ Test(export_hf, hf_head_student_exports_to_bert_for_sequence_classification)
                     "assert tc['tokenizer_class'] == 'BertTokenizer' and tc['do_lower_case'] is True\"",
                     TB_PYTHON, PY, dir, dir, dir),
                  0);
-    cr_expect_eq(sh("cmp -s %s/vocab.txt %s/hf/vocab.txt", model, dir), 0, "vocab.txt not copied byte for byte");
+    cr_expect_eq(tb_proc_sh("cmp -s %s/vocab.txt %s/hf/vocab.txt", model, dir), 0, "vocab.txt not copied byte for byte");
 
     /* logits: torch on the exported files vs tb-predict on the original checkpoint */
-    cr_assert_eq(sh("tail -n +2 %s | cut -f4,5 > %s/pairs.txt", tb_test_data("mrpc/test.tsv"), dir), 0);
-    cr_assert_eq(sh("%s --model %s --logits --log-level warn < %s/pairs.txt > %s/logits.txt", PREDICT, model, dir, dir),
+    cr_assert_eq(tb_proc_sh("tail -n +2 %s | cut -f4,5 > %s/pairs.txt", tb_test_data("mrpc/test.tsv"), dir), 0);
+    cr_assert_eq(tb_proc_sh("%s --model %s --logits --log-level warn < %s/pairs.txt > %s/logits.txt", PREDICT, model, dir, dir),
                  0);
-    cr_assert_eq(sh("%s %s/predict_ref.py %s/hf %s/pairs.txt %s/logits.txt 128 1e-4", TB_PYTHON, PY, dir, dir, dir), 0,
+    cr_assert_eq(tb_proc_sh("%s %s/predict_ref.py %s/hf %s/pairs.txt %s/logits.txt 128 1e-4", TB_PYTHON, PY, dir, dir, dir), 0,
                  "logits of the exported model differ from tb-predict's");
     /* and tb-predict reads the exported folder back (a foreign config.json) to the same output */
-    cr_assert_eq(sh("%s --model %s/hf --logits --log-level error < %s/pairs.txt > %s/logits-hf.txt", PREDICT, dir, dir,
+    cr_assert_eq(tb_proc_sh("%s --model %s/hf --logits --log-level error < %s/pairs.txt > %s/logits-hf.txt", PREDICT, dir, dir,
                     dir),
                  0);
-    cr_expect_eq(sh("cmp -s %s/logits.txt %s/logits-hf.txt", dir, dir), 0, "tb-predict on the export differs");
+    cr_expect_eq(tb_proc_sh("cmp -s %s/logits.txt %s/logits-hf.txt", dir, dir), 0, "tb-predict on the export differs");
 }
 
 Test(export_hf, relu_head_is_refused_as_no_hugging_face_class)
@@ -108,7 +96,7 @@ Test(export_hf, relu_head_is_refused_as_no_hugging_face_class)
     snprintf(sub, sizeof sub, "%s/relu", dir);
     tb_test_write_ckpt(sub, &(tb_test_ckpt){.head = TB_HEAD_TINYBERT, .num_labels = 2, .seed = 12}, model, sizeof model);
     snprintf(err, sizeof err, "%s/err.txt", dir);
-    cr_assert_eq(sh("%s %s %s/out 2> %s", EXPORT, model, dir, err), 1);
+    cr_assert_eq(tb_proc_sh("%s %s %s/out 2> %s", EXPORT, model, dir, err), 1);
     const char *e = slurp(err);
     cr_expect(strstr(e, "not a Hugging Face class") && strstr(e, "\"relu\""), "%s", e);
     char out[600];
@@ -122,12 +110,12 @@ Test(export_hf, an_existing_output_is_replaced_only_with_force)
     snprintf(sub, sizeof sub, "%s/m", dir);
     tb_test_write_ckpt(sub, &(tb_test_ckpt){.head = TB_HEAD_HF, .num_labels = 2, .seed = 13}, model, sizeof model);
     snprintf(err, sizeof err, "%s/err.txt", dir);
-    cr_assert_eq(sh("mkdir %s/out && echo keep > %s/out/mine", dir, dir), 0);
-    cr_assert_eq(sh("%s %s %s/out 2> %s", EXPORT, model, dir, err), 1);
+    cr_assert_eq(tb_proc_sh("mkdir %s/out && echo keep > %s/out/mine", dir, dir), 0);
+    cr_assert_eq(tb_proc_sh("%s %s %s/out 2> %s", EXPORT, model, dir, err), 1);
     cr_expect(strstr(slurp(err), "exists: give --force"), "%s", slurp(err));
-    cr_expect_eq(sh("test -f %s/out/mine", dir), 0);
-    cr_assert_eq(sh("%s %s %s/out --force --labels neg,pos 2> %s", EXPORT, model, dir, err), 0, "%s", slurp(err));
-    cr_expect_neq(sh("test -f %s/out/mine", dir), 0);
+    cr_expect_eq(tb_proc_sh("test -f %s/out/mine", dir), 0);
+    cr_assert_eq(tb_proc_sh("%s %s %s/out --force --labels neg,pos 2> %s", EXPORT, model, dir, err), 0, "%s", slurp(err));
+    cr_expect_neq(tb_proc_sh("test -f %s/out/mine", dir), 0);
     cr_expect(strstr(slurp(strcat(strcpy(err, dir), "/out/config.json")), "\"pos\""));
-    cr_expect_eq(sh("ls -d %s/out.* 2>/dev/null | grep -q .", dir), 1, "temporary folders left behind");
+    cr_expect_eq(tb_proc_sh("ls -d %s/out.* 2>/dev/null | grep -q .", dir), 1, "temporary folders left behind");
 }

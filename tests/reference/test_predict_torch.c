@@ -29,22 +29,10 @@ static void teardown(void)
 
 TestSuite(predict_torch, .init = setup, .fini = teardown, .timeout = 300);
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 /* Lines of a test.tsv without its header: columns `cols` (awk list, e.g. "$2" or "$4\"\\t\"$5"). */
 static void lines_of(const char *tsv, const char *cols, const char *out)
 {
-    cr_assert_eq(sh("tail -n +2 %s | awk -F '\\t' '{print %s}' > %s", tsv, cols, out), 0);
+    cr_assert_eq(tb_proc_sh("tail -n +2 %s | awk -F '\\t' '{print %s}' > %s", tsv, cols, out), 0);
 }
 
 /* tb-predict --logits on stdin from `lines`, then the torch reference; both must agree. */
@@ -54,10 +42,10 @@ static void check(const tb_test_ckpt *spec, const char *lines, const char *extra
     char sub[600], model[600];
     snprintf(sub, sizeof sub, "%s/model%d", dir, n++);
     tb_test_write_ckpt(sub, spec, model, sizeof model);
-    cr_assert_eq(sh("%s --model %s --logits --max-seq-length %d %s --log-level warn < %s > %s/logits.txt", PREDICT, model,
+    cr_assert_eq(tb_proc_sh("%s --model %s --logits --max-seq-length %d %s --log-level warn < %s > %s/logits.txt", PREDICT, model,
                     max_seq, extra, lines, dir),
                  0);
-    cr_assert_eq(sh("%s %s %s %s %s/logits.txt %d 1e-4", TB_PYTHON, REF, model, lines, dir, max_seq), 0,
+    cr_assert_eq(tb_proc_sh("%s %s %s %s %s/logits.txt %d 1e-4", TB_PYTHON, REF, model, lines, dir, max_seq), 0,
                  "tb-predict's logits differ from the PyTorch reference (see above)");
 }
 

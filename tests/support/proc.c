@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,4 +142,20 @@ long tb_proc_peak_rss_kb(void)
         if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
     fclose(f);
     return kb;
+}
+
+int tb_proc_sh(const char *fmt, ...)
+{
+    char cmd[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof cmd) {
+        fprintf(stderr, "tb_proc_sh: command of %d bytes does not fit in %zu\n", n, sizeof cmd);
+        return -2;
+    }
+    fflush(NULL);
+    int st = system(cmd);
+    return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

@@ -38,6 +38,11 @@ void tb_proc_reap(pid_t pid);
 const char *tb_proc_tmpdir(char *buf, size_t n);
 void tb_proc_rmdir(const char *path);
 
+/* Runs a printf-formatted command line with /bin/sh (system(3)) after flushing stdio. Returns
+ * its exit status (0..255), -1 when a signal ended it or it could not run, -2 when the command
+ * does not fit in 16 KiB (said on stderr). */
+int tb_proc_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* The process's peak resident set (VmHWM) in KiB, or -1. */
 long tb_proc_peak_rss_kb(void);
 
