@@ -20,12 +20,16 @@ COPY CMakeLists.txt ./
 COPY cmake cmake
 COPY common common
 COPY stages stages
+# the data files the build places beside the executables (cmake/shipped-data.cmake)
+COPY data/augment data/augment
+COPY data/glove data/glove
 ARG BUILD_TYPE=RelWithDebInfo
 ARG JOBS=2
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=${BUILD_TYPE} -DTB_TESTS=OFF >/dev/null \
  && cmake --build build -j ${JOBS} \
  && mkdir -p /out/bin \
  && cp build/bin/tb-* /out/bin/ \
+ && cp -r build/share /out/share \
  && strip --strip-debug /out/bin/*
 COPY docker/runtime-packages docker/runtime-packages
 # The Debian packages holding the shared libraries the stages load (ldd), for the runtime stage.
@@ -43,6 +47,7 @@ RUN apt-get update -qq \
  && mkdir -p /runs \
  && chown tinybert:tinybert /runs
 COPY --from=build /out/bin/ /opt/tinybert-c/bin/
+COPY --from=build /out/share/ /opt/tinybert-c/share/
 COPY data /opt/tinybert-c/data
 COPY configs /opt/tinybert-c/configs
 COPY pipelines /opt/tinybert-c/pipelines
