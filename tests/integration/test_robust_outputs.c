@@ -61,21 +61,6 @@ static void teardown(void)
 
 TestSuite(robust_outputs, .init = setup, .fini = teardown, .timeout = 120);
 
-/* Runs a shell command (printf format) with stderr into errpath; returns its exit status. */
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[4096], full[4700];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    snprintf(full, sizeof full, "%s 2> '%s'", cmd, errpath);
-    fflush(NULL);
-    int st = system(full);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* The file's bytes (malloc'd, NUL-terminated) and length; NULL when missing. */
 static char *slurp(const char *path, size_t *len)
 {
@@ -129,7 +114,7 @@ Test(robust_outputs, emit_refused_by_vocabulary_leaves_the_existing_output)
 {
     char out[600];
     snprintf(out, sizeof out, "%s/features.tbm", dir);
-    cr_assert_eq(sh("%s --teacher %s --input %s --output file:%s --hidden 0 --threads 1", EMIT, teacher, train, out),
+    cr_assert_eq(tb_proc_sh_err(errpath, "%s --teacher %s --input %s --output file:%s --hidden 0 --threads 1", EMIT, teacher, train, out),
                  0);
     size_t n0 = 0;
     char *before = slurp(out, &n0);
@@ -142,7 +127,7 @@ Test(robust_outputs, emit_refused_by_vocabulary_leaves_the_existing_output)
     cr_assert_not_null(f);
     fputs("extra\n", f);
     fclose(f);
-    cr_assert_eq(sh("%s --teacher %s --input %s --output file:%s --hidden 0 --threads 1", EMIT, teacher, train, out),
+    cr_assert_eq(tb_proc_sh_err(errpath, "%s --teacher %s --input %s --output file:%s --hidden 0 --threads 1", EMIT, teacher, train, out),
                  1);
     char *e = err_text();
     cr_expect(strstr(e, "vocabulary"), "%s", e);
@@ -162,7 +147,7 @@ Test(robust_outputs, emit_input_as_output_is_refused)
         if (k == 0) snprintf(out, sizeof out, "file:%s/train.tbm", dir);
         if (k == 1) snprintf(out, sizeof out, "file://%s/./train.tbm", dir);
         if (k == 2) snprintf(out, sizeof out, "%s/../%s/train.tbm", dir, strrchr(dir, '/') + 1);
-        cr_assert_eq(sh("%s --teacher %s --input %s --output %s --hidden 0 --threads 1", EMIT, teacher, train, out), 1,
+        cr_assert_eq(tb_proc_sh_err(errpath, "%s --teacher %s --input %s --output %s --hidden 0 --threads 1", EMIT, teacher, train, out), 1,
                      "%s", out);
         char *e = err_text();
         cr_expect(strstr(e, "same file") && strstr(e, "--output") && strstr(e, "--input"), "%s", e);
@@ -170,7 +155,7 @@ Test(robust_outputs, emit_input_as_output_is_refused)
         expect_bytes(train, before, n0, "tb-emit --output = --input");
     }
     /* the metrics are an output too */
-    cr_assert_eq(sh("%s --teacher %s --input %s --output file:%s/o.tbm --metrics %s --hidden 0", EMIT, teacher, train,
+    cr_assert_eq(tb_proc_sh_err(errpath, "%s --teacher %s --input %s --output file:%s/o.tbm --metrics %s --hidden 0", EMIT, teacher, train,
                     dir, train),
                  1);
     expect_bytes(train, before, n0, "tb-emit --metrics = --input");
@@ -190,16 +175,16 @@ Test(robust_outputs, tokenize_and_vocab_refuse_their_input_as_output)
     size_t n0 = 0, v0 = 0;
     char *before = slurp(rows, &n0), *vbefore = slurp(vocab, &v0);
     const char *tok = TOKENIZE " --format simple --batch-size 1 --consumers 0";
-    cr_expect_eq(sh("%s --input %s --vocab %s --output %s", tok, rows, vocab, rows), 1);
+    cr_expect_eq(tb_proc_sh_err(errpath, "%s --input %s --vocab %s --output %s", tok, rows, vocab, rows), 1);
     char *e = err_text();
     cr_expect(strstr(e, "same file") && strstr(e, rows), "%s", e);
     free(e);
-    cr_expect_eq(sh("%s --input %s --vocab %s --output file:%s", tok, rows, vocab, link), 1);
-    cr_expect_eq(sh("%s --input %s --vocab %s --output %s", tok, rows, vocab, vocab), 1);
+    cr_expect_eq(tb_proc_sh_err(errpath, "%s --input %s --vocab %s --output file:%s", tok, rows, vocab, link), 1);
+    cr_expect_eq(tb_proc_sh_err(errpath, "%s --input %s --vocab %s --output %s", tok, rows, vocab, vocab), 1);
     e = err_text();
     cr_expect(strstr(e, "--vocab"), "%s", e);
     free(e);
-    cr_expect_eq(sh(VOCAB " --input %s --format simple --output %s --vocab-size 40 --min-frequency 1", link, rows), 1);
+    cr_expect_eq(tb_proc_sh_err(errpath, VOCAB " --input %s --format simple --output %s --vocab-size 40 --min-frequency 1", link, rows), 1);
     e = err_text();
     cr_expect(strstr(e, "same file"), "%s", e);
     free(e);
@@ -208,8 +193,8 @@ Test(robust_outputs, tokenize_and_vocab_refuse_their_input_as_output)
     /* a distinct output is written, and replaces an earlier one whole */
     char out[700];
     snprintf(out, sizeof out, "%s/batches.tbm", dir);
-    cr_expect_eq(sh("%s --input %s --vocab %s --output %s", tok, rows, vocab, out), 0);
-    cr_expect_eq(sh("%s --input %s --vocab %s --output %s", tok, link, vocab, out), 0);
+    cr_expect_eq(tb_proc_sh_err(errpath, "%s --input %s --vocab %s --output %s", tok, rows, vocab, out), 0);
+    cr_expect_eq(tb_proc_sh_err(errpath, "%s --input %s --vocab %s --output %s", tok, link, vocab, out), 0);
     cr_expect_eq(temporaries(), 0);
     free(before);
     free(vbefore);
@@ -219,11 +204,11 @@ Test(robust_outputs, eval_refuses_its_input_as_json_or_predictions)
 {
     size_t n0 = 0;
     char *before = slurp(train, &n0);
-    cr_expect_eq(sh("%s --model %s --input %s --json %s", EVAL, teacher, train, train), 1);
+    cr_expect_eq(tb_proc_sh_err(errpath, "%s --model %s --input %s --json %s", EVAL, teacher, train, train), 1);
     char *e = err_text();
     cr_expect(strstr(e, "--json") && strstr(e, "same file"), "%s", e);
     free(e);
-    cr_expect_eq(sh("%s --model %s --input %s --predictions %s", EVAL, teacher, train, train), 1);
+    cr_expect_eq(tb_proc_sh_err(errpath, "%s --model %s --input %s --predictions %s", EVAL, teacher, train, train), 1);
     expect_bytes(train, before, n0, "tb-eval --json/--predictions = --input");
     free(before);
 }
@@ -233,16 +218,16 @@ Test(robust_outputs, trainers_refuse_an_input_as_metrics_or_plot)
 {
     size_t n0 = 0;
     char *before = slurp(train, &n0);
-    cr_expect_eq(sh("%s --init %s --input %s --output %s/ft --metrics %s --max-steps 1 --threads 1", FT, teacher, train,
+    cr_expect_eq(tb_proc_sh_err(errpath, "%s --init %s --input %s --output %s/ft --metrics %s --max-steps 1 --threads 1", FT, teacher, train,
                     dir, train),
                  1);
     char *e = err_text();
     cr_expect(strstr(e, "--metrics") && strstr(e, "same file"), "%s", e);
     free(e);
-    cr_expect_eq(sh("%s --init %s --input %s --output %s/ft2 --plot %s --max-steps 1 --threads 1", FT, teacher, train,
+    cr_expect_eq(tb_proc_sh_err(errpath, "%s --init %s --input %s --output %s/ft2 --plot %s --max-steps 1 --threads 1", FT, teacher, train,
                     dir, train),
                  1);
-    cr_expect_eq(sh("%s --mode task-stage2 --init %s --input %s --output %s/st --plot %s --max-steps 1 --threads 1",
+    cr_expect_eq(tb_proc_sh_err(errpath, "%s --mode task-stage2 --init %s --input %s --output %s/st --plot %s --max-steps 1 --threads 1",
                     DISTILL, teacher, train, dir, train),
                  1);
     e = err_text();
@@ -264,11 +249,11 @@ Test(robust_outputs, python_stage_refuses_its_input_as_output)
     size_t n0 = 0, v0 = 0;
     char *before = slurp(rows, &n0), *vbefore = slurp(vocab, &v0);
     const char *py = TB_PYTHON " " TB_SOURCE_DIR "/python/stages/tb-py-tokenize --consumers 0";
-    cr_expect_eq(sh("%s --input %s --vocab %s --output file:%s", py, rows, vocab, rows), 1);
+    cr_expect_eq(tb_proc_sh_err(errpath, "%s --input %s --vocab %s --output file:%s", py, rows, vocab, rows), 1);
     char *e = err_text();
     cr_expect(strstr(e, "same file") && strstr(e, "--input"), "%s", e);
     free(e);
-    cr_expect_eq(sh("%s --input %s --vocab %s --output %s/../%s/vocab.txt", py, rows, vocab, dir, strrchr(dir, '/') + 1),
+    cr_expect_eq(tb_proc_sh_err(errpath, "%s --input %s --vocab %s --output %s/../%s/vocab.txt", py, rows, vocab, dir, strrchr(dir, '/') + 1),
                  1);
     expect_bytes(rows, before, n0, "tb-py-tokenize --output = --input");
     expect_bytes(vocab, vbefore, v0, "tb-py-tokenize --output = --vocab");

@@ -93,21 +93,6 @@ static void teardown(void)
 
 TestSuite(robust_vocab, .init = setup, .fini = teardown, .timeout = 180);
 
-/* Runs a shell command (printf format) with stderr into errpath; returns its exit status. */
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[4096], full[4700];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    snprintf(full, sizeof full, "%s 2> '%s'", cmd, errpath);
-    fflush(NULL);
-    int st = system(full);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -166,20 +151,20 @@ static void write_other_batches(const char *path, int n)
 
 Test(robust_vocab, eval_refuses_batches_of_another_vocabulary)
 {
-    cr_expect_eq(sh(EVAL " --model %s --input %s --json '' --threads 1", same_ck, train), 0);
-    cr_assert_eq(sh(EVAL " --model %s --input %s --json '' --threads 1", other_ck, train), 1);
+    cr_expect_eq(tb_proc_sh_err(errpath, EVAL " --model %s --input %s --json '' --threads 1", same_ck, train), 0);
+    cr_assert_eq(tb_proc_sh_err(errpath, EVAL " --model %s --input %s --json '' --threads 1", other_ck, train), 1);
     expect_mismatch(train, "batch 0");
     char dev[600];
     snprintf(dev, sizeof dev, "%s/dev-other.tbm", dir);
     write_other_batches(dev, 2);
-    cr_expect_eq(sh(EVAL " --model %s --input %s --json '' --threads 1", other_ck, dev), 0);
+    cr_expect_eq(tb_proc_sh_err(errpath, EVAL " --model %s --input %s --json '' --threads 1", other_ck, dev), 0);
 }
 
 Test(robust_vocab, finetune_init_without_vocab_carries_the_checkpoints_vocab)
 {
     char out[600], path[700];
     snprintf(out, sizeof out, "%s/ft", dir);
-    cr_assert_eq(sh(FT " --init %s --input %s --output %s --max-steps 2" QUIET, same_ck, train, out), 0);
+    cr_assert_eq(tb_proc_sh_err(errpath, FT " --init %s --input %s --output %s --max-steps 2" QUIET, same_ck, train, out), 0);
     snprintf(path, sizeof path, "%s/latest/vocab.txt", out);
     char *got = slurp(path), *want = slurp(vocab);
     cr_assert_not_null(got, "%s has no vocab.txt", path);
@@ -187,25 +172,25 @@ Test(robust_vocab, finetune_init_without_vocab_carries_the_checkpoints_vocab)
     free(got);
     free(want);
     /* and that checkpoint is then checked like any other */
-    cr_expect_eq(sh(EVAL " --model %s --input %s --json '' --threads 1", out, train), 0);
+    cr_expect_eq(tb_proc_sh_err(errpath, EVAL " --model %s --input %s --json '' --threads 1", out, train), 0);
 }
 
 Test(robust_vocab, finetune_refuses_training_batches_of_another_vocabulary)
 {
     char out[600];
     snprintf(out, sizeof out, "%s/ft", dir);
-    cr_assert_eq(sh(FT " --init %s --input %s --output %s --max-steps 2" QUIET, other_ck, train, out), 1);
+    cr_assert_eq(tb_proc_sh_err(errpath, FT " --init %s --input %s --output %s --max-steps 2" QUIET, other_ck, train, out), 1);
     expect_mismatch(train, "batch 0");
     /* --vocab that is not the vocabulary of --init */
     snprintf(out, sizeof out, "%s/ft2", dir);
-    cr_assert_eq(sh(FT " --init %s --vocab %s --input %s --output %s --max-steps 2" QUIET, other_ck, vocab, train, out),
+    cr_assert_eq(tb_proc_sh_err(errpath, FT " --init %s --vocab %s --input %s --output %s --max-steps 2" QUIET, other_ck, vocab, train, out),
                  1);
     char *e = err_text();
     cr_expect(strstr(e, "--vocab") && strstr(e, hash_same) && strstr(e, hash_other), "%s", e);
     free(e);
     /* a random model with --vocab: the batches are checked against it */
     snprintf(out, sizeof out, "%s/ft3", dir);
-    cr_assert_eq(sh(FT " --config %s --num-labels 2 --vocab %s --input %s --output %s --max-steps 2" QUIET, cfg, other,
+    cr_assert_eq(tb_proc_sh_err(errpath, FT " --config %s --num-labels 2 --vocab %s --input %s --output %s --max-steps 2" QUIET, cfg, other,
                     train, out),
                  1);
     expect_mismatch(train, "batch 0");
@@ -217,7 +202,7 @@ Test(robust_vocab, finetune_refuses_dev_batches_of_another_vocabulary)
     snprintf(out, sizeof out, "%s/ft", dir);
     snprintf(dev, sizeof dev, "%s/dev-other.tbm", dir);
     write_other_batches(dev, 2);
-    cr_assert_eq(sh(FT " --init %s --input %s --dev %s --output %s --max-steps 2" QUIET, same_ck, train, dev, out), 1);
+    cr_assert_eq(tb_proc_sh_err(errpath, FT " --init %s --input %s --dev %s --output %s --max-steps 2" QUIET, same_ck, train, dev, out), 1);
     expect_mismatch(dev, "batch 0");
 }
 
@@ -228,14 +213,14 @@ Test(robust_vocab, distill_refuses_dev_batches_of_another_vocabulary)
     snprintf(out, sizeof out, "%s/student", dir);
     snprintf(dev, sizeof dev, "%s/dev-other.tbm", dir);
     write_other_batches(dev, 2);
-    cr_assert_eq(sh(EMIT " --teacher %s --input %s --output file:%s --logits --threads 1", same_ck, train, feats), 0);
-    cr_assert_eq(sh(DISTILL " --mode task-stage2 --init %s --input %s --dev %s --output %s --max-steps 2 --no-dropout" QUIET,
+    cr_assert_eq(tb_proc_sh_err(errpath, EMIT " --teacher %s --input %s --output file:%s --logits --threads 1", same_ck, train, feats), 0);
+    cr_assert_eq(tb_proc_sh_err(errpath, DISTILL " --mode task-stage2 --init %s --input %s --dev %s --output %s --max-steps 2 --no-dropout" QUIET,
                     same_ck, feats, dev, out),
                  1);
     expect_mismatch(dev, "batch 0");
     /* the same run with dev batches of its own vocabulary goes through */
     snprintf(out, sizeof out, "%s/student2", dir);
-    cr_expect_eq(sh(DISTILL " --mode task-stage2 --init %s --input %s --dev %s --output %s --max-steps 2 --no-dropout" QUIET,
+    cr_expect_eq(tb_proc_sh_err(errpath, DISTILL " --mode task-stage2 --init %s --input %s --dev %s --output %s --max-steps 2 --no-dropout" QUIET,
                     same_ck, feats, train, out),
                  0);
 }

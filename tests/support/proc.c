@@ -144,13 +144,13 @@ long tb_proc_peak_rss_kb(void)
     return kb;
 }
 
-int tb_proc_sh(const char *fmt, ...)
+/* One command line from fmt/ap, with " 2> 'err_path'" appended when err_path is given. */
+static int vsh(const char *err_path, const char *fmt, va_list ap)
 {
     char cmd[16384];
-    va_list ap;
-    va_start(ap, fmt);
     int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof cmd && err_path)
+        n += snprintf(cmd + n, sizeof cmd - (size_t)n, " 2> '%s'", err_path);
     if (n < 0 || (size_t)n >= sizeof cmd) {
         fprintf(stderr, "tb_proc_sh: command of %d bytes does not fit in %zu\n", n, sizeof cmd);
         return -2;
@@ -158,4 +158,22 @@ int tb_proc_sh(const char *fmt, ...)
     fflush(NULL);
     int st = system(cmd);
     return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int tb_proc_sh(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vsh(NULL, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int tb_proc_sh_err(const char *err_path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vsh(err_path, fmt, ap);
+    va_end(ap);
+    return rc;
 }

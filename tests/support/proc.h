@@ -42,6 +42,8 @@ void tb_proc_rmdir(const char *path);
  * its exit status (0..255), -1 when a signal ended it or it could not run, -2 when the command
  * does not fit in 16 KiB (said on stderr). */
 int tb_proc_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same with the command's stderr written to err_path (replaced on each call). */
+int tb_proc_sh_err(const char *err_path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The process's peak resident set (VmHWM) in KiB, or -1. */
 long tb_proc_peak_rss_kb(void);
